@@ -1,0 +1,366 @@
+"""What one node does, independent of HTTP: add, revoke, feedback, match, status.
+
+``NodeService`` joins the config, the identity keys, the store and the in-memory matcher.
+Every write goes store-first: the record is signed and committed, then the matcher is
+updated with the committed changes, so the index never shows what the store could lose.
+The HTTP layer (``node/api.py``) and federation call into this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from node.config import NodeConfig, PeersConfig
+from node.hasher import hash_image
+from node.keyfile import read_secret_key
+from node.matcher import Matcher
+from node.metrics import NodeMetrics
+from node.store import AsyncStore, Changes, EntryRow, Store, now_ms
+from protocol.errors import SchemaError
+from protocol.hashtypes import get_hash_type
+from protocol.keys import SigningKey
+from protocol.records import (
+    AddBody,
+    Distribution,
+    FeedbackBody,
+    Item,
+    KeyBody,
+    RevokeBody,
+    SignedRecord,
+    Target,
+)
+
+log = logging.getLogger("hashmesh.node")
+
+VERSION = "0.1.0"
+EXPIRY_SWEEP_SECONDS = 60
+
+
+class NotFoundError(Exception):
+    code = "NOT_FOUND"
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class ForbiddenError(Exception):
+    code = "FORBIDDEN"
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Identity:
+    """This node's keys: the origin's root key, the log signer and the transport key."""
+
+    root: SigningKey
+    signer: SigningKey
+    node: SigningKey
+
+    @property
+    def origin(self) -> str:
+        return self.root.id
+
+    @classmethod
+    def load(cls, config: NodeConfig) -> Identity:
+        root = read_secret_key(config.keys.root)
+        signer = (root if config.keys.signing == config.keys.root
+                  else read_secret_key(config.keys.signing))
+        node = root if config.keys.node == config.keys.root else read_secret_key(config.keys.node)
+        return cls(root=root, signer=signer, node=node)
+
+
+@dataclass(frozen=True)
+class HashQuery:
+    type: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Match:
+    """One stored hash within the threshold of a query, with its provenance."""
+
+    entry: EntryRow
+    distance: int
+    threshold: int
+    origin_name: str | None
+    feedback: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.entry
+        return {
+            "record": e.record,
+            "item": f"{e.record}/{e.item}",
+            "origin": e.origin,
+            "origin_name": self.origin_name,
+            "list": e.list,
+            "labels": list(e.labels),
+            "tier": e.tier,
+            "hash": {"type": e.hash_type, "value": e.value, "quality": e.quality},
+            "distance": self.distance,
+            "threshold": self.threshold,
+            "expires": e.expires,
+            "feedback": self.feedback,
+        }
+
+
+class NodeService:
+    """One organisation's node: its store, index and keys."""
+
+    def __init__(self, config: NodeConfig, identity: Identity, store: AsyncStore,
+                 matcher: Matcher, peers: PeersConfig) -> None:
+        self.config = config
+        self.identity = identity
+        self.store = store
+        self.matcher = matcher
+        self.peers = peers
+        self.metrics = NodeMetrics()
+        self.started = time.time()
+        self._sweeper: asyncio.Task[None] | None = None
+        self.on_local_record: list[Any] = []
+
+    @classmethod
+    async def open(cls, config: NodeConfig, identity: Identity | None = None) -> NodeService:
+        """Open the store, make sure the signing key is authorised, and load the index."""
+        identity = identity or Identity.load(config)
+        store = AsyncStore(Store(config.db_path))
+        service = cls(config, identity, store, Matcher(), config.load_peers())
+        await service._authorise_signer()
+        await service.reload_index()
+        return service
+
+    async def start_background(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_expired_forever())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            try:
+                await self._sweeper
+            except asyncio.CancelledError:
+                pass
+        self.store.close()
+
+    @property
+    def origin(self) -> str:
+        return self.identity.origin
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def add(self, items: Sequence[Item], dist: Distribution, actor: str
+                  ) -> list[SignedRecord]:
+        """Sign the items in as few ``add`` records as the per-record limit allows."""
+        size = self.config.limits.max_items_per_record
+        records = []
+        for start in range(0, len(items), size):
+            body = AddBody(tuple(items[start:start + size]))
+            records.append(await self._sign(body, dist, actor))
+        return records
+
+    async def revoke(self, targets: Sequence[Target], reason: str, actor: str) -> SignedRecord:
+        """Revoke our own records or items. Revocations travel everywhere (scope ``all``)."""
+        for index, target in enumerate(targets):
+            await self._check_own_add(target, f"targets[{index}]")
+        return await self._sign(RevokeBody(tuple(targets), reason), Distribution(), actor)
+
+    async def feedback(self, target: Target, verdict: str, note: str | None,
+                       actor: str) -> SignedRecord:
+        raw = await self.store.read(lambda s: s.record_bytes(target.record))
+        if raw is None:
+            raise NotFoundError(f"no record {target.record}", "target")
+        return await self._sign(FeedbackBody(target, verdict, note), Distribution(), actor)
+
+    async def _sign(self, body: AddBody | RevokeBody | FeedbackBody | KeyBody,
+                    dist: Distribution, actor: str) -> SignedRecord:
+        record, changes = await self.store.write(lambda s: s.append_local(
+            signer=self.identity.signer if body.TYPE != "key" else self.identity.root,
+            origin=self.origin, body=body, dist=dist, actor=actor))
+        self.apply_changes(changes)
+        self.metrics.records_signed.labels(record.head.type).inc()
+        log.info("signed %s seq=%d id=%s by %s", record.head.type, record.head.seq,
+                 record.id, actor)
+        for callback in self.on_local_record:
+            callback(record)
+        return record
+
+    async def _check_own_add(self, target: Target, path: str) -> None:
+        entries = await self.store.read(lambda s: s.item_entries(target.record, target.item))
+        if not entries:
+            raw = await self.store.read(lambda s: s.record_bytes(target.record))
+            what = "record" if raw is None else "item"
+            raise NotFoundError(f"no {what} {target.ref} with hashes in this node", path)
+        if entries[0].origin != self.origin:
+            raise ForbiddenError(f"{target.ref} belongs to origin {entries[0].origin}; only "
+                                 "its origin can revoke it", path)
+
+    async def _authorise_signer(self) -> None:
+        """A separate signing key is authorised by a ``key`` record before it signs."""
+        signer = self.identity.signer.id
+        if signer == self.origin:
+            return
+        ring = await self.store.read(lambda s: s.keyring(self.origin))
+        if signer not in ring.active_keys():
+            await self._sign(KeyBody(signer), Distribution(), "node")
+
+    def apply_changes(self, changes: Changes) -> None:
+        """Bring the matcher in line with a committed write."""
+        for entry in changes.added:
+            self.matcher.add(entry.entry_id, entry.hash_type, entry.value)
+        for entry_id in changes.removed:
+            self.matcher.remove(entry_id)
+        self._update_gauges()
+
+    async def reload_index(self) -> None:
+        """(Re)build the matcher from the hashes in force; no signature is re-verified."""
+        matcher = Matcher()
+        types = await self.store.read(lambda s: s.active_hash_types())
+        for hash_type in types:
+            ids, values = await self.store.read(partial(Store.active_entries,
+                                                        hash_type=hash_type))
+            matcher.bulk_load(hash_type, ids, values)
+        self.matcher = matcher
+        self._update_gauges()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def threshold(self, hash_type: str, override: int | None, path: str) -> int:
+        kind = get_hash_type(hash_type, path)
+        if override is None:
+            return self.config.match.threshold_for(kind.name)
+        if not 0 <= override <= kind.max_threshold:
+            raise SchemaError(f"{kind.name} threshold must be between 0 and "
+                              f"{kind.max_threshold}, got {override}", path)
+        return override
+
+    async def match(self, queries: Sequence[HashQuery], thresholds: dict[str, int],
+                    lists: frozenset[str] | None, actor: str) -> list[dict[str, Any]]:
+        """For each query hash, every stored hash in force within the threshold."""
+        started = time.perf_counter()
+        hits: list[tuple[HashQuery, int, list[tuple[int, int]]]] = []
+        for query in queries:
+            threshold = self.config.match.threshold_for(query.type)
+            threshold = thresholds.get(query.type, threshold)
+            found = self.matcher.query(query.type, query.value, threshold)
+            hits.append((query, threshold, found))
+            self.metrics.match_queries.labels(query.type).inc()
+        entry_ids = {entry_id for _, _, found in hits for entry_id, _ in found}
+        entries = await self.store.read(lambda s: s.entries(entry_ids)) if entry_ids else {}
+        refs = {ref for e in entries.values() for ref in (e.record, f"{e.record}/{e.item}")}
+        feedback = await self.store.read(lambda s: s.feedback_counts(refs)) if refs else {}
+        now = now_ms()
+        results = []
+        for query, threshold, found in hits:
+            matches = [
+                Match(entries[entry_id], distance, threshold, self.origin_name(
+                    entries[entry_id].origin), _merge(feedback, entries[entry_id]))
+                for entry_id, distance in found
+                if _in_force(entries.get(entry_id), now, lists)
+            ]
+            self.metrics.match_hits.labels(query.type).inc(len(matches))
+            results.append({"query": {"type": query.type, "value": query.value},
+                            "threshold": threshold, "matches": [m.to_json() for m in matches]})
+        self.metrics.match_seconds.observe(time.perf_counter() - started)
+        if any(r["matches"] for r in results):
+            await self.store.write(lambda s: s.audit(actor, "match", {
+                "queries": len(queries),
+                "matched_records": sorted({e.record for e in entries.values()})}))
+        return results
+
+    async def match_image(self, data: bytes, thresholds: dict[str, int],
+                          lists: frozenset[str] | None, actor: str) -> dict[str, Any]:
+        """Hash image bytes in memory (never stored) and match every hash."""
+        loop = asyncio.get_running_loop()
+        computed = await loop.run_in_executor(None, hash_image, data)
+        queries = [HashQuery(h.type, h.value) for h in computed]
+        results = await self.match(queries, thresholds, lists, actor)
+        return {
+            "hashes": [{"type": h.type, "value": h.value, "quality": h.quality}
+                       for h in computed],
+            "results": results,
+        }
+
+    def origin_name(self, origin: str) -> str | None:
+        if origin == self.origin:
+            return self.config.name
+        for peer in self.peers.peers:
+            if peer.origin is not None and peer.origin.id == origin:
+                return peer.name
+        return None
+
+    async def record(self, record_id: str) -> dict[str, Any]:
+        raw = await self.store.read(lambda s: s.record_bytes(record_id))
+        if raw is None:
+            raise NotFoundError(f"no record {record_id}", "id")
+        record = SignedRecord.from_bytes(raw)
+        entries = await self.store.read(lambda s: s.item_entries(record_id))
+        return {
+            "id": record.id,
+            "record": record.to_json(),
+            "hashes": [{"item": f"{e.record}/{e.item}", "type": e.hash_type, "value": e.value,
+                        "active": e.active} for e in entries],
+        }
+
+    async def status(self) -> dict[str, Any]:
+        counts = await self.store.read(lambda s: s.counts())
+        frozen = await self.store.read(lambda s: s.frozen())
+        head = await self.store.read(lambda s: s.head(self.origin))
+        return {
+            "name": self.config.name,
+            "origin": self.origin,
+            "signing_key": self.identity.signer.id,
+            "node_key": self.identity.node.id,
+            "version": VERSION,
+            "head": None if head is None else head.to_json(),
+            "counts": counts,
+            "index": {t: self.matcher.count(t) for t in _ALL_TYPES if self.matcher.count(t)},
+            "frozen_origins": frozen,
+            "peers": len(self.peers.peers),
+            "uptime_seconds": int(time.time() - self.started),
+        }
+
+    def _update_gauges(self) -> None:
+        for hash_type in _ALL_TYPES:
+            self.metrics.hashes_active.labels(hash_type).set(self.matcher.count(hash_type))
+        self.metrics.index_bytes.set(self.matcher.memory_bytes())
+
+    async def _sweep_expired_forever(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+            await self.sweep_expired()
+
+    async def sweep_expired(self) -> int:
+        """Drop expired hashes from the index (the store keeps them; queries filter too)."""
+        expired = await self.store.read(lambda s: s.expired_entries(now_ms()))
+        for entry_id in expired:
+            self.matcher.remove(entry_id)
+        if expired:
+            self._update_gauges()
+        return len(expired)
+
+
+_ALL_TYPES = ("pdq", "phash", "dhash", "ahash", "whash", "md5", "sha256", "photodna")
+
+
+def _in_force(entry: EntryRow | None, now: int, lists: frozenset[str] | None) -> bool:
+    if entry is None or not entry.active:
+        return False
+    if entry.expires is not None and entry.expires <= now:
+        return False
+    return lists is None or entry.list in lists
+
+
+def _merge(feedback: dict[str, dict[str, int]], entry: EntryRow) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for ref in (entry.record, f"{entry.record}/{entry.item}"):
+        for verdict, n in feedback.get(ref, {}).items():
+            total[verdict] = total.get(verdict, 0) + n
+    return total

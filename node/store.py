@@ -1,0 +1,516 @@
+"""The node's SQLite store: the only module that touches the database.
+
+Writes go through one writer (one connection, one thread) in explicit ``BEGIN IMMEDIATE``
+transactions with ``synchronous=FULL`` in WAL mode, so an acknowledged write survives
+``kill -9`` and power loss. Reads use their own connections (one per reader thread) and never
+block the writer. ``AsyncStore`` runs both off the event loop.
+
+Signing a local record, inserting it and advancing the origin's head happen in one
+transaction: a crash can neither leave a gap nor reuse a seq.
+
+Derived tables (``entries``, ``revoked``, ``feedback``, ``keys``) are updated in the same
+transaction as the record that changes them, and every write returns the ``Changes`` that the
+in-memory matcher must apply once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from node.schema import create_schema
+from protocol.errors import ChainError
+from protocol.evidence import Evidence
+from protocol.keys import SigningKey
+from protocol.log import LogHead, append, check_next
+from protocol.records import (
+    AddBody,
+    Body,
+    Distribution,
+    FeedbackBody,
+    KeyBody,
+    KeyRevokeBody,
+    RevokeBody,
+    SignedRecord,
+)
+from protocol.signing import KeyGrant, KeyRing
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """A store operation that cannot proceed (frozen origin, conflicting seq)."""
+
+    code = "STORE_ERROR"
+
+
+class OriginFrozenError(StoreError):
+    """The origin is frozen after equivocation or a restored backup; nothing is signed."""
+
+    code = "ORIGIN_FROZEN"
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    entry_id: int
+    hash_type: str
+    value: str
+
+
+@dataclass
+class Changes:
+    """What a committed write changed in the hashes in force (for the matcher)."""
+
+    added: list[NewEntry] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+
+    def extend(self, other: Changes) -> None:
+        self.added.extend(other.added)
+        self.removed.extend(other.removed)
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One hash in the store with the provenance a match answer carries."""
+
+    entry_id: int
+    record: str
+    item: int
+    origin: str
+    hash_type: str
+    value: str
+    quality: int | None
+    list: str
+    labels: tuple[str, ...]
+    tier: str
+    expires: int | None
+    active: bool
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a connection in autocommit mode with the pragmas every connection needs."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Store:
+    """Synchronous store. Write methods must run on one thread (``AsyncStore`` ensures it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = connect(self.path)
+        create_schema(self.conn)
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+
+    def close(self) -> None:
+        for conn in self._reader_conns:
+            conn.close()
+        self.conn.close()
+
+    # -- transactions and connections -------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction on the writer connection."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (created on first use)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            self._reader_conns.append(conn)
+        return conn
+
+    # -- writes -----------------------------------------------------------------------
+
+    def append_local(self, *, signer: SigningKey, origin: str, body: Body,
+                     dist: Distribution | None = None, actor: str = "local",
+                     ts: int | None = None) -> tuple[SignedRecord, Changes]:
+        """Sign the next record of our own log, store it and apply it, in one transaction."""
+        with self.transaction() as conn:
+            self._check_not_frozen(conn, origin)
+            head = _head(conn, origin)
+            record = append(head, signer=signer, origin=origin, body=body,
+                            now_ms=now_ms() if ts is None else ts, dist=dist)
+            changes = self._insert(conn, record, source="local")
+            self._audit(conn, actor, f"sign_{record.head.type}",
+                        {"record": record.id, "seq": record.head.seq})
+        return record, changes
+
+    def ingest(self, records: Iterable[SignedRecord], *, source: str,
+               cursor: tuple[str, str, int] | None = None) -> Changes:
+        """Store verified records that extend their origins' heads, in one transaction.
+
+        Signatures and key validity were checked by the caller; chain linkage is re-checked
+        here against the committed head, so two concurrent pulls cannot interleave. A record
+        already held is skipped, except that a held stub is completed by its body. The
+        optional ``cursor`` ``(peer, origin, seq)`` advances in the same transaction.
+        """
+        changes = Changes()
+        with self.transaction() as conn:
+            for record in records:
+                existing = conn.execute("SELECT id, stub FROM records WHERE origin=? AND seq=?",
+                                        (record.head.origin, record.head.seq)).fetchone()
+                if existing is not None:
+                    if existing[0] != record.id:
+                        raise ChainError(f"conflicting record at seq {record.head.seq}",
+                                         "record.head.seq")
+                    if existing[1] and record.body is not None:
+                        changes.extend(self._complete_stub(conn, record))
+                    continue
+                self._check_not_frozen(conn, record.head.origin)
+                check_next(_head(conn, record.head.origin), record)
+                changes.extend(self._insert(conn, record, source=source))
+            if cursor is not None:
+                self._set_cursor(conn, *cursor)
+        return changes
+
+    def freeze(self, origin: str, seq: int, evidence: Evidence | None, reason: str) -> None:
+        """Freeze ``origin`` at ``seq``: no more records of it are accepted or signed."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO origins (origin, head_seq, frozen_seq) VALUES (?, 0, ?) "
+                "ON CONFLICT(origin) DO UPDATE SET frozen_seq = "
+                "MIN(COALESCE(frozen_seq, excluded.frozen_seq), excluded.frozen_seq)",
+                (origin, seq))
+            if evidence is not None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO evidence (origin, seq, first_id, second_id, evidence,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (origin, evidence.seq, evidence.first.id, evidence.second.id,
+                     json.dumps(evidence.to_json(), sort_keys=True), now_ms()))
+            self._audit(conn, "node", "freeze_origin",
+                        {"origin": origin, "seq": seq, "reason": reason})
+
+    def unfreeze(self, origin: str, actor: str) -> None:
+        """Operator action after resolving an equivocation or restored backup."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE origins SET frozen_seq = NULL WHERE origin = ?", (origin,))
+            self._audit(conn, actor, "unfreeze_origin", {"origin": origin})
+
+    def audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            self._audit(conn, actor, action, detail)
+
+    def set_cursor(self, peer: str, origin: str, seq: int) -> None:
+        with self.transaction() as conn:
+            self._set_cursor(conn, peer, origin, seq)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def head(self, origin: str) -> LogHead | None:
+        return _head(self.reader(), origin)
+
+    def heads(self) -> list[LogHead]:
+        rows = self.reader().execute(
+            "SELECT origin, head_seq, head_id, head_ts FROM origins WHERE head_seq > 0 "
+            "ORDER BY origin").fetchall()
+        return [LogHead(*row) for row in rows]
+
+    def frozen(self) -> dict[str, int]:
+        rows = self.reader().execute(
+            "SELECT origin, frozen_seq FROM origins WHERE frozen_seq IS NOT NULL").fetchall()
+        return dict(rows)
+
+    def keyring(self, origin: str) -> KeyRing:
+        rows = self.reader().execute(
+            "SELECT key, authorised_at, revoked_at FROM keys WHERE origin=?", (origin,))
+        return KeyRing(origin, {key: KeyGrant(key, at, revoked) for key, at, revoked in rows})
+
+    def record_bytes(self, record_id: str) -> bytes | None:
+        row = self.reader().execute("SELECT raw FROM records WHERE id=?",
+                                    (record_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def record_at(self, origin: str, seq: int) -> bytes | None:
+        row = self.reader().execute("SELECT raw FROM records WHERE origin=? AND seq=?",
+                                    (origin, seq)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def log_rows(self, origin: str, after: int, limit: int) -> list[sqlite3.Row]:
+        """Records of one origin after ``after`` in seq order, with their policy columns."""
+        conn = self.reader()
+        cursor = conn.execute(
+            "SELECT seq, type, scope, grp, jurisdictions, lists, labels, stub, raw "
+            "FROM records WHERE origin=? AND seq>? ORDER BY seq LIMIT ?",
+            (origin, after, limit))
+        cursor.row_factory = sqlite3.Row
+        return cursor.fetchall()
+
+    def all_records(self) -> Iterator[bytes]:
+        """Every stored record, per origin in seq order (for export and verify)."""
+        for (raw,) in self.reader().execute("SELECT raw FROM records ORDER BY origin, seq"):
+            yield bytes(raw)
+
+    def key_records(self, origin: str) -> list[bytes]:
+        rows = self.reader().execute(
+            "SELECT raw FROM records WHERE origin=? AND type IN ('key', 'key_revoke') "
+            "ORDER BY seq", (origin,)).fetchall()
+        return [bytes(raw) for (raw,) in rows]
+
+    def active_entries(self, hash_type: str) -> tuple[list[int], list[str]]:
+        """Ids and values of every hash in force of one type, for loading the matcher."""
+        rows = self.reader().execute(
+            "SELECT id, value FROM entries WHERE active=1 AND hash_type=? "
+            "AND (expires IS NULL OR expires > ?)", (hash_type, now_ms())).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def active_hash_types(self) -> list[str]:
+        rows = self.reader().execute(
+            "SELECT DISTINCT hash_type FROM entries WHERE active=1").fetchall()
+        return [r[0] for r in rows]
+
+    def expired_entries(self, now: int) -> list[int]:
+        rows = self.reader().execute(
+            "SELECT id FROM entries WHERE active=1 AND expires IS NOT NULL AND expires <= ?",
+            (now,)).fetchall()
+        return [r[0] for r in rows]
+
+    def entries(self, entry_ids: Iterable[int]) -> dict[int, EntryRow]:
+        ids = list(entry_ids)
+        result: dict[int, EntryRow] = {}
+        conn = self.reader()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                    "SELECT id, record, item, origin, hash_type, value, quality, list, labels,"
+                    f" tier, expires, active FROM entries WHERE id IN ({marks})", chunk):
+                result[row[0]] = _entry_row(row)
+        return result
+
+    def item_entries(self, record_id: str, item: int | None = None) -> list[EntryRow]:
+        """The stored hashes of a record (or one item of it)."""
+        conn = self.reader()
+        query = "SELECT id FROM entries WHERE record=?"
+        params: list[Any] = [record_id]
+        if item is not None:
+            query += " AND item=?"
+            params.append(item)
+        ids = [r[0] for r in conn.execute(query, params)]
+        return sorted(self.entries(ids).values(), key=lambda e: e.entry_id)
+
+    def feedback_counts(self, refs: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Latest-verdict counts from the whole federation, per record id or item ref."""
+        wanted = list(set(refs))
+        counts: dict[str, dict[str, int]] = {}
+        conn = self.reader()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for target, verdict, n in conn.execute(
+                    f"SELECT target, verdict, COUNT(*) FROM feedback WHERE target IN ({marks}) "
+                    "GROUP BY target, verdict", chunk):
+                counts.setdefault(target, {})[verdict] = n
+        return counts
+
+    def counts(self) -> dict[str, int]:
+        conn = self.reader()
+
+        def scalar(sql: str) -> int:
+            return int(conn.execute(sql).fetchone()[0])
+
+        return {
+            "records": scalar("SELECT COUNT(*) FROM records"),
+            "origins": scalar("SELECT COUNT(*) FROM origins WHERE head_seq > 0"),
+            "hashes_active": scalar("SELECT COUNT(*) FROM entries WHERE active=1"),
+            "hashes_revoked": scalar("SELECT COUNT(*) FROM entries WHERE active=0"),
+            "feedback": scalar("SELECT COUNT(*) FROM feedback"),
+            "evidence": scalar("SELECT COUNT(*) FROM evidence"),
+            "frozen_origins": scalar("SELECT COUNT(*) FROM origins WHERE frozen_seq IS NOT NULL"),
+        }
+
+    def evidence(self) -> list[dict[str, Any]]:
+        rows = self.reader().execute("SELECT evidence FROM evidence ORDER BY id").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def cursor(self, peer: str, origin: str) -> int:
+        row = self.reader().execute("SELECT seq FROM cursors WHERE peer=? AND origin=?",
+                                    (peer, origin)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.reader().execute(
+            "SELECT ts, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?",
+            (limit,)).fetchall()
+        return [{"ts": ts, "actor": actor, "action": action, "detail": json.loads(detail)}
+                for ts, actor, action, detail in rows]
+
+    # -- internals (writer connection, inside a transaction) ---------------------------
+
+    def _insert(self, conn: sqlite3.Connection, record: SignedRecord, source: str) -> Changes:
+        head = record.head
+        lists, labels = _policy_columns(record.body)
+        conn.execute(
+            "INSERT INTO records (id, origin, seq, type, scope, grp, jurisdictions, lists, labels,"
+            " stub, raw, received_at, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (record.id, head.origin, head.seq, head.type, head.dist.scope, head.dist.group,
+             json.dumps(list(head.dist.jurisdictions)), lists, labels, int(record.is_stub),
+             record.raw, now_ms(), source))
+        conn.execute(
+            "INSERT INTO origins (origin, head_seq, head_id, head_ts) VALUES (?,?,?,?) "
+            "ON CONFLICT(origin) DO UPDATE SET head_seq=excluded.head_seq, "
+            "head_id=excluded.head_id, head_ts=excluded.head_ts",
+            (head.origin, head.seq, record.id, head.ts))
+        return self._apply(conn, record)
+
+    def _complete_stub(self, conn: sqlite3.Connection, record: SignedRecord) -> Changes:
+        lists, labels = _policy_columns(record.body)
+        conn.execute("UPDATE records SET raw=?, stub=0, lists=?, labels=? WHERE id=?",
+                     (record.raw, lists, labels, record.id))
+        return self._apply(conn, record)
+
+    def _apply(self, conn: sqlite3.Connection, record: SignedRecord) -> Changes:
+        body = record.body
+        if isinstance(body, AddBody):
+            return _apply_add(conn, record, body)
+        if isinstance(body, RevokeBody):
+            return _apply_revoke(conn, record, body)
+        if isinstance(body, FeedbackBody):
+            conn.execute(
+                "INSERT INTO feedback (origin, target, seq, verdict, note, record) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(origin, target) DO UPDATE SET "
+                "seq=excluded.seq, verdict=excluded.verdict, note=excluded.note, "
+                "record=excluded.record WHERE excluded.seq > feedback.seq",
+                (record.head.origin, body.target.ref, record.head.seq, body.verdict, body.note,
+                 record.id))
+        elif isinstance(body, KeyBody):
+            conn.execute(
+                "INSERT INTO keys (origin, key, authorised_at) VALUES (?,?,?) "
+                "ON CONFLICT(origin, key) DO UPDATE SET authorised_at=excluded.authorised_at, "
+                "revoked_at=NULL WHERE keys.revoked_at IS NOT NULL",
+                (record.head.origin, body.signing_key, record.head.seq))
+        elif isinstance(body, KeyRevokeBody):
+            conn.execute("UPDATE keys SET revoked_at=? WHERE origin=? AND key=? "
+                         "AND revoked_at IS NULL",
+                         (record.head.seq, record.head.origin, body.signing_key))
+        return Changes()
+
+    def _check_not_frozen(self, conn: sqlite3.Connection, origin: str) -> None:
+        row = conn.execute("SELECT frozen_seq FROM origins WHERE origin=?",
+                           (origin,)).fetchone()
+        if row is not None and row[0] is not None:
+            raise OriginFrozenError(
+                f"origin {origin} is frozen at seq {row[0]} (equivocation or restored backup); "
+                "an operator must resolve it first")
+
+    def _audit(self, conn: sqlite3.Connection, actor: str, action: str,
+               detail: dict[str, Any]) -> None:
+        conn.execute("INSERT INTO audit (ts, actor, action, detail) VALUES (?,?,?,?)",
+                     (now_ms(), actor, action, json.dumps(detail, sort_keys=True)))
+
+    def _set_cursor(self, conn: sqlite3.Connection, peer: str, origin: str, seq: int) -> None:
+        conn.execute(
+            "INSERT INTO cursors (peer, origin, seq) VALUES (?,?,?) ON CONFLICT(peer, origin) "
+            "DO UPDATE SET seq=MAX(cursors.seq, excluded.seq)", (peer, origin, seq))
+
+
+def _head(conn: sqlite3.Connection, origin: str) -> LogHead | None:
+    row = conn.execute("SELECT head_seq, head_id, head_ts FROM origins WHERE origin=? "
+                       "AND head_seq > 0", (origin,)).fetchone()
+    return None if row is None else LogHead(origin, row[0], row[1], row[2])
+
+
+def _entry_row(row: tuple[Any, ...]) -> EntryRow:
+    return EntryRow(
+        entry_id=row[0], record=row[1], item=row[2], origin=row[3], hash_type=row[4],
+        value=row[5], quality=row[6], list=row[7], labels=tuple(json.loads(row[8] or "[]")),
+        tier=row[9], expires=row[10], active=bool(row[11]))
+
+
+def _policy_columns(body: Body | None) -> tuple[str | None, str | None]:
+    """The lists and labels a record's body touches, for per-peer filtering of log pages."""
+    if not isinstance(body, AddBody):
+        return None, None
+    lists = sorted({item.list for item in body.items})
+    labels = sorted({label for item in body.items for label in item.labels})
+    return json.dumps(lists), json.dumps(labels)
+
+
+def _is_revoked(conn: sqlite3.Connection, origin: str, record_id: str, index: int) -> bool:
+    row = conn.execute("SELECT 1 FROM revoked WHERE origin=? AND ref IN (?, ?)",
+                       (origin, record_id, f"{record_id}/{index}")).fetchone()
+    return row is not None
+
+
+def _apply_add(conn: sqlite3.Connection, record: SignedRecord, body: AddBody) -> Changes:
+    changes = Changes()
+    origin = record.head.origin
+    for index, item in enumerate(body.items):
+        active = not _is_revoked(conn, origin, record.id, index)
+        labels = json.dumps(list(item.labels))
+        for entry in item.hashes:
+            cursor = conn.execute(
+                "INSERT INTO entries (record, item, origin, hash_type, value, quality, list,"
+                " labels, tier, expires, active) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (record.id, index, origin, entry.type, entry.value, entry.quality, item.list,
+                 labels, item.tier, item.expires, int(active)))
+            if active:
+                assert cursor.lastrowid is not None
+                changes.added.append(NewEntry(cursor.lastrowid, entry.type, entry.value))
+    return changes
+
+
+def _apply_revoke(conn: sqlite3.Connection, record: SignedRecord, body: RevokeBody) -> Changes:
+    changes = Changes()
+    origin = record.head.origin
+    for target in body.targets:
+        conn.execute("INSERT OR IGNORE INTO revoked (origin, ref, revoke_record, reason) "
+                     "VALUES (?,?,?,?)", (origin, target.ref, record.id, body.reason))
+        query = "UPDATE entries SET active=0 WHERE origin=? AND record=? AND active=1"
+        params: list[Any] = [origin, target.record]
+        if target.item is not None:
+            query += " AND item=?"
+            params.append(target.item)
+        rows = conn.execute(query + " RETURNING id", params).fetchall()
+        changes.removed.extend(r[0] for r in rows)
+    return changes
+
+
+class AsyncStore:
+    """Runs ``Store`` writes on one writer thread and reads on a small reader pool."""
+
+    def __init__(self, store: Store, readers: int = 2) -> None:
+        self.store = store
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._readers = ThreadPoolExecutor(max_workers=readers,
+                                           thread_name_prefix="store-reader")
+
+    async def write(self, fn: Callable[[Store], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, self.store)
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn, self.store)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.store.close()

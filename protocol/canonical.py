@@ -1,0 +1,142 @@
+"""Canonical JSON: RFC 8785 (JCS) under hashmesh's strict value rules.
+
+Signatures cover exact bytes, so every implementation must produce the same bytes for the
+same record. JCS fixes key order, string escaping and number form; on top of it hashmesh
+allows only the JSON values whose encoding cannot drift between languages:
+
+* objects with ASCII string keys, arrays, strings, ``true``/``false``/``null``;
+* integers with ``|n| < 2**53`` (no floats, no NaN/Infinity, no exponent forms);
+* no duplicate keys.
+
+``decode`` parses bytes under these rules and then insists that they re-encode to exactly
+the same bytes, so a record has one and only one valid encoding.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import rfc8785
+
+from protocol.errors import EncodingError, NonCanonicalError, OversizeError
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+Json = dict[str, Any] | list[Any] | str | int | bool | None
+
+
+def encode(value: object, path: str = "") -> bytes:
+    """Encode ``value`` to canonical bytes, refusing anything outside the strict rules."""
+    check_value(value, path)
+    try:
+        return rfc8785.dumps(cast(Json, value))
+    except (rfc8785.CanonicalizationError, UnicodeError) as exc:
+        raise EncodingError(f"cannot be canonicalised: {exc}", path) from None
+
+
+def decode(data: bytes, *, max_bytes: int, path: str = "") -> dict[str, Any]:
+    """Parse canonical bytes of one JSON object; raise a located error for anything else."""
+    if len(data) > max_bytes:
+        raise OversizeError(f"{len(data)} bytes exceeds the limit of {max_bytes}", path)
+    value = parse(data, path)
+    if not isinstance(value, dict):
+        raise EncodingError(f"expected a JSON object, got {type_name(value)}", path)
+    if encode(value, path) != data:
+        raise NonCanonicalError("bytes are not in RFC 8785 canonical form", path)
+    return value
+
+
+def parse(data: bytes, path: str = "") -> Json:
+    """Parse JSON strictly (UTF-8, no floats, no duplicate keys) without the canonical check."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EncodingError(f"not valid UTF-8 at byte {exc.start}", path) from None
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicate_keys,
+            parse_float=_reject_float,
+            parse_constant=_reject_constant,
+        )
+    except _StrictJsonError as exc:
+        raise EncodingError(str(exc), path) from None
+    except json.JSONDecodeError as exc:
+        raise EncodingError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                            path) from None
+    except RecursionError:
+        raise EncodingError("JSON nested too deeply", path) from None
+    except ValueError as exc:
+        raise EncodingError(f"malformed JSON: {exc}", path) from None
+    check_value(value, path)
+    return cast(Json, value)
+
+
+def check_value(value: object, path: str = "") -> None:
+    """Raise ``EncodingError`` at the first value that hashmesh's JSON does not allow."""
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise EncodingError("integer outside the safe range |n| < 2^53", path)
+        return
+    if isinstance(value, float):
+        raise EncodingError("floats are not allowed; use an integer", path)
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key.isascii():
+                raise EncodingError(f"object key {key!r} is not an ASCII string", path)
+            check_value(item, join(path, key))
+        return
+    if isinstance(value, Sequence):
+        for index, item in enumerate(value):
+            check_value(item, f"{path}[{index}]")
+        return
+    raise EncodingError(f"{type_name(value)} is not a JSON value", path)
+
+
+def join(path: str, key: str) -> str:
+    """Extend a field location: ``join("body", "items") == "body.items"``."""
+    return f"{path}.{key}" if path else key
+
+
+def type_name(value: object) -> str:
+    """Name a JSON value's type as a person reading the error would: object, array, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    return type(value).__name__
+
+
+class _StrictJsonError(ValueError):
+    pass
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _StrictJsonError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_float(text: str) -> float:
+    raise _StrictJsonError(f"floats are not allowed ({text}); use an integer")
+
+
+def _reject_constant(text: str) -> float:
+    raise _StrictJsonError(f"{text} is not allowed")

@@ -1,0 +1,495 @@
+"""The wire structure of hashmesh records.
+
+A *signed record* travels and is stored as one line of canonical JSON (RFC 8785)::
+
+    {"body": {...}, "head": {...}, "sig": "<base64url Ed25519 signature>"}
+
+The signature covers only the ``head``; the head commits to the body through ``digest``
+(SHA-256 of the body's canonical bytes). This split lets a relay forward a *stub* (head and
+signature, body withheld) when the record's distribution or a peer's list policy forbids the
+body from travelling further: the origin's hash chain stays verifiable end to end, and a
+withheld body is visible as a stub rather than as a silent gap.
+
+Every class here is a frozen dataclass with ``from_json(value, path)`` and ``to_json()``.
+``from_json`` validates strictly (unknown fields and types are errors, each located by path).
+Signing and verification live in ``protocol/signing.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Literal
+
+from protocol import canonical
+from protocol.errors import (
+    DigestMismatchError,
+    NonCanonicalError,
+    OversizeError,
+    SchemaError,
+    UnknownTypeError,
+)
+from protocol.fields import Fields, check_integer, check_string, check_unique
+from protocol.hashtypes import get_hash_type
+from protocol.keys import PublicKey, b64url_decode, b64url_encode
+
+VERSION = 1
+DOMAIN = b"hashmesh/record/v1\n"
+MAX_RECORD_BYTES = 65_536
+MAX_ITEMS = 256
+MAX_HASHES_PER_ITEM = 8
+MAX_LABELS = 16
+MAX_TARGETS = 256
+MAX_JURISDICTIONS = 32
+MAX_NOTE_LENGTH = 280
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+LABEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
+JURISDICTION_PATTERN = re.compile(r"[A-Z]{2}")
+RECORD_ID_PATTERN = re.compile(r"[0-9a-f]{64}")
+
+RecordType = Literal["add", "revoke", "feedback", "key", "key_revoke"]
+RECORD_TYPES: frozenset[str] = frozenset({"add", "revoke", "feedback", "key", "key_revoke"})
+SCOPES: frozenset[str] = frozenset({"all", "group", "peers"})
+TIERS: frozenset[str] = frozenset({"victim_submitted", "helpline_verified", "platform_confirmed"})
+REASONS: frozenset[str] = frozenset({"withdrawn", "erroneous", "expired", "legal_order", "other"})
+VERDICTS: frozenset[str] = frozenset({"confirmed", "not_ncii", "disputed", "actioned"})
+
+
+def signed_message(head_bytes: bytes) -> bytes:
+    """What the Ed25519 signature covers: the domain prefix, then the head's canonical bytes."""
+    return DOMAIN + head_bytes
+
+
+def record_id(head_bytes: bytes, sig: bytes) -> str:
+    """A record's id: SHA-256 (hex) over the signed message followed by the signature."""
+    return hashlib.sha256(signed_message(head_bytes) + sig).hexdigest()
+
+
+def check_record_id(value: object, path: str) -> str:
+    """A record id is 64 lowercase hex characters (a SHA-256)."""
+    return check_string(value, path, pattern=RECORD_ID_PATTERN, max_length=64, what="record id")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How far a record's body may travel: ``all``, one sharing ``group``, or direct ``peers``.
+
+    ``jurisdictions`` (ISO 3166-1 alpha-2 codes), when given, further restricts the body to
+    peers configured with one of those jurisdictions.
+    """
+
+    scope: str = "all"
+    group: str | None = None
+    jurisdictions: tuple[str, ...] = ()
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"scope", "group", "jurisdictions"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> Distribution:
+        fields = Fields(value, path, cls.FIELDS)
+        scope = fields.choice("scope", SCOPES)
+        group = fields.optional_string("group", pattern=NAME_PATTERN, what="group name")
+        if scope == "group" and group is None:
+            raise SchemaError("required when scope is 'group'", fields.at("group"))
+        if scope != "group" and group is not None:
+            raise SchemaError("only allowed when scope is 'group'", fields.at("group"))
+        jurisdictions: list[str] = []
+        if fields.has("jurisdictions"):
+            raw = fields.array("jurisdictions", min_length=1, max_length=MAX_JURISDICTIONS)
+            jpath = fields.at("jurisdictions")
+            jurisdictions = [
+                check_string(code, f"{jpath}[{i}]", pattern=JURISDICTION_PATTERN,
+                             what="jurisdiction code")
+                for i, code in enumerate(raw)
+            ]
+            check_unique(jurisdictions, jpath, "jurisdiction")
+        return cls(scope, group, tuple(jurisdictions))
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"scope": self.scope}
+        if self.group is not None:
+            result["group"] = self.group
+        if self.jurisdictions:
+            result["jurisdictions"] = list(self.jurisdictions)
+        return result
+
+
+@dataclass(frozen=True)
+class HashEntry:
+    """One hash of a piece of content; ``value`` is normalised by its hash type."""
+
+    type: str
+    value: str
+    quality: int | None = None
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"type", "value", "quality"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> HashEntry:
+        fields = Fields(value, path, cls.FIELDS)
+        hash_type = get_hash_type(fields.raw("type"), fields.at("type"))
+        raw_value = fields.raw("value")
+        normalised = hash_type.validate(raw_value, fields.at("value"))
+        if normalised != raw_value:
+            raise SchemaError(f"{hash_type.name} value must be in normal form "
+                              f"({normalised!r:.80})", fields.at("value"))
+        quality = fields.optional_integer("quality", maximum=100)
+        if quality is not None and hash_type.name != "pdq":
+            raise SchemaError("only pdq hashes carry a quality", fields.at("quality"))
+        return cls(hash_type.name, normalised, quality)
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"type": self.type, "value": self.value}
+        if self.quality is not None:
+            result["quality"] = self.quality
+        return result
+
+
+@dataclass(frozen=True)
+class Item:
+    """One piece of content: its hashes (one per algorithm) and what is known about it."""
+
+    hashes: tuple[HashEntry, ...]
+    list: str
+    labels: tuple[str, ...] = ()
+    tier: str = "victim_submitted"
+    expires: int | None = None
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"hashes", "list", "labels", "tier", "expires"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> Item:
+        fields = Fields(value, path, cls.FIELDS)
+        raw_hashes = fields.array("hashes", min_length=1, max_length=MAX_HASHES_PER_ITEM)
+        hpath = fields.at("hashes")
+        hashes = [HashEntry.from_json(h, f"{hpath}[{i}]") for i, h in enumerate(raw_hashes)]
+        check_unique([h.type for h in hashes], hpath, "hash type")
+        raw_labels = fields.array("labels", max_length=MAX_LABELS) if fields.has("labels") else []
+        lpath = fields.at("labels")
+        labels = [check_string(label, f"{lpath}[{i}]", pattern=LABEL_PATTERN, what="label")
+                  for i, label in enumerate(raw_labels)]
+        check_unique(labels, lpath, "label")
+        return cls(
+            hashes=tuple(hashes),
+            list=fields.string("list", pattern=NAME_PATTERN, what="list name"),
+            labels=tuple(labels),
+            tier=fields.choice("tier", TIERS),
+            expires=fields.optional_integer("expires"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "hashes": [h.to_json() for h in self.hashes],
+            "list": self.list,
+            "tier": self.tier,
+        }
+        if self.labels:
+            result["labels"] = list(self.labels)
+        if self.expires is not None:
+            result["expires"] = self.expires
+        return result
+
+
+@dataclass(frozen=True)
+class Target:
+    """A whole record (``item`` is None) or one item of an ``add`` record."""
+
+    record: str
+    item: int | None = None
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"record", "item"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> Target:
+        fields = Fields(value, path, cls.FIELDS)
+        record = check_record_id(fields.raw("record"), fields.at("record"))
+        return cls(record, fields.optional_integer("item", maximum=MAX_ITEMS - 1))
+
+    @classmethod
+    def parse_ref(cls, ref: str, path: str) -> Target:
+        """Parse the printable form ``<record id>`` or ``<record id>/<item index>``."""
+        record, _, item = ref.partition("/")
+        check_record_id(record, path)
+        if not item:
+            return cls(record)
+        if not item.isdigit() or len(item) > 3:
+            raise SchemaError(f"invalid item index {item!r}", path)
+        return cls(record, check_integer(int(item), path, maximum=MAX_ITEMS - 1))
+
+    @property
+    def ref(self) -> str:
+        return self.record if self.item is None else f"{self.record}/{self.item}"
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"record": self.record}
+        if self.item is not None:
+            result["item"] = self.item
+        return result
+
+
+@dataclass(frozen=True)
+class AddBody:
+    """Adds one or more pieces of content to the origin's lists under a single signature."""
+
+    items: tuple[Item, ...]
+
+    TYPE: ClassVar[str] = "add"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"items"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> AddBody:
+        fields = Fields(value, path, cls.FIELDS)
+        raw = fields.array("items", min_length=1, max_length=MAX_ITEMS)
+        ipath = fields.at("items")
+        return cls(tuple(Item.from_json(item, f"{ipath}[{i}]") for i, item in enumerate(raw)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"items": [item.to_json() for item in self.items]}
+
+
+@dataclass(frozen=True)
+class RevokeBody:
+    """Withdraws earlier ``add`` records (or single items) of the same origin."""
+
+    targets: tuple[Target, ...]
+    reason: str
+
+    TYPE: ClassVar[str] = "revoke"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"targets", "reason"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> RevokeBody:
+        fields = Fields(value, path, cls.FIELDS)
+        raw = fields.array("targets", min_length=1, max_length=MAX_TARGETS)
+        tpath = fields.at("targets")
+        targets = [Target.from_json(t, f"{tpath}[{i}]") for i, t in enumerate(raw)]
+        check_unique([t.ref for t in targets], tpath, "target")
+        return cls(tuple(targets), fields.choice("reason", REASONS))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"targets": [t.to_json() for t in self.targets], "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class FeedbackBody:
+    """A verdict by this origin on a record or item, usually another origin's."""
+
+    target: Target
+    verdict: str
+    note: str | None = None
+
+    TYPE: ClassVar[str] = "feedback"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"target", "verdict", "note"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> FeedbackBody:
+        fields = Fields(value, path, cls.FIELDS)
+        return cls(
+            target=Target.from_json(fields.raw("target"), fields.at("target")),
+            verdict=fields.choice("verdict", VERDICTS),
+            note=fields.optional_string("note", max_length=MAX_NOTE_LENGTH),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"target": self.target.to_json(), "verdict": self.verdict}
+        if self.note is not None:
+            result["note"] = self.note
+        return result
+
+
+@dataclass(frozen=True)
+class KeyBody:
+    """The root key authorises ``signing_key`` to sign this origin's records after this seq."""
+
+    signing_key: str
+
+    TYPE: ClassVar[str] = "key"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"signing_key"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> KeyBody:
+        fields = Fields(value, path, cls.FIELDS)
+        return cls(PublicKey.from_id(fields.raw("signing_key"), fields.at("signing_key")).id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"signing_key": self.signing_key}
+
+
+@dataclass(frozen=True)
+class KeyRevokeBody:
+    """The root key withdraws ``signing_key``: records after this seq signed by it are invalid."""
+
+    signing_key: str
+
+    TYPE: ClassVar[str] = "key_revoke"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"signing_key"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> KeyRevokeBody:
+        fields = Fields(value, path, cls.FIELDS)
+        return cls(PublicKey.from_id(fields.raw("signing_key"), fields.at("signing_key")).id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"signing_key": self.signing_key}
+
+
+Body = AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody
+BODY_CLASSES: dict[str, type[AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody]] = {
+    cls.TYPE: cls for cls in (AddBody, RevokeBody, FeedbackBody, KeyBody, KeyRevokeBody)
+}
+
+
+def body_digest(body: Body) -> str:
+    """SHA-256 (hex) of the body's canonical bytes: what the signed head commits to."""
+    return hashlib.sha256(canonical.encode(body.to_json())).hexdigest()
+
+
+@dataclass(frozen=True)
+class Head:
+    """The signed part of every record: position in the origin's log, signer, and scope."""
+
+    type: str
+    origin: str
+    seq: int
+    prev: str | None
+    key: str
+    ts: int
+    dist: Distribution
+    digest: str
+    v: int = VERSION
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"v", "type", "origin", "seq", "prev", "key", "ts", "dist", "digest"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> Head:
+        fields = Fields(value, path, cls.FIELDS)
+        version = fields.integer("v")
+        if version != VERSION:
+            raise UnknownTypeError(f"unsupported record version {version} (this node speaks "
+                                   f"{VERSION})", fields.at("v"))
+        record_type = fields.choice("type", RECORD_TYPES)
+        seq = fields.integer("seq", minimum=1)
+        prev = _check_prev(fields.raw("prev"), seq, fields.at("prev"))
+        origin = PublicKey.from_id(fields.raw("origin"), fields.at("origin")).id
+        key = PublicKey.from_id(fields.raw("key"), fields.at("key")).id
+        dist = Distribution.from_json(fields.raw("dist"), fields.at("dist"))
+        if record_type in ("key", "key_revoke"):
+            if key != origin:
+                raise SchemaError(f"{record_type} records must be signed by the root key "
+                                  "(key == origin)", fields.at("key"))
+            if dist != Distribution():
+                raise SchemaError(f"{record_type} records must have scope 'all'",
+                                  fields.at("dist"))
+        return cls(
+            type=record_type, origin=origin, seq=seq, prev=prev, key=key,
+            ts=fields.integer("ts"), dist=dist,
+            digest=check_string(fields.raw("digest"), fields.at("digest"),
+                                pattern=RECORD_ID_PATTERN, max_length=64, what="digest"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": self.v, "type": self.type, "origin": self.origin, "seq": self.seq,
+            "prev": self.prev, "key": self.key, "ts": self.ts, "dist": self.dist.to_json(),
+            "digest": self.digest,
+        }
+
+
+def _check_prev(value: object, seq: int, path: str) -> str | None:
+    if seq == 1:
+        if value is not None:
+            raise SchemaError("must be null at seq 1", path)
+        return None
+    return check_record_id(value, path)
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """A head, its signature, and the body unless this is a stub.
+
+    ``raw`` is the exact canonical envelope that was signed/received; nodes store and forward
+    these bytes and never re-serialise a record they did not create.
+    """
+
+    head: Head
+    body: Body | None
+    sig: bytes
+    raw: bytes
+    head_bytes: bytes
+
+    ENVELOPE_FIELDS: ClassVar[frozenset[str]] = frozenset({"head", "body", "sig"})
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str = "record") -> SignedRecord:
+        """Parse one envelope: schema, then canonical bytes, then the body digest.
+
+        Authenticity (key validity and signature) is checked by ``protocol.signing``.
+        """
+        if len(data) > MAX_RECORD_BYTES:
+            raise OversizeError(
+                f"{len(data)} bytes exceeds the record limit of {MAX_RECORD_BYTES}", path)
+        record = cls._from_value(canonical.parse(data, path), path)
+        if record.raw != data:
+            raise NonCanonicalError("bytes are not in RFC 8785 canonical form", path)
+        record.check_digest(path)
+        return record
+
+    @classmethod
+    def from_json(cls, value: object, path: str = "record") -> SignedRecord:
+        """Build from decoded JSON (re-encoded canonically), checking schema and digest."""
+        record = cls._from_value(value, path)
+        record.check_digest(path)
+        return record
+
+    @classmethod
+    def _from_value(cls, value: object, path: str) -> SignedRecord:
+        fields = Fields(value, path, cls.ENVELOPE_FIELDS)
+        head = Head.from_json(fields.raw("head"), fields.at("head"))
+        sig = _decode_sig(fields.raw("sig"), fields.at("sig"))
+        body: Body | None = None
+        if fields.has("body"):
+            body = BODY_CLASSES[head.type].from_json(fields.raw("body"), fields.at("body"))
+        return cls.assemble(head, body, sig)
+
+    def check_digest(self, path: str = "record") -> None:
+        """Raise unless the body (when present) hashes to the digest the head commits to."""
+        if self.body is not None and body_digest(self.body) != self.head.digest:
+            raise DigestMismatchError("body does not match head.digest", f"{path}.body")
+
+    @classmethod
+    def assemble(cls, head: Head, body: Body | None, sig: bytes) -> SignedRecord:
+        envelope: dict[str, Any] = {"head": head.to_json(), "sig": b64url_encode(sig)}
+        if body is not None:
+            envelope["body"] = body.to_json()
+        return cls(head=head, body=body, sig=sig, raw=canonical.encode(envelope),
+                   head_bytes=canonical.encode(envelope["head"]))
+
+    @cached_property
+    def id(self) -> str:
+        """SHA-256 (hex) over the signed message and the signature."""
+        return record_id(self.head_bytes, self.sig)
+
+    @property
+    def is_stub(self) -> bool:
+        return self.body is None
+
+    def stub(self) -> SignedRecord:
+        """The same record with its body withheld; its id and signature are unchanged."""
+        return self if self.body is None else SignedRecord.assemble(self.head, None, self.sig)
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = canonical.parse(self.raw)  # type: ignore[assignment]
+        return result
+
+
+def _decode_sig(value: object, path: str) -> bytes:
+    if not isinstance(value, str):
+        raise SchemaError("expected a base64url string", path)
+    try:
+        return b64url_decode(value, length=64, what="signature", path=path)
+    except SchemaError as exc:
+        raise SchemaError(exc.reason, path) from None
