@@ -36,6 +36,7 @@ from protocol.records import RECORD_ID_PATTERN
 log = logging.getLogger("hashmesh.api")
 
 SERVICE_KEY = web.AppKey("service", NodeService)
+ACTOR_KEY = web.RequestKey("actor", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PUBLIC_ROUTES = frozenset({"healthz", "metrics", "openapi"})
@@ -122,7 +123,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not api_token.allows(scope):
         raise ApiError(403, "FORBIDDEN", f"token {api_token.name!r} lacks the {scope!r} scope",
                        "Authorization")
-    request["actor"] = f"token:{api_token.name}"
+    request[ACTOR_KEY] = f"token:{api_token.name}"
     return await handler(request)
 
 
@@ -155,7 +156,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 def _actor(request: web.Request) -> str:
-    return str(request.get("actor", "anonymous"))
+    return request.get(ACTOR_KEY, "anonymous")
 
 
 async def add_records(request: web.Request) -> web.Response:

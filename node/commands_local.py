@@ -48,13 +48,27 @@ PEERS_TEMPLATE = """\
 
 
 def init(args: argparse.Namespace) -> int:
-    directory: Path = args.directory
+    config_path, token, origin = create_node_dir(args.directory, name=args.name,
+                                                 host=args.host, port=args.port)
+    print(f"created {config_path}")
+    print(f"origin: {origin}")
+    print(f"api token (shown once; a copy is in {cli_token_path(config_path)}): {token}")
+    print(f"next: hashmesh run --config {config_path}")
+    return 0
+
+
+def create_node_dir(directory: Path, *, name: str, host: str = "127.0.0.1",
+                    port: int = 8470) -> tuple[Path, str, str]:
+    """Write a new node's config, peers file, root key and CLI token.
+
+    Returns the config path, the API token (the only time it exists in clear besides the
+    0600 ``cli-token`` file) and the origin id.
+    """
     config_path = directory / "node.toml"
     if config_path.exists():
         raise CliError(f"{config_path} already exists; refusing to overwrite a node")
     token = new_token()
-    text = render_node_config(name=args.name, host=args.host, port=args.port,
-                              token_sha256=hash_token(token))
+    text = render_node_config(name=name, host=host, port=port, token_sha256=hash_token(token))
     (directory / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
     root = SigningKey.generate()
     write_secret_key(directory / "keys" / "root.key", root)
@@ -63,11 +77,7 @@ def init(args: argparse.Namespace) -> int:
     atomic_write(directory / DEFAULT_PEERS_FILE, PEERS_TEMPLATE.encode(), mode=0o644,
                  overwrite=False)
     atomic_write(config_path, text.encode(), mode=0o644, overwrite=False)
-    print(f"created {config_path}")
-    print(f"origin: {root.id}")
-    print(f"api token (shown once; a copy is in {cli_token_path(config_path)}): {token}")
-    print(f"next: hashmesh run --config {config_path}")
-    return 0
+    return config_path, token, root.id
 
 
 def run(args: argparse.Namespace) -> int:

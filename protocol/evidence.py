@@ -72,6 +72,13 @@ class Evidence:
             raise EvidenceError("the two records are not at the same (origin, seq)", path)
         if self.first.id == self.second.id:
             raise EvidenceError("the two records are the same record", path)
+        if self.first.id > self.second.id:
+            raise EvidenceError("first and second must be sorted by record id", path)
+        for name, record in (("first", self.first), ("second", self.second)):
+            if not record.is_stub:
+                # Evidence is served to anyone; a body could be restricted to some peers.
+                raise EvidenceError("must be a stub (the body is withheld in evidence)",
+                                    f"{path}.{name}.body")
         for name, record in (("first", self.first), ("second", self.second),
                              *((f"key_records[{i}]", r) for i, r in enumerate(self.key_records))):
             try:

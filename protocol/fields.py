@@ -69,7 +69,8 @@ class Fields:
         if not isinstance(value, list):
             raise SchemaError(f"expected an array, got {type_name(value)}", path)
         if len(value) < min_length:
-            raise SchemaError(f"needs at least {min_length} entries, got {len(value)}", path)
+            noun = "entry" if min_length == 1 else "entries"
+            raise SchemaError(f"needs at least {min_length} {noun}, got {len(value)}", path)
         if len(value) > max_length:
             raise SchemaError(f"at most {max_length} entries allowed, got {len(value)}", path)
         return value

@@ -15,7 +15,7 @@ from typing import Any
 from protocol.errors import ChainError, EquivocationError, GapError, PrevMismatchError
 from protocol.evidence import Evidence
 from protocol.fields import Fields
-from protocol.keys import SigningKey
+from protocol.keys import PublicKey, SigningKey
 from protocol.records import Body, Distribution, KeyBody, SignedRecord, check_record_id
 from protocol.signing import sign_record
 
@@ -39,7 +39,7 @@ class LogHead:
     def from_json(cls, value: object, path: str = "head") -> LogHead:
         fields = Fields(value, path, cls.FIELDS)
         return cls(
-            origin=fields.string("origin", max_length=64),
+            origin=PublicKey.from_id(fields.raw("origin"), fields.at("origin")).id,
             seq=fields.integer("seq", minimum=1),
             id=check_record_id(fields.raw("id"), fields.at("id")),
             ts=fields.integer("ts"),
@@ -93,10 +93,17 @@ def detect_equivocation(known: SignedRecord, other: SignedRecord,
     if known.id == other.id:
         return None
     first, second = sorted((known.stub(), other.stub()), key=lambda r: r.id)
-    used = {first.head.key, second.head.key} - {first.head.origin}
-    grants = tuple(r for r in key_records
-                   if isinstance(r.body, KeyBody) and r.body.signing_key in used
-                   and r.head.seq < first.head.seq)
+    origin, seq = first.head.origin, first.head.seq
+    used = {first.head.key, second.head.key} - {origin}
+    latest: dict[str, SignedRecord] = {}  # one grant per key keeps the evidence small
+    for record in key_records:
+        body = record.body
+        if (isinstance(body, KeyBody) and body.signing_key in used
+                and record.head.origin == origin and record.head.seq < seq):
+            known_grant = latest.get(body.signing_key)
+            if known_grant is None or known_grant.head.seq < record.head.seq:
+                latest[body.signing_key] = record
+    grants = tuple(sorted(latest.values(), key=lambda r: r.head.seq))
     return Evidence(first=first, second=second, key_records=grants)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, Literal
@@ -167,7 +168,8 @@ class Item:
         hpath = fields.at("hashes")
         hashes = [HashEntry.from_json(h, f"{hpath}[{i}]") for i, h in enumerate(raw_hashes)]
         check_unique([h.type for h in hashes], hpath, "hash type")
-        raw_labels = fields.array("labels", max_length=MAX_LABELS) if fields.has("labels") else []
+        raw_labels = (fields.array("labels", min_length=1, max_length=MAX_LABELS)
+                      if fields.has("labels") else [])
         lpath = fields.at("labels")
         labels = [check_string(label, f"{lpath}[{i}]", pattern=LABEL_PATTERN, what="label")
                   for i, label in enumerate(raw_labels)]
@@ -215,8 +217,9 @@ class Target:
         check_record_id(record, path)
         if not item:
             return cls(record)
-        if not item.isdigit() or len(item) > 3:
-            raise SchemaError(f"invalid item index {item!r}", path)
+        if not item.isascii() or not item.isdigit() or str(int(item)) != item:
+            raise SchemaError(f"invalid item index {item!r:.20} (expected a decimal integer "
+                              "without leading zeros)", path)
         return cls(record, check_integer(int(item), path, maximum=MAX_ITEMS - 1))
 
     @property
@@ -366,11 +369,9 @@ class Head:
 
     @classmethod
     def from_json(cls, value: object, path: str) -> Head:
+        check_version(value, path)
         fields = Fields(value, path, cls.FIELDS)
-        version = fields.integer("v")
-        if version != VERSION:
-            raise UnknownTypeError(f"unsupported record version {version} (this node speaks "
-                                   f"{VERSION})", fields.at("v"))
+        fields.integer("v")
         record_type = fields.choice("type", RECORD_TYPES)
         seq = fields.integer("seq", minimum=1)
         prev = _check_prev(fields.raw("prev"), seq, fields.at("prev"))
@@ -397,6 +398,21 @@ class Head:
             "prev": self.prev, "key": self.key, "ts": self.ts, "dist": self.dist.to_json(),
             "digest": self.digest,
         }
+
+
+def check_version(head: object, path: str) -> None:
+    """Reject a head of another version before anything else about it.
+
+    Runs ahead of the unknown-field check, so that a record of a later version (which may add
+    fields) is reported as ``UNKNOWN_TYPE`` at ``head.v`` rather than as an unknown field.
+    A missing or ill-typed ``v`` is left to the schema check.
+    """
+    if not isinstance(head, Mapping):
+        return
+    version = head.get("v")
+    if isinstance(version, int) and not isinstance(version, bool) and version != VERSION:
+        raise UnknownTypeError(f"unsupported record version {version} (this node speaks "
+                               f"{VERSION})", canonical.join(path, "v"))
 
 
 def _check_prev(value: object, seq: int, path: str) -> str | None:
@@ -447,12 +463,18 @@ class SignedRecord:
 
     @classmethod
     def _from_value(cls, value: object, path: str) -> SignedRecord:
+        if isinstance(value, Mapping):
+            check_version(value.get("head"), canonical.join(path, "head"))
         fields = Fields(value, path, cls.ENVELOPE_FIELDS)
         head = Head.from_json(fields.raw("head"), fields.at("head"))
         sig = _decode_sig(fields.raw("sig"), fields.at("sig"))
         body: Body | None = None
         if fields.has("body"):
             body = BODY_CLASSES[head.type].from_json(fields.raw("body"), fields.at("body"))
+        if isinstance(body, KeyBody | KeyRevokeBody) and body.signing_key == head.origin:
+            action = "authorised" if isinstance(body, KeyBody) else "revoked"
+            raise SchemaError(f"the root key cannot be {action} by a {head.type} record",
+                              canonical.join(fields.at("body"), "signing_key"))
         return cls.assemble(head, body, sig)
 
     def check_digest(self, path: str = "record") -> None:

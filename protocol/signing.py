@@ -66,6 +66,10 @@ class KeyRing:
         """Take a verified ``key`` or ``key_revoke`` record into account; ignore others."""
         body = record.body
         seq = record.head.seq
+        if isinstance(body, KeyBody | KeyRevokeBody) and record.head.origin != self.origin:
+            raise KeyNotAuthorisedError(
+                f"key record of origin {record.head.origin} applied to the key ring of "
+                f"{self.origin}", "record.head.origin")
         if isinstance(body, KeyBody):
             if body.signing_key == self.origin:
                 raise SchemaError("the root key needs no authorisation", "body.signing_key")

@@ -1,0 +1,349 @@
+"""The local HTTP API against a real aiohttp server on loopback."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from PIL import Image
+
+from node.app import create_app
+from node.openapi import openapi_document
+from node.service import NodeService
+from tests.conftest import NodeDir
+
+Client = TestClient[Any, Any]
+
+
+def pdq(seed: int) -> str:
+    return random.Random(seed).getrandbits(256).to_bytes(32, "big").hex()
+
+
+def flip_bits(value: str, count: int) -> str:
+    number = int(value, 16)
+    for bit in range(count):
+        number ^= 1 << (bit * 7)
+    return f"{number:064x}"
+
+
+async def add(api: Client, *hashes: dict[str, Any], **item: Any) -> dict[str, Any]:
+    response = await api.post("/v1/records", json={"items": [{"hashes": list(hashes), **item}]})
+    assert response.status == 201, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def match(api: Client, *hashes: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
+    response = await api.post("/v1/match", json={"hashes": list(hashes), **extra})
+    assert response.status == 200, await response.text()
+    results: list[dict[str, Any]] = (await response.json())["results"]
+    return results
+
+
+async def error_of(response: Any) -> dict[str, Any]:
+    body = await response.json()
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    assert set(error) <= {"code", "message", "field"}
+    assert isinstance(error["code"], str) and isinstance(error["message"], str)
+    return error
+
+
+async def test_added_hash_matches_with_full_provenance(api: Client, node_dir: NodeDir) -> None:
+    value = pdq(1)
+    added = await add(api, {"type": "pdq", "value": value, "quality": 90},
+                      labels=["intimate"], tier="helpline_verified")
+    record = added["records"][0]
+    assert record["seq"] == 1 and record["items"] == [f"{record['id']}/0"]
+
+    [result] = await match(api, {"type": "pdq", "value": flip_bits(value, 5)})
+    [found] = result["matches"]
+    assert found == {
+        "record": record["id"], "item": f"{record['id']}/0", "origin": node_dir.origin,
+        "origin_name": "Test Commission", "list": "ncii", "labels": ["intimate"],
+        "tier": "helpline_verified", "hash": {"type": "pdq", "value": value, "quality": 90},
+        "distance": 5, "threshold": 31, "expires": None, "feedback": {},
+    }
+
+
+async def test_hash_beyond_threshold_does_not_match_unless_threshold_raised(api: Client) -> None:
+    value = pdq(2)
+    await add(api, {"type": "pdq", "value": value})
+    far = flip_bits(value, 35)
+    [result] = await match(api, {"type": "pdq", "value": far})
+    assert result["matches"] == [] and result["threshold"] == 31
+    [result] = await match(api, {"type": "pdq", "value": far}, thresholds={"pdq": 40})
+    assert [m["distance"] for m in result["matches"]] == [35]
+
+
+async def test_threshold_above_safe_maximum_is_refused(api: Client) -> None:
+    response = await api.post("/v1/match", json={"hashes": [{"type": "pdq", "value": pdq(3)}],
+                                                 "thresholds": {"pdq": 200}})
+    assert response.status == 400
+    error = await error_of(response)
+    assert error["field"] == "thresholds.pdq"
+
+
+async def test_revoked_hash_stops_matching_at_once(api: Client) -> None:
+    value = pdq(4)
+    added = await add(api, {"type": "pdq", "value": value}, {"type": "md5", "value": "a" * 32})
+    record_id = added["records"][0]["id"]
+    response = await api.post("/v1/revocations",
+                              json={"targets": [record_id], "reason": "withdrawn"})
+    assert response.status == 201
+    assert (await response.json())["seq"] == 2
+    results = await match(api, {"type": "pdq", "value": value}, {"type": "md5", "value": "a" * 32})
+    assert [r["matches"] for r in results] == [[], []]
+
+
+async def test_revoking_one_item_leaves_the_others_matching(api: Client) -> None:
+    first, second = pdq(5), pdq(6)
+    response = await api.post("/v1/records", json={"items": [
+        {"hashes": [{"type": "pdq", "value": first}]},
+        {"hashes": [{"type": "pdq", "value": second}]}]})
+    record_id = (await response.json())["records"][0]["id"]
+    response = await api.post("/v1/revocations",
+                              json={"targets": [f"{record_id}/0"], "reason": "erroneous"})
+    assert response.status == 201
+    results = await match(api, {"type": "pdq", "value": first}, {"type": "pdq", "value": second})
+    assert [len(r["matches"]) for r in results] == [0, 1]
+
+
+async def test_feedback_counts_appear_in_match_answers(api: Client) -> None:
+    value = pdq(7)
+    record_id = (await add(api, {"type": "pdq", "value": value}))["records"][0]["id"]
+    response = await api.post("/v1/feedback", json={"target": record_id, "verdict": "confirmed",
+                                                    "note": "seen on our platform"})
+    assert response.status == 201
+    [result] = await match(api, {"type": "pdq", "value": value})
+    assert result["matches"][0]["feedback"] == {"confirmed": 1}
+
+
+async def test_list_filter_limits_matches(api: Client) -> None:
+    value = pdq(8)
+    await add(api, {"type": "pdq", "value": value})
+    [result] = await match(api, {"type": "pdq", "value": value}, lists=["other"])
+    assert result["matches"] == []
+    [result] = await match(api, {"type": "pdq", "value": value}, lists=["ncii"])
+    assert len(result["matches"]) == 1
+
+
+async def test_expired_item_never_matches(api: Client) -> None:
+    value = pdq(9)
+    await add(api, {"type": "pdq", "value": value}, expires=1)
+    [result] = await match(api, {"type": "pdq", "value": value})
+    assert result["matches"] == []
+
+
+async def test_uppercase_hash_values_are_normalised(api: Client) -> None:
+    value = pdq(10)
+    await add(api, {"type": "pdq", "value": value.upper()})
+    [result] = await match(api, "pdq:" + value.upper())
+    assert result["matches"][0]["hash"]["value"] == value
+
+
+async def test_record_is_served_with_its_hash_states(api: Client) -> None:
+    record_id = (await add(api, {"type": "sha256", "value": "b" * 64}))["records"][0]["id"]
+    response = await api.get(f"/v1/records/{record_id}")
+    assert response.status == 200
+    body = await response.json()
+    assert body["id"] == record_id
+    assert body["record"]["head"]["seq"] == 1
+    assert body["hashes"] == [{"item": f"{record_id}/0", "type": "sha256", "value": "b" * 64,
+                               "active": True}]
+
+
+async def test_status_reports_counts_and_origin(api: Client, node_dir: NodeDir) -> None:
+    await add(api, {"type": "pdq", "value": pdq(11)})
+    response = await api.get("/v1/status")
+    body = await response.json()
+    assert body["origin"] == node_dir.origin
+    assert body["counts"]["records"] == 1 and body["counts"]["hashes_active"] == 1
+    assert body["index"] == {"pdq": 1}
+
+
+async def test_health_and_metrics_need_no_token(api: Client) -> None:
+    await add(api, {"type": "pdq", "value": pdq(12)})
+    del api.session.headers["Authorization"]
+    assert (await api.get("/healthz")).status == 200
+    response = await api.get("/metrics")
+    text = await response.text()
+    assert 'hashmesh_hashes_active{hash_type="pdq"} 1.0' in text
+    assert "hashmesh_records_signed_total" in text
+
+
+async def test_match_image_hashes_in_memory_and_matches_a_resized_copy(
+        api: Client, photo: Path) -> None:
+    original = photo.read_bytes()
+    response = await api.post("/v1/match/image", data=original)
+    assert response.status == 200
+    hashes = (await response.json())["hashes"]
+    pdq_hash = next(h for h in hashes if h["type"] == "pdq")
+    await add(api, {"type": "pdq", "value": pdq_hash["value"]})
+
+    image = Image.open(io.BytesIO(original)).convert("RGB")
+    image = image.resize((image.width // 2, image.height // 2))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=75)
+    response = await api.post("/v1/match/image", data=buffer.getvalue())
+    results = (await response.json())["results"]
+    pdq_result = next(r for r in results if r["query"]["type"] == "pdq")
+    assert len(pdq_result["matches"]) == 1
+    assert pdq_result["matches"][0]["distance"] <= 31
+
+
+@pytest.fixture
+def photo() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent / "astronaut.png"
+
+
+# -- every bad input is refused with a clear 4xx and a located message -----------------------
+
+async def test_error_shape_is_pinned(api: Client) -> None:
+    response = await api.post("/v1/match", json={"hashes": [{"type": "pdq", "value": "abc"}]})
+    assert response.status == 400
+    assert await response.json() == {"error": {
+        "code": "BAD_HASH_VALUE",
+        "field": "hashes[0].value",
+        "message": "hashes[0].value: invalid pdq hash (expected 64 hex characters, got 3)",
+    }}
+
+
+async def test_wrong_token_is_refused(api: Client) -> None:
+    response = await api.post("/v1/match", json={"hashes": ["pdq:" + pdq(1)]},
+                              headers={"Authorization": "Bearer not-the-token"})
+    assert response.status == 401
+    assert (await error_of(response))["code"] == "UNAUTHORIZED"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_missing_token_is_refused(api: Client) -> None:
+    del api.session.headers["Authorization"]
+    response = await api.get("/v1/status")
+    assert response.status == 401
+    assert (await error_of(response))["field"] == "Authorization"
+
+
+async def test_malformed_json_is_refused(api: Client) -> None:
+    response = await api.post("/v1/records", data=b'{"items": [', 
+                              headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    error = await error_of(response)
+    assert error["code"] == "MALFORMED_JSON" and "line 1" in error["message"]
+
+
+async def test_unknown_hash_type_is_refused_by_name(api: Client) -> None:
+    response = await api.post("/v1/records", json={"items": [
+        {"hashes": [{"type": "sha1", "value": "a" * 40}]}]})
+    assert response.status == 400
+    error = await error_of(response)
+    assert error["code"] == "UNKNOWN_HASH_TYPE"
+    assert error["field"] == "items[0].hashes[0].type" and "'sha1'" in error["message"]
+
+
+async def test_bad_hash_value_is_refused_with_its_location(api: Client) -> None:
+    response = await api.post("/v1/records", json={"items": [
+        {"hashes": [{"type": "pdq", "value": pdq(1)}]},
+        {"hashes": [{"type": "pdq", "value": "z" * 64}]}]})
+    assert response.status == 400
+    error = await error_of(response)
+    assert error["code"] == "BAD_HASH_VALUE" and error["field"] == "items[1].hashes[0].value"
+
+
+async def test_unknown_field_is_refused(api: Client) -> None:
+    response = await api.post("/v1/records", json={"items": [
+        {"hashes": [{"type": "pdq", "value": pdq(1)}], "colour": "red"}]})
+    assert response.status == 400
+    error = await error_of(response)
+    assert error["code"] == "UNKNOWN_FIELD" and error["field"] == "items[0].colour"
+
+
+async def test_list_not_configured_is_refused(api: Client) -> None:
+    response = await api.post("/v1/records", json={"items": [
+        {"hashes": [{"type": "pdq", "value": pdq(1)}], "list": "elsewhere"}]})
+    assert response.status == 400
+    assert (await error_of(response))["field"] == "items[0].list"
+
+
+async def test_oversize_body_is_refused(api: Client) -> None:
+    response = await api.post("/v1/match", data=io.BytesIO(b"x" * (1_048_576 + 10)),
+                              headers={"Content-Type": "application/json"})
+    assert response.status == 413
+    assert (await error_of(response))["code"] == "BODY_TOO_LARGE"
+
+
+async def test_batch_over_the_cap_is_refused(api: Client) -> None:
+    hashes = [f"md5:{i:032x}" for i in range(1001)]
+    response = await api.post("/v1/match", json={"hashes": hashes})
+    assert response.status == 400
+    assert (await error_of(response))["field"] == "hashes"
+
+
+async def test_non_image_upload_is_refused(api: Client) -> None:
+    response = await api.post("/v1/match/image", data=b"%PDF-1.4 definitely not an image")
+    assert response.status == 422
+    assert (await error_of(response))["code"] == "BAD_IMAGE"
+
+
+async def test_truncated_jpeg_is_refused(api: Client, photo: Path) -> None:
+    buffer = io.BytesIO()
+    Image.open(photo).convert("RGB").save(buffer, "JPEG", quality=90)
+    truncated = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    response = await api.post("/v1/match/image", data=truncated)
+    assert response.status == 422
+    error = await error_of(response)
+    assert error["code"] == "BAD_IMAGE" and "truncated" in error["message"].lower()
+
+
+async def test_revoking_an_unknown_record_is_not_found(api: Client) -> None:
+    response = await api.post("/v1/revocations", json={"targets": ["c" * 64],
+                                                       "reason": "withdrawn"})
+    assert response.status == 404
+    assert (await error_of(response))["field"] == "targets[0]"
+
+
+async def test_unknown_record_id_is_not_found(api: Client) -> None:
+    response = await api.get("/v1/records/" + "d" * 64)
+    assert response.status == 404
+    response = await api.get("/v1/records/not-an-id")
+    assert response.status == 400
+
+
+async def test_unknown_route_uses_the_error_shape(api: Client) -> None:
+    response = await api.get("/v1/nothing-here")
+    assert response.status == 404
+    assert (await error_of(response))["code"] == "NOT_FOUND"
+
+
+async def test_read_only_token_cannot_write(node_dir: NodeDir, aiohttp_client: Any) -> None:
+    from node.config import hash_token
+
+    text = node_dir.config_path.read_text().replace(
+        'scopes = ["read", "write"]', 'scopes = ["read"]')
+    node_dir.config_path.write_text(text)
+    assert 'scopes = ["read"]' in text
+    service = await NodeService.open(node_dir.config())
+    assert service.config.find_token(node_dir.token) is not None
+    assert hash_token(node_dir.token) in text
+    client = await aiohttp_client(create_app(service))
+    headers = {"Authorization": f"Bearer {node_dir.token}"}
+    response = await client.post("/v1/records", headers=headers, json={"items": [
+        {"hashes": [{"type": "pdq", "value": pdq(1)}]}]})
+    assert response.status == 403
+    assert (await client.get("/v1/status", headers=headers)).status == 200
+
+
+async def test_openapi_document_lists_exactly_the_served_routes(api: Client) -> None:
+    served = {(route.method.lower(), route.resource.canonical)
+              for route in api.app.router.routes()
+              if route.method != "HEAD" and route.resource is not None}
+    document = await (await api.get("/v1/openapi.json")).json()
+    assert document == openapi_document()
+    documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
+    assert documented == served
