@@ -184,7 +184,7 @@ def run_peer(n: int, dataset: str, nq: int, repeats: int, threads: int) -> dict[
     entries = [(v, i) for i, v in enumerate(values)]
     base_rss = rss_mb()
     builds = []
-    index = PDQIndex()
+    index: PDQIndex[int] = PDQIndex()
     for _ in range(repeats if n <= 1_000_000 else 1):
         del index
         t = time.perf_counter()
@@ -220,46 +220,52 @@ def run_peer(n: int, dataset: str, nq: int, repeats: int, threads: int) -> dict[
 
 def run_other_types(n: int, nq: int, repeats: int, threads: int) -> dict[str, Any]:
     """64-bit perceptual (phash, threshold 10) and exact (md5) at the same scale."""
+    return {
+        "phash": bench_type("phash", 1, 10, n, nq, repeats, threads),
+        "md5": bench_type("md5", 2, 0, n, nq, repeats, threads),
+    }
+
+
+def bench_type(
+    hash_type: str, words: int, threshold: int, n: int, nq: int, repeats: int, threads: int
+) -> dict[str, Any]:
     from node.matcher import Matcher
 
-    out: dict[str, Any] = {}
-    for hash_type, words, threshold in (("phash", 1, 10), ("md5", 2, 0)):
-        hashes = make_hashes(n, "uniform", words=words)
-        values = to_hex(hashes)
-        qarr = make_queries(hashes, nq, max_distance=threshold)
-        queries = to_hex(qarr)
-        matcher = Matcher()
-        base_rss = rss_mb()
-        t = time.perf_counter()
-        matcher.bulk_load(hash_type, np.arange(1, n + 1), values)
-        build = time.perf_counter() - t
-        p50, p99 = latencies_us(lambda q: matcher.query(hash_type, q, threshold), queries, repeats)
-        qps = throughput(
-            lambda b: matcher.query_many(hash_type, b, threshold), queries, repeats, threads
-        )
-        recall = check_recall(
-            hashes,
-            qarr,
-            lambda i: {e - 1 for e, _ in matcher.query(hash_type, queries[i], threshold)},
-            threshold,
-        )
-        out[hash_type] = {
-            "build_s": build,
-            "index_mb": matcher.memory_bytes() / 1e6,
-            "index_rss_mb": rss_mb() - base_rss,
-            "p50_us": p50,
-            "p99_us": p99,
-            "qps": qps,
-            "recall": recall,
-        }
-        del matcher
-    return out
+    hashes = make_hashes(n, "uniform", words=words)
+    values = to_hex(hashes)
+    qarr = make_queries(hashes, nq, max_distance=threshold)
+    queries = to_hex(qarr)
+    matcher = Matcher()
+    base_rss = rss_mb()
+    t = time.perf_counter()
+    matcher.bulk_load(hash_type, np.arange(1, n + 1), values)
+    build = time.perf_counter() - t
+    p50, p99 = latencies_us(lambda q: matcher.query(hash_type, q, threshold), queries, repeats)
+    qps = throughput(
+        lambda b: matcher.query_many(hash_type, b, threshold), queries, repeats, threads
+    )
+    recall = check_recall(
+        hashes,
+        qarr,
+        lambda i: {e - 1 for e, _ in matcher.query(hash_type, queries[i], threshold)},
+        threshold,
+    )
+    return {
+        "build_s": build,
+        "index_mb": matcher.memory_bytes() / 1e6,
+        "index_rss_mb": rss_mb() - base_rss,
+        "p50_us": p50,
+        "p99_us": p99,
+        "qps": qps,
+        "recall": recall,
+    }
 
 
 def check_recall(
-    hashes: np.ndarray, qarr: np.ndarray, found: Any, threshold: int = THRESHOLD, sample: int = 64
+    hashes: np.ndarray, qarr: np.ndarray, found: Any, threshold: int = THRESHOLD
 ) -> float:
     """Fraction of brute-force matches found, over a sample of queries; 1.0 is exact."""
+    sample = 64 if len(hashes) <= 1_000_000 else 16  # a 10M scan takes about a second
     want_total = got_total = 0
     for i in range(min(sample, len(qarr))):
         want = brute_force(hashes, qarr[i], threshold)
@@ -370,7 +376,9 @@ def main() -> None:
             other = spawn(["other", str(n), "uniform", *common])
             everything[f"other/{n}"] = other
             print(f"\n## 64-bit and exact types, n={n:,}, uniform (hashmesh only)")
-            print("| type (threshold) | build s | index MB | p50 µs | p99 µs | q/s 2 thr | recall |")
+            print(
+                "| type (threshold) | build s | index MB | p50 µs | p99 µs | q/s 2 thr | recall |"
+            )
             print("|---|---|---|---|---|---|---|")
             for t, r in other.items():
                 if not isinstance(r, dict):

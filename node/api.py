@@ -156,7 +156,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 def _actor(request: web.Request) -> str:
-    return request.get(ACTOR_KEY, "anonymous")
+    return str(request.get(ACTOR_KEY, "anonymous"))
 
 
 async def add_records(request: web.Request) -> web.Response:

@@ -2,28 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
 from aiohttp import web
 
 from node.api import SERVICE_KEY, add_routes, auth_middleware, errors_middleware
+from node.federation_api import add_federation_routes, peer_auth_middleware
+from node.reload import PeersWatcher
 from node.service import NodeService
+from node.sync import Federation
+
+WATCHER_KEY = web.AppKey("peers_watcher", PeersWatcher)
 
 
-def create_app(service: NodeService) -> web.Application:
-    """The node's aiohttp application; closing it closes the service."""
+def create_app(service: NodeService, *, federate: bool = True) -> web.Application:
+    """The node's aiohttp application; closing it closes the service.
+
+    With ``federate`` the app also pulls from and notifies its peers, and reloads the peers
+    file on change or SIGHUP.
+    """
     limits = service.config.limits
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware],
+        middlewares=[errors_middleware, peer_auth_middleware, auth_middleware],
         client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1,
     )
     app[SERVICE_KEY] = service
     add_routes(app)
+    add_federation_routes(app)
 
-    async def start_background(app: web.Application) -> None:
+    async def start(app: web.Application) -> None:
         await service.start_background()
+        if federate:
+            service.federation = Federation(service)
+            await service.federation.start()
+            watcher = PeersWatcher(service)
+            watcher.start()
+            app[WATCHER_KEY] = watcher
+            _on_sighup(watcher)
 
-    async def close_service(app: web.Application) -> None:
+    async def stop(app: web.Application) -> None:
+        if WATCHER_KEY in app:
+            await app[WATCHER_KEY].stop()
+        if service.federation is not None:
+            await service.federation.stop()
         await service.close()
 
-    app.on_startup.append(start_background)
-    app.on_cleanup.append(close_service)
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
     return app
+
+
+def _on_sighup(watcher: PeersWatcher) -> None:
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.reload)
+    except (NotImplementedError, RuntimeError):
+        pass  # not the main thread (tests run several nodes) or no signals on this platform

@@ -12,8 +12,11 @@ normalised form records carry.
 
 Untrusted input. Only JPEG (and MPO, the multi-picture JPEG phones write), PNG, GIF, WebP, BMP and
 TIFF are opened -- no EPS (Pillow would run Ghostscript) or other exotic decoders. The pixel count
-in the header is checked against ``max_pixels`` before any pixel is decoded; Pillow's own
-decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, not changed here) stays in force as well.
+in the header is checked against ``max_pixels`` before any pixel is decoded. Pillow's own
+decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, a process-wide setting not changed here)
+stays in force as well: it refuses images above ~179 Mpx whatever ``max_pixels`` says, and warns
+above ~89 Mpx.
+
 Truncated files are errors: ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays ``False`` and ``load()``
 forces the full decode, so a cut-off upload can never yield a hash of half an image. Decoders
 of hostile bytes raise many exception types; all of them become ``ImageError`` with a message
@@ -22,20 +25,20 @@ saying what is wrong (not an image / truncated / too large in pixels / corrupt).
 Orientation. The EXIF orientation is applied first (``ImageOps.exif_transpose``), so a photo hashes
 the way it is displayed, whichever way the camera stored it.
 
-Speed. PDQ over a full 12-megapixel decode takes ~0.4-0.8 s, almost all of it spent on pixels
-that the hash (a 64x64 downsample) never needs. So the image is decoded at reduced size: JPEG
-through ``Image.draft`` (libjpeg's DCT scaling, 1/2, 1/4 or 1/8), other formats through an integer
-box ``reduce``, in both cases to the smallest size whose short side is still at least
-``WORKING_SHORT_SIDE`` = 768 px. Measured on 44 scikit-image photos and crops, upscaled and saved
-as JPEG q88 (``python bench/hash_bench.py``), PDQ distance to the full-resolution decode:
+Speed. PDQ over a full 12-megapixel decode takes ~0.5 s, nearly all of it spent on pixels that
+the hash (a 64x64 downsample) never needs. So the image is decoded at reduced size: JPEG through
+``Image.draft`` (libjpeg's DCT scaling by 1/2, 1/4 or 1/8), other formats through an integer box
+``reduce``, in both cases to the smallest size whose short side is still at least
+``WORKING_SHORT_SIDE`` = 768 px. Measured with ``python bench/hash_bench.py`` (2 cores, 44
+scikit-image samples and crops upscaled and saved as JPEG q88; distance = reduced vs full decode):
 
-    source      working size   PDQ distance max / mean   time per image (all hashes)
-    4000x3000   2000x1500      6 / 2.0 of 256            ~0.2 s instead of ~1.1 s
-    3000x4000   1500x2000      8 / 2.0
+    source      working size  all 7 hashes (median)  PDQ distance max / mean  imagehash types
+    1024x768    1024x768        60 ms                 0 (not reduced)         0
+    4000x3000   2000x1500      254 ms (full: 1264)    6 / 2.0 of 256          max 2 / 64
+    3000x4000   1500x2000         -                   8 / 2.0                 max 2 / 64
 
-Keeping the short side at 512 instead (1000x750 from 4000x3000) was 3-4x faster again but moved
-textures and scanned pages by up to 16-26 bits, too much of PDQ's 31-bit budget. The imagehash
-types moved 0-2 of 64 bits at either size.
+A short side of 512 instead (1000x750 from 4000x3000) was 3-4x faster again, but moved textures
+and scanned pages by 16-26 bits, too much of PDQ's 31-bit budget.
 
 Alpha is dropped (pixels keep their colour), as ``imagehash`` and python-threatexchange do, so
 these hashes agree with theirs. 16-bit greyscale is scaled to 8 bits rather than clipped.
@@ -161,13 +164,15 @@ def decode_image(
 ) -> Image.Image:
     """Decode untrusted bytes to an upright RGB image, reduced so its short side stays at least
     ``short_side`` (``None``: full resolution). Raises ``ImageError`` saying what is wrong."""
+    if short_side is not None and short_side < 1:
+        raise ValueError(f"short_side must be a positive number of pixels, got {short_side}")
     if not data:
         raise ImageError("not an image (empty input)")
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as opened:
             _check_pixels(opened.size, max_pixels)
             if short_side is not None:
-                pass  # no-op unless JPEG
+                opened.draft("RGB", (short_side, short_side))  # no-op unless JPEG
             opened.load()
             image = _to_rgb(ImageOps.exif_transpose(opened))
     except ImageError:

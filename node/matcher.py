@@ -401,7 +401,9 @@ class HammingIndex:
         order = np.lexsort((ids, dist, qix))
         qix, ids, dist = qix[order], ids[order], dist[order]
         bounds = np.searchsorted(qix, np.arange(nq + 1))
-        return [(ids[bounds[i] : bounds[i + 1]], dist[bounds[i] : bounds[i + 1]]) for i in range(nq)]
+        return [
+            (ids[bounds[i] : bounds[i + 1]], dist[bounds[i] : bounds[i + 1]]) for i in range(nq)
+        ]
 
     def _scan(
         self,
@@ -523,7 +525,10 @@ class HammingIndex:
     def _present_among(self, ids: IntArray) -> IntArray:
         """Which of ``ids`` are live in this index (vectorised, for bulk loads)."""
         snap = self._snap
-        hits = [np.asarray(list(set(self._delta).intersection(ids.tolist())), dtype=np.int64)]
+        hits = [np.zeros(0, dtype=np.int64)]
+        if self._delta:
+            delta_ids = np.fromiter(self._delta, dtype=np.int64, count=len(self._delta))
+            hits.append(ids[np.isin(ids, delta_ids)])
         if snap.main is not None:
             main_ids = snap.row_ids[: snap.main.n][snap.alive[: snap.main.n]]
             hits.append(ids[np.isin(ids, main_ids)])

@@ -44,6 +44,12 @@ class NodeMetrics:
         self.frozen_origins = Gauge(
             "hashmesh_frozen_origins", "Origins frozen after equivocation or a restored backup",
             registry=r)
+        self.requests_refused = Counter(
+            "hashmesh_peer_requests_refused", "Federation requests refused", ["code"],
+            registry=r)
+        self.signing_blocked = Gauge(
+            "hashmesh_signing_blocked", "1 if this node refuses to sign (e.g. restored backup)",
+            registry=r)
         self.peer_up = Gauge(
             "hashmesh_peer_up", "1 if the last sync with the peer succeeded", ["peer"],
             registry=r)

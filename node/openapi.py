@@ -182,6 +182,33 @@ PATHS: dict[str, Any] = {
                            "responses": {"200": _ok("Status"), **ERRORS}}},
     "/v1/evidence": {"get": {"summary": "Stored equivocation evidence",
                              "responses": {"200": _ok("Evidence objects"), **ERRORS}}},
+    "/v1/heads": {"get": {
+        "summary": "Federation: the stub of each origin's latest record (NDJSON)",
+        "security": [{"httpSignature": []}],
+        "responses": {"200": {"description": "one signed stub per line",
+                              "content": {"application/x-ndjson": {}}},
+                      "401": {"$ref": "#/components/responses/Unauthorized"}},
+    }},
+    "/v1/log/{origin}": {"get": {
+        "summary": "Federation: records of one origin after a seq, in seq order (NDJSON)",
+        "security": [{"httpSignature": []}],
+        "parameters": [
+            {"name": "origin", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        ],
+        "responses": {"200": {"description": "one exact signed envelope (or stub) per line",
+                              "content": {"application/x-ndjson": {}}},
+                      "401": {"$ref": "#/components/responses/Unauthorized"}},
+    }},
+    "/v1/notify": {"post": {
+        "summary": "Federation: a hint that the caller has new records; pull soon",
+        "security": [{"httpSignature": []}],
+        "requestBody": _json_body({"type": "object", "properties": {"origins": {
+            "type": "object", "additionalProperties": {"type": "integer"}}}}),
+        "responses": {"202": _ok("Hint taken"),
+                      "401": {"$ref": "#/components/responses/Unauthorized"}},
+    }},
     "/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                  "responses": {"200": _ok("OpenAPI document")}}},
     "/healthz": {"get": {"summary": "Liveness", "security": [],
@@ -198,7 +225,13 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": PATHS,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "httpSignature": {
+                    "type": "apiKey", "in": "header", "name": "Signature",
+                    "description": "RFC 9421 ed25519 signature by a configured peer's "
+                                   "node key; see protocol/SPEC.md"},
+            },
             "schemas": SCHEMAS,
             "responses": {
                 "BadRequest": _error_response("Malformed or invalid input"),

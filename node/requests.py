@@ -74,6 +74,8 @@ def _normalise_item(raw: object, default_list: str, path: str) -> object:
     item: dict[str, Any] = dict(raw)
     item.setdefault("list", default_list)
     item.setdefault("tier", "victim_submitted")
+    if item.get("labels") == []:
+        del item["labels"]  # records omit empty optional arrays; clients need not know that
     hashes = item.get("hashes")
     if isinstance(hashes, list):
         item["hashes"] = [_normalise_hash(h, f"{path}.hashes[{i}]") for i, h in enumerate(hashes)]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.config import NodeConfig, PeersConfig
 from node.hasher import hash_image
@@ -22,6 +22,7 @@ from node.keyfile import read_secret_key
 from node.matcher import Matcher
 from node.metrics import NodeMetrics
 from node.store import AsyncStore, Changes, EntryRow, Store, now_ms
+from protocol.evidence import Evidence
 from protocol.errors import SchemaError
 from protocol.hashtypes import get_hash_type
 from protocol.keys import SigningKey
@@ -35,6 +36,9 @@ from protocol.records import (
     SignedRecord,
     Target,
 )
+
+if TYPE_CHECKING:
+    from node.sync import Federation
 
 log = logging.getLogger("hashmesh.node")
 
@@ -126,7 +130,7 @@ class NodeService:
         self.metrics = NodeMetrics()
         self.started = time.time()
         self._sweeper: asyncio.Task[None] | None = None
-        self.on_local_record: list[Any] = []
+        self.federation: Federation | None = None
 
     @classmethod
     async def open(cls, config: NodeConfig, identity: Identity | None = None) -> NodeService:
@@ -188,8 +192,8 @@ class NodeService:
         self.metrics.records_signed.labels(record.head.type).inc()
         log.info("signed %s seq=%d id=%s by %s", record.head.type, record.head.seq,
                  record.id, actor)
-        for callback in self.on_local_record:
-            callback(record)
+        if self.federation is not None:
+            self.federation.notify_all()
         return record
 
     async def _check_own_add(self, target: Target, path: str) -> None:
@@ -229,6 +233,38 @@ class NodeService:
             matcher.bulk_load(hash_type, ids, values)
         self.matcher = matcher
         self._update_gauges()
+
+    # -- federation events ----------------------------------------------------------------
+
+    async def own_log_behind(self, peer: str, peer_seq: int) -> None:
+        """A peer holds more of our own log than we do: we were restored from a backup.
+
+        Signing now would reuse seq numbers and equivocate, so it is blocked until an
+        operator has let the node pull its own records back and runs ``hashmesh unfreeze``.
+        """
+        head = await self.store.read(lambda s: s.head(self.origin))
+        ours = head.seq if head else 0
+        reason = (f"peer {peer} holds seq {peer_seq} of this node's own log but the database "
+                  f"has only seq {ours} (restored from an old backup?)")
+        if await self.store.read(lambda s: s.signing_blocked()) is None:
+            log.error("ALERT: refusing to sign: %s", reason)
+            await self.store.write(lambda s: s.block_signing(reason))
+        self.metrics.signing_blocked.set(1)
+
+    async def record_equivocation(self, evidence: Evidence, peer: str) -> None:
+        """Store the evidence, freeze the origin before the conflict, alert the operator."""
+        origin, seq = evidence.origin, evidence.seq
+        reason = f"equivocation at seq {seq} (records {evidence.first.id} and " \
+                 f"{evidence.second.id}), seen via peer {peer}"
+        log.error("ALERT: origin %s %s; frozen at seq %d, no branch picked", origin, reason,
+                  seq - 1)
+        await self.store.write(lambda s: s.freeze(origin, seq - 1, evidence, reason))
+        if origin == self.origin:
+            await self.store.write(lambda s: s.block_signing(reason))
+            self.metrics.signing_blocked.set(1)
+        counts = await self.store.read(lambda s: s.counts())
+        self.metrics.equivocations.set(counts["evidence"])
+        self.metrics.frozen_origins.set(counts["frozen_origins"])
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -323,6 +359,7 @@ class NodeService:
             "counts": counts,
             "index": {t: self.matcher.count(t) for t in _ALL_TYPES if self.matcher.count(t)},
             "frozen_origins": frozen,
+            "signing_blocked": await self.store.read(lambda s: s.signing_blocked()),
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
         }

@@ -157,6 +157,11 @@ class Store:
         """Sign the next record of our own log, store it and apply it, in one transaction."""
         with self.transaction() as conn:
             self._check_not_frozen(conn, origin)
+            blocked = conn.execute(
+                "SELECT value FROM meta WHERE key='signing_blocked'").fetchone()
+            if blocked is not None:
+                raise OriginFrozenError(f"signing is blocked: {blocked[0]}; resolve it, then "
+                                        "run `hashmesh unfreeze`")
             head = _head(conn, origin)
             record = append(head, signer=signer, origin=origin, body=body,
                             now_ms=now_ms() if ts is None else ts, dist=dist)
@@ -210,6 +215,23 @@ class Store:
             self._audit(conn, "node", "freeze_origin",
                         {"origin": origin, "seq": seq, "reason": reason})
 
+    def block_signing(self, reason: str) -> None:
+        """Refuse to sign local records until an operator unblocks (restored backup)."""
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('signing_blocked', ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (reason,))
+            self._audit(conn, "node", "block_signing", {"reason": reason})
+
+    def unblock_signing(self, actor: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM meta WHERE key='signing_blocked'")
+            self._audit(conn, actor, "unblock_signing", {})
+
+    def signing_blocked(self) -> str | None:
+        row = self.reader().execute(
+            "SELECT value FROM meta WHERE key='signing_blocked'").fetchone()
+        return None if row is None else str(row[0])
+
     def unfreeze(self, origin: str, actor: str) -> None:
         """Operator action after resolving an equivocation or restored backup."""
         with self.transaction() as conn:
@@ -234,6 +256,13 @@ class Store:
             "SELECT origin, head_seq, head_id, head_ts FROM origins WHERE head_seq > 0 "
             "ORDER BY origin").fetchall()
         return [LogHead(*row) for row in rows]
+
+    def head_stubs(self) -> list[bytes]:
+        """The stub of every origin's latest record, for ``GET /v1/heads``."""
+        rows = self.reader().execute(
+            "SELECT r.raw FROM origins o JOIN records r ON r.id = o.head_id "
+            "ORDER BY o.origin").fetchall()
+        return [SignedRecord.from_bytes(bytes(raw)).stub().raw for (raw,) in rows]
 
     def frozen(self) -> dict[str, int]:
         rows = self.reader().execute(

@@ -15,6 +15,7 @@ the same bytes, so a record has one and only one valid encoding.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -23,6 +24,7 @@ import rfc8785
 from protocol.errors import EncodingError, NonCanonicalError, OversizeError
 
 MAX_SAFE_INTEGER = 2**53 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Json = dict[str, Any] | list[Any] | str | int | bool | None
 
@@ -76,7 +78,12 @@ def parse(data: bytes, path: str = "") -> Json:
 
 def check_value(value: object, path: str = "") -> None:
     """Raise ``EncodingError`` at the first value that hashmesh's JSON does not allow."""
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE.search(value):
+            raise EncodingError("string contains a lone surrogate (not a Unicode scalar value)",
+                                path)
         return
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:

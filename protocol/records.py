@@ -213,9 +213,9 @@ class Target:
     @classmethod
     def parse_ref(cls, ref: str, path: str) -> Target:
         """Parse the printable form ``<record id>`` or ``<record id>/<item index>``."""
-        record, _, item = ref.partition("/")
+        record, slash, item = ref.partition("/")
         check_record_id(record, path)
-        if not item:
+        if not slash:
             return cls(record)
         if not item.isascii() or not item.isdigit() or str(int(item)) != item:
             raise SchemaError(f"invalid item index {item!r:.20} (expected a decimal integer "

@@ -183,7 +183,7 @@ def test_pdq_hex_has_threatexchange_bit_order() -> None:
     data = photo_bytes("astronaut.png")  # 512x512: below the working size, so not reduced
     bits, quality = pdqhash.compute(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
     bin_str = "".join(str(int(b)) for b in bits)  # python-threatexchange's pdq_hasher
-    expected = "%0*x" % ((len(bin_str) + 3) // 4, int(bin_str, 2))
+    expected = f"{int(bin_str, 2):064x}"
     assert hash_image(data, types=["pdq"]) == [ComputedHash("pdq", expected, int(quality))]
 
 
@@ -214,7 +214,9 @@ def test_alpha_channel_is_dropped() -> None:
 
 def test_palette_image_with_transparency_hashes_without_warnings() -> None:
     palette = photo("coffee.png").quantize(256)
-    data = encode(palette, "PNG", transparency=0)
+    # Per-entry alpha (a tRNS chunk of bytes): plain convert("RGB") would warn about it.
+    data = encode(palette, "PNG", transparency=bytes([0, 64, 128]))
+    assert isinstance(Image.open(io.BytesIO(data)).info["transparency"], bytes)
     assert pdq_distance(photo_bytes("coffee.png"), data) <= 31  # filterwarnings=error is on
 
 
@@ -232,6 +234,14 @@ def test_reduced_decode_of_large_photo_stays_close_to_full_resolution(
     (full,) = hash_image(big, types=["pdq"], short_side=None)
     (fast,) = hash_image(big, types=["pdq"])
     assert distance("pdq", full.value, fast.value) <= 10
+
+
+def test_large_jpeg_is_scaled_by_libjpeg_while_decoding() -> None:
+    big = encode(photo("chelsea.png").resize((3200, 2400)), quality=85)
+    scaled = Image.open(io.BytesIO(big))
+    scaled.draft("RGB", (WORKING_SHORT_SIDE, WORKING_SHORT_SIDE))
+    assert scaled.size == (1600, 1200)  # libjpeg's 1/2 scale: never the 3200x2400 pixels
+    assert np.array_equal(np.asarray(decode_image(big)), np.asarray(scaled.convert("RGB")))
 
 
 def test_small_images_are_not_reduced() -> None:
@@ -284,7 +294,8 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(64)))

@@ -1,0 +1,144 @@
+"""The node-to-node HTTP routes: heads, log pages and push hints.
+
+Every request must carry an RFC 9421 signature by the ``node_key`` of a configured peer
+(``node/httpsig.py``); anything else gets 401 and changes nothing. Log pages are
+``application/x-ndjson``: one exact signed envelope per line, so records travel byte for
+byte. A record whose body the requesting peer may not receive (``node/policy.py``) is sent
+as its stub.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from node.api import SERVICE_KEY, ApiError, Handler, read_body
+from node.config import PeerConfig
+from node.httpsig import RequestVerifier, SignatureError, aiohttp_request_parts
+from node.policy import RecordScope, may_send_body
+from protocol.fields import Fields, check_integer
+from protocol.keys import PublicKey
+
+log = logging.getLogger("hashmesh.federation")
+
+PEER_KEY = web.RequestKey("peer", PeerConfig)
+VERIFIER_KEY = web.AppKey("verifier", RequestVerifier)
+FEDERATION_ROUTES = frozenset({"heads", "log", "notify"})
+NDJSON = "application/x-ndjson"
+MAX_NOTIFY_BYTES = 65_536
+
+
+@web.middleware
+async def peer_auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Admit federation requests only with a valid signature by a configured peer."""
+    resource = request.match_info.route.resource
+    if resource is None or resource.name not in FEDERATION_ROUTES:
+        return await handler(request)
+    body = await read_body(request, MAX_NOTIFY_BYTES)
+    method, authority, path, query = aiohttp_request_parts(request)
+    try:
+        verified = request.app[VERIFIER_KEY].verify(
+            method=method, authority=authority, path=path, query=query,
+            headers=request.headers, body=body)
+    except SignatureError as exc:
+        log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote,
+                    exc)
+        request.app[SERVICE_KEY].metrics.requests_refused.labels(exc.code).inc()
+        raise ApiError(401, exc.code, str(exc), "Signature") from None
+    peer = request.app[SERVICE_KEY].peers.by_node_key(verified.keyid)
+    if peer is None:  # removed by a reload between lookup and now
+        raise ApiError(401, "UNKNOWN_KEY", f"{verified.keyid} is not a configured peer",
+                       "Signature")
+    request[PEER_KEY] = peer
+    return await handler(request)
+
+
+def make_verifier(app: web.Application) -> RequestVerifier:
+    """A verifier that looks keys up in the *current* peers config (reload-aware)."""
+
+    def lookup(keyid: str) -> PublicKey | None:
+        peer = app[SERVICE_KEY].peers.by_node_key(keyid)
+        return None if peer is None else peer.node_key
+
+    return RequestVerifier(lookup)
+
+
+async def heads(request: web.Request) -> web.Response:
+    """The stub of each origin's latest record, one per line."""
+    service = request.app[SERVICE_KEY]
+    lines = await service.store.read(lambda s: s.head_stubs())
+    return web.Response(body=b"".join(line + b"\n" for line in lines), content_type=NDJSON)
+
+
+async def log_page(request: web.Request) -> web.Response:
+    """Records of one origin after ``after``, in seq order, within count and byte caps."""
+    service = request.app[SERVICE_KEY]
+    peer = request[PEER_KEY]
+    origin = PublicKey.from_id(request.match_info["origin"], "origin").id
+    limits = service.config.limits
+    after = _query_int(request, "after", 0, 2**53 - 1, default=0)
+    limit = _query_int(request, "limit", 1, limits.max_page_records,
+                       default=limits.max_page_records)
+    rows = await service.store.read(lambda s: s.log_rows(origin, after, limit))
+    lines: list[bytes] = []
+    size = 0
+    for row in rows:
+        line = _line_for(row, origin, peer, service.origin)
+        if lines and size + len(line) + 1 > limits.max_page_bytes:
+            break
+        lines.append(line)
+        size += len(line) + 1
+    head = await service.store.read(lambda s: s.head(origin))
+    headers = {"Hashmesh-Head-Seq": str(head.seq if head else 0)}
+    return web.Response(body=b"".join(line + b"\n" for line in lines), content_type=NDJSON,
+                        headers=headers)
+
+
+def _line_for(row: Any, origin: str, peer: PeerConfig, our_origin: str) -> bytes:
+    from protocol.records import SignedRecord
+
+    raw = bytes(row["raw"])
+    if row["stub"]:
+        return raw
+    scope = RecordScope.from_row(origin, row["scope"], row["grp"], row["jurisdictions"],
+                                 row["lists"], row["labels"])
+    if may_send_body(scope, peer, our_origin):
+        return raw
+    return SignedRecord.from_bytes(raw).stub().raw
+
+
+def _query_int(request: web.Request, name: str, minimum: int, maximum: int,
+               *, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ApiError(400, "BAD_SCHEMA", f"{name} must be a non-negative integer", name)
+    return check_integer(int(raw), name, minimum=minimum, maximum=maximum)
+
+
+async def notify(request: web.Request) -> web.Response:
+    """A push hint: the peer has new records; pull from it soon. Changes nothing itself."""
+    service = request.app[SERVICE_KEY]
+    body = await read_body(request, MAX_NOTIFY_BYTES)
+    try:
+        value = json.loads(body or b"{}")
+    except ValueError:
+        raise ApiError(400, "MALFORMED_JSON", "notify body is not valid JSON", "body") from None
+    fields = Fields(value, "", frozenset({"origins"}))
+    if fields.has("origins") and not isinstance(fields.raw("origins"), dict):
+        raise ApiError(400, "BAD_SCHEMA", "expected an object of origin to seq", "origins")
+    federation = service.federation
+    if federation is not None:
+        federation.poke(request[PEER_KEY].name)
+    return web.json_response({"ok": True}, status=202)
+
+
+def add_federation_routes(app: web.Application) -> None:
+    app[VERIFIER_KEY] = make_verifier(app)
+    app.router.add_get("/v1/heads", heads, name="heads")
+    app.router.add_get("/v1/log/{origin}", log_page, name="log")
+    app.router.add_post("/v1/notify", notify, name="notify")

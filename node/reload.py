@@ -1,0 +1,74 @@
+"""Reloading ``peers.toml`` without a restart: on SIGHUP, or when the file changes.
+
+The new file is validated whole before anything changes; a file that does not validate is
+refused with its located error in the log, and the running peers config stays in force
+(as synapse does). A valid one is swapped in at once and the peer links reconciled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from node.config import ConfigError
+
+if TYPE_CHECKING:
+    from node.service import NodeService
+
+log = logging.getLogger("hashmesh.reload")
+
+POLL_SECONDS = 1.0
+
+
+class PeersWatcher:
+    """Watches the peers file's size and mtime; ``reload()`` is also the SIGHUP handler."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+        self.path = service.config.federation.peers_file
+        self.stamp = self._stamp()
+        self.task: asyncio.Task[None] | None = None
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._poll_forever(), name="peers-watcher")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            stamp = self._stamp()
+            if stamp != self.stamp:
+                self.stamp = stamp
+                self.reload()
+
+    def reload(self) -> bool:
+        """Validate and swap in the peers file; keep the old config if it does not load."""
+        try:
+            peers = self.service.config.load_peers()
+        except ConfigError as exc:
+            log.error("peers config NOT reloaded, keeping the running one: %s", exc)
+            return False
+        old = {p.name for p in self.service.peers}
+        self.service.peers = peers
+        if self.service.federation is not None:
+            self.service.federation.reconcile(peers)
+        new = {p.name for p in peers}
+        log.info("peers config reloaded: %d peers (added %s, removed %s)", len(peers),
+                 sorted(new - old) or "none", sorted(old - new) or "none")
+        return True

@@ -1,0 +1,338 @@
+"""Pulling peers' logs: pull is the truth, push is a hint.
+
+Each configured peer has one ``PeerLink`` task: its own queue of work (a pending push hint
+to send, a pull to make) with its own backoff and jitter, so a failing or slow peer never
+delays the healthy ones. A link pulls when poked (a local write, a hint from the peer) and
+every ``pull_interval_seconds`` regardless (anti-entropy repairs any missed hint).
+
+A pull reads the peer's heads, then, for each origin we accept from that peer and hold less
+of, reads log pages after our head. Every page is verified record by record (schema,
+canonical bytes, digest, key validity, signature, chain) off the event loop, then stored in
+one transaction together with the peer's cursor: a cursor never advances past what is
+committed. Two valid records at one ``(origin, seq)`` become evidence and freeze the origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import aiohttp
+from yarl import URL
+
+from node.config import PeerConfig, PeersConfig
+from node.httpsig import sign_request
+from node.policy import may_keep_body
+from protocol.errors import PrevMismatchError, ProtocolError
+from protocol.evidence import Evidence
+from protocol.log import LogHead, check_next, detect_equivocation
+from protocol.records import SignedRecord
+from protocol.signing import KeyRing, verify, verify_signature
+
+if TYPE_CHECKING:
+    from node.service import NodeService
+
+log = logging.getLogger("hashmesh.sync")
+
+MAX_PAGES_PER_ROUND = 2_000
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5, sock_read=10)
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class PeerProtocolError(Exception):
+    """The peer answered with something we refuse (bad page, bad status, too large)."""
+
+
+@dataclass
+class PageResult:
+    """A verified page: what to store, the new head, and a conflict if one was found."""
+
+    records: list[SignedRecord] = field(default_factory=list)
+    head: LogHead | None = None
+    conflict_seq: int | None = None
+
+
+def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHead | None,
+                peer: PeerConfig) -> PageResult:
+    """Verify a page of one origin's log against our head; runs in a worker thread.
+
+    Stops at the first record that conflicts with our chain (its ``prev`` is not our head),
+    reporting the conflicting seq so the caller can gather evidence.
+    """
+    result = PageResult(head=head)
+    for index, line in enumerate(lines):
+        path = f"{peer.name}:log[{index}]"
+        record = SignedRecord.from_bytes(line, path)
+        if record.head.origin != origin:
+            raise PeerProtocolError(f"{path}: record of origin {record.head.origin} in the log "
+                                    f"of {origin}")
+        if result.head is not None and record.head.seq <= result.head.seq:
+            continue
+        verify(record, ring, path)
+        try:
+            check_next(result.head, record, path)
+        except PrevMismatchError:
+            result.conflict_seq = record.head.seq - 1
+            return result
+        if not may_keep_body(record, peer) and record.body is not None:
+            record = record.stub()
+        ring.apply(record)
+        result.records.append(record)
+        result.head = LogHead.of(record)
+    return result
+
+
+class PeerLink:
+    """One peer's outbound queue: hints to send and pulls to make, with its own backoff."""
+
+    def __init__(self, federation: Federation, peer: PeerConfig) -> None:
+        self.federation = federation
+        self.peer = peer
+        self.wake = asyncio.Event()
+        self.notify_pending = False
+        self.failures = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"peer-{self.peer.name}")
+        self.wake.set()
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+
+    def poke(self, notify: bool = False) -> None:
+        self.notify_pending = self.notify_pending or notify
+        self.wake.set()
+
+    async def run(self) -> None:
+        interval = self.federation.service.config.federation.pull_interval_seconds
+        while True:
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=interval * random.uniform(0.8, 1.2))
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            try:
+                if self.notify_pending:
+                    self.notify_pending = False
+                    await self.federation.send_notify(self.peer)
+                await self.federation.sync_with(self.peer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any peer fault: log, back off, try again
+                await self._back_off(exc)
+            else:
+                self.failures = 0
+                self.federation.service.metrics.peer_up.labels(self.peer.name).set(1)
+
+    async def _back_off(self, exc: Exception) -> None:
+        self.failures += 1
+        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** self.failures) * random.uniform(0.5, 1.0)
+        log.warning("sync with peer %s failed (%s: %s); retrying in %.1f s", self.peer.name,
+                    type(exc).__name__, exc, delay)
+        self.federation.service.metrics.peer_up.labels(self.peer.name).set(0)
+        self.notify_pending = True
+        await asyncio.sleep(delay)
+        self.wake.set()
+
+
+class Federation:
+    """All peer links of one node, and the signed HTTP calls they make."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+        self.links: dict[str, PeerLink] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT)
+        self.reconcile(self.service.peers)
+
+    async def stop(self) -> None:
+        for link in list(self.links.values()):
+            await link.stop()
+        self.links.clear()
+        if self.session is not None:
+            await self.session.close()
+
+    def reconcile(self, peers: PeersConfig) -> None:
+        """Start links for new or changed peers and stop links for removed ones."""
+        wanted = {peer.name: peer for peer in peers}
+        for name, link in list(self.links.items()):
+            if wanted.get(name) != link.peer:
+                del self.links[name]
+                asyncio.create_task(link.stop())
+        for name, peer in wanted.items():
+            if name not in self.links:
+                link = PeerLink(self, peer)
+                self.links[name] = link
+                link.start()
+
+    def poke(self, peer_name: str) -> None:
+        link = self.links.get(peer_name)
+        if link is not None:
+            link.poke()
+
+    def notify_all(self, except_peer: str | None = None) -> None:
+        """Hint every peer (but the one we just pulled from) that we have new records."""
+        for name, link in self.links.items():
+            if name != except_peer:
+                link.poke(notify=True)
+
+    # -- signed HTTP ---------------------------------------------------------------------
+
+    async def _request(self, peer: PeerConfig, method: str, path: str, *,
+                       params: dict[str, str] | None = None, body: bytes = b"",
+                       max_bytes: int) -> tuple[bytes, dict[str, str]]:
+        assert self.session is not None
+        url = peer.url + path
+        if params:
+            url += "?" + "&".join(f"{k}={v}" for k, v in params.items())
+        headers = sign_request(method=method, url=url, body=body,
+                               key=self.service.identity.node)
+        if body:
+            headers["Content-Type"] = "application/json"
+        async with self.session.request(method, URL(url, encoded=True), data=body or None,
+                                        headers=headers) as response:
+            payload = await _read_capped(response, max_bytes)
+            if response.status >= 400:
+                raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "
+                                        f"{payload[:300].decode('utf-8', 'replace')}")
+            return payload, dict(response.headers)
+
+    async def send_notify(self, peer: PeerConfig) -> None:
+        await self._request(peer, "POST", "/v1/notify", body=b'{"origins":{}}',
+                            max_bytes=65_536)
+
+    async def fetch_heads(self, peer: PeerConfig) -> list[SignedRecord]:
+        payload, _ = await self._request(peer, "GET", "/v1/heads",
+                                         max_bytes=self.service.config.limits.max_page_bytes)
+        return [SignedRecord.from_bytes(line, f"{peer.name}:heads[{i}]")
+                for i, line in enumerate(payload.splitlines())]
+
+    async def fetch_page(self, peer: PeerConfig, origin: str, after: int,
+                         limit: int) -> list[bytes]:
+        limits = self.service.config.limits
+        payload, _ = await self._request(
+            peer, "GET", f"/v1/log/{origin}", params={"after": str(after), "limit": str(limit)},
+            max_bytes=limits.max_page_bytes)
+        lines = payload.splitlines()
+        if len(lines) > limit:
+            raise PeerProtocolError(f"{peer.name}: page of {len(lines)} records exceeds the "
+                                    f"limit of {limit} we asked for")
+        return lines
+
+    # -- pulling -------------------------------------------------------------------------
+
+    async def sync_with(self, peer: PeerConfig) -> int:
+        """One anti-entropy round with ``peer``; returns how many records were stored."""
+        stored = 0
+        for stub in await self.fetch_heads(peer):
+            origin = stub.head.origin
+            if origin != self.service.origin and not peer.accepts_origin(origin):
+                continue
+            ours = await self.service.store.read(lambda s: s.head(origin))
+            if ours is not None and stub.head.seq <= ours.seq:
+                await self._check_known(peer, stub)
+                continue
+            if origin == self.service.origin:
+                await self.service.own_log_behind(peer.name, stub.head.seq)
+            stored += await self.pull_origin(peer, origin, ours, stub.head.seq)
+        if stored:
+            self.notify_all(except_peer=peer.name)
+        return stored
+
+    async def pull_origin(self, peer: PeerConfig, origin: str, head: LogHead | None,
+                          target: int) -> int:
+        """Pull, verify and store ``origin``'s records from ``peer`` up to ``target``."""
+        service = self.service
+        limit = service.config.limits.max_page_records
+        ring = await service.store.read(lambda s: s.keyring(origin))
+        stored = 0
+        loop = asyncio.get_running_loop()
+        for _ in range(MAX_PAGES_PER_ROUND):
+            if head is not None and head.seq >= target:
+                break
+            lines = await self.fetch_page(peer, origin, head.seq if head else 0, limit)
+            if not lines:
+                break
+            result = await loop.run_in_executor(None, verify_page, lines, origin, ring, head,
+                                                peer)
+            if result.records:
+                cursor = (peer.name, origin, result.records[-1].head.seq)
+                records = result.records
+                changes = await service.store.write(
+                    lambda s: s.ingest(records, source=peer.name, cursor=cursor))
+                service.apply_changes(changes)
+                service.metrics.records_ingested.inc(len(result.records))
+                stored += len(result.records)
+                head = result.head
+            if result.conflict_seq is not None:
+                await self._gather_evidence(peer, origin, result.conflict_seq)
+                break
+            if not result.records:
+                break
+        return stored
+
+    async def _check_known(self, peer: PeerConfig, stub: SignedRecord) -> None:
+        """A head at or below ours must be the record we hold at that seq."""
+        origin, seq = stub.head.origin, stub.head.seq
+        raw = await self.service.store.read(lambda s: s.record_at(origin, seq))
+        if raw is None or SignedRecord.from_bytes(raw).id == stub.id:
+            return
+        await self._conflict(peer, SignedRecord.from_bytes(raw), stub)
+
+    async def _gather_evidence(self, peer: PeerConfig, origin: str, seq: int) -> None:
+        """The peer's chain diverges from ours at ``seq``: fetch its record there."""
+        lines = await self.fetch_page(peer, origin, seq - 1, 1)
+        ours = await self.service.store.read(lambda s: s.record_at(origin, seq))
+        if not lines or ours is None:
+            raise PeerProtocolError(f"{peer.name}: chain of {origin} diverges at seq {seq} "
+                                    "but the peer did not serve its record there")
+        theirs = SignedRecord.from_bytes(lines[0], f"{peer.name}:log[0]")
+        await self._conflict(peer, SignedRecord.from_bytes(ours), theirs)
+
+    async def _conflict(self, peer: PeerConfig, ours: SignedRecord,
+                        theirs: SignedRecord) -> None:
+        origin = ours.head.origin
+        ring = await self.service.store.read(lambda s: s.keyring(origin))
+        try:
+            ring.check(theirs.head.key, theirs.head.seq)
+            verify_signature(theirs)
+        except ProtocolError as exc:
+            raise PeerProtocolError(f"{peer.name}: conflicting record for {origin} seq "
+                                    f"{theirs.head.seq} does not verify: {exc}") from None
+        key_records = [SignedRecord.from_bytes(raw) for raw in
+                       await self.service.store.read(lambda s: s.key_records(origin))]
+        evidence = detect_equivocation(ours, theirs, key_records)
+        if evidence is not None:
+            await self.service.record_equivocation(evidence, peer.name)
+
+
+def evidence_summary(evidence: Evidence) -> str:
+    return (f"origin {evidence.origin} signed two records at seq {evidence.seq}: "
+            f"{evidence.first.id} and {evidence.second.id}")
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The response body, refusing anything larger than ``max_bytes``."""
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise PeerProtocolError(f"response of {response.content_length} bytes exceeds the "
+                                f"limit of {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65_536):
+        size += len(chunk)
+        if size > max_bytes:
+            raise PeerProtocolError(f"response exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,732 @@
+"""Generate ``protocol/vectors/*.json``: known-key test vectors for other implementations.
+
+Run ``python tests/protocol/generate_vectors.py`` from the repository root to rewrite the
+files, or with ``--check`` to fail if they differ from what this script produces now (the
+test suite does the same, so the committed vectors cannot drift from the implementation).
+
+Everything is derived from fixed seeds and fixed timestamps; Ed25519 signatures are
+deterministic, so every run produces identical bytes. Expected error codes and paths are
+written here by hand from ``protocol/SPEC.md`` -- not copied from the implementation -- and
+the script refuses to write a vector that the implementation does not reproduce exactly.
+
+The vectors are built with the protocol's own signing code where the record is valid, and
+with a low-level signer (``sign_raw``) for invalid records, so that each invalid record is
+properly signed and carries exactly one fault: an implementation that checks in another
+order would still reject it, but possibly with another code, which the vectors catch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+
+from protocol import canonical
+from protocol.errors import ProtocolError
+from protocol.evidence import Evidence
+from protocol.hashtypes import HASH_TYPES
+from protocol.keys import SigningKey, b64url_encode
+from protocol.log import LogHead, check_next, detect_equivocation
+from protocol.records import (
+    BODY_CLASSES,
+    DOMAIN,
+    MAX_RECORD_BYTES,
+    Distribution,
+    SignedRecord,
+)
+from protocol.signing import KeyRing, sign_record, verify
+from protocol.state import State
+
+VECTORS_DIR = Path(__file__).resolve().parents[2] / "protocol" / "vectors"
+
+SEEDS: dict[str, bytes] = {
+    "root": bytes(range(32)),                # the origin's root key: its identity
+    "signing": bytes(range(32, 64)),         # first signing key, authorised at seq 1
+    "rotated": bytes(range(64, 96)),         # second signing key, for the rotation
+    "stranger": bytes(range(96, 128)),       # someone else's root key
+}
+KEYS = {name: SigningKey(seed) for name, seed in SEEDS.items()}
+ORIGIN = KEYS["root"].id
+T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z, in ms; record n has ts T0 + 1000 * n
+
+PDQ = HASH_TYPES["pdq"].examples()
+OTHER_RECORD = hashlib.sha256(b"a record of another origin").hexdigest()
+
+
+def example(hash_type: str, index: int = 0) -> str:
+    return HASH_TYPES[hash_type].examples()[index]
+
+
+def text(data: bytes) -> str:
+    return data.decode("utf-8")
+
+
+def ts(seq: int) -> int:
+    return T0 + 1000 * seq
+
+
+# -- low-level signing, for records the protocol's own signer would refuse to build ----------
+
+def sign_raw(signer: SigningKey, head: dict[str, Any], body: Any, *,
+             digest: str | None = None, head_bytes: bytes | None = None,
+             message: bytes | None = None, extra: dict[str, Any] | None = None) -> bytes:
+    """Sign ``head`` as given (valid or not) and return the canonical envelope bytes.
+
+    ``digest`` overrides the body digest; ``head_bytes`` replaces the head's canonical form
+    for values JCS can encode but hashmesh forbids; ``message`` replaces what is signed;
+    ``extra`` adds envelope fields.
+    """
+    head = dict(head)
+    if "digest" not in head:
+        head["digest"] = digest or hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+    head_text = head_bytes if head_bytes is not None else rfc8785.dumps(head)
+    sig = signer.sign(message if message is not None else DOMAIN + head_text)
+    envelope: dict[str, Any] = {"head": "\x00HEAD\x00", "sig": b64url_encode(sig)}
+    if body is not None:
+        envelope["body"] = body
+    envelope.update(extra or {})
+    return rfc8785.dumps(envelope).replace(b'"\\u0000HEAD\\u0000"', head_text)
+
+
+def head_json(record_type: str, seq: int, prev: str | None, *, signer: str = "signing",
+              dist: dict[str, Any] | None = None, ts_ms: int | None = None) -> dict[str, Any]:
+    return {"v": 1, "type": record_type, "origin": ORIGIN, "seq": seq, "prev": prev,
+            "key": KEYS[signer].id, "ts": ts(seq) if ts_ms is None else ts_ms,
+            "dist": dist or {"scope": "all"}}
+
+
+def pdq_item(index: int = 0, **extra: Any) -> dict[str, Any]:
+    return {"hashes": [{"type": "pdq", "value": PDQ[index], "quality": 100}],
+            "list": "ncii", "tier": "helpline_verified", **extra}
+
+
+# -- a log that tracks head, key ring and state like a node does -----------------------------
+
+@dataclass
+class Log:
+    """One origin's verified log, as a verifier builds it record by record."""
+
+    origin: str = ORIGIN
+    records: list[SignedRecord] = field(default_factory=list)
+    keyring: KeyRing = field(default_factory=lambda: KeyRing(ORIGIN))
+    head: LogHead | None = None
+
+    def accept(self, data: bytes) -> SignedRecord:
+        """Parse, verify and link ``data`` in the normative order; raise on any fault."""
+        record = SignedRecord.from_bytes(data)
+        verify(record, self.keyring)
+        check_next(self.head, record)
+        self.keyring.apply(record)
+        self.head = LogHead.of(record)
+        self.records.append(record)
+        return record
+
+    def sign(self, signer: str, body: dict[str, Any], record_type: str, *,
+             dist: dict[str, Any] | None = None, seq: int | None = None,
+             ts_ms: int | None = None) -> SignedRecord:
+        """Sign the next record (or one at ``seq``) with the protocol's own signer."""
+        seq = seq or (1 if self.head is None else self.head.seq + 1)
+        prev = self.records[seq - 2].id if seq > 1 else None
+        return sign_record(
+            signer=KEYS[signer], origin=self.origin, seq=seq, prev=prev,
+            ts=ts(seq) if ts_ms is None else ts_ms,
+            body=BODY_CLASSES[record_type].from_json(body, "body"),
+            dist=Distribution.from_json(dist or {"scope": "all"}, "dist"),
+        )
+
+    def extend(self, signer: str, body: dict[str, Any], record_type: str,
+               **kwargs: Any) -> SignedRecord:
+        return self.accept(self.sign(signer, body, record_type, **kwargs).raw)
+
+    def lines(self) -> list[str]:
+        return [text(r.raw) for r in self.records]
+
+
+def rejection(log_lines: list[str], data: bytes) -> ProtocolError:
+    """The error the implementation raises for ``data`` after the records ``log_lines``."""
+    log = Log()
+    for line in log_lines:
+        log.accept(line.encode("utf-8"))
+    try:
+        log.accept(data)
+    except ProtocolError as exc:
+        return exc
+    raise AssertionError(f"the implementation accepts {data[:120]!r}")
+
+
+# -- records.json ----------------------------------------------------------------------------
+
+def record_vector(name: str, description: str, signer: str, record: SignedRecord,
+                  body: dict[str, Any]) -> dict[str, Any]:
+    head = record.head
+    return {
+        "name": name,
+        "description": description,
+        "inputs": {"signer": signer, "origin": head.origin, "seq": head.seq, "prev": head.prev,
+                   "ts": head.ts, "dist": head.dist.to_json(), "type": head.type, "body": body},
+        "body_canonical": text(canonical.encode(body)),
+        "digest": head.digest,
+        "head_canonical": text(record.head_bytes),
+        "message": text(DOMAIN + record.head_bytes),
+        "signature": b64url_encode(record.sig),
+        "id": record.id,
+        "record": text(record.raw),
+        "stub": text(record.stub().raw),
+    }
+
+
+RECORD_CASES: list[tuple[str, str, str, str, dict[str, Any], dict[str, Any] | None]] = [
+    ("key", "the root key authorises the signing key (seq 1)", "root", "key",
+     {"signing_key": KEYS["signing"].id}, None),
+    ("add_single_pdq", "one item with one pdq hash and its quality", "signing", "add",
+     {"items": [pdq_item()]}, None),
+    ("add_all_hash_types", "one item carrying every registered hash type, labels and expiry",
+     "signing", "add",
+     {"items": [{"hashes": [{"type": t, "value": example(t)} for t in sorted(HASH_TYPES)],
+                 "labels": ["intimate", "reported:2023"], "list": "ncii",
+                 "tier": "victim_submitted", "expires": ts(100)}]}, None),
+    ("add_batch_group_scope", "three items under one signature, for one sharing group in two "
+     "jurisdictions", "signing", "add",
+     {"items": [pdq_item(1), pdq_item(2, labels=["sextortion"]),
+                {"hashes": [{"type": "md5", "value": example("md5", 1)}], "list": "legacy",
+                 "tier": "platform_confirmed"}]},
+     {"scope": "group", "group": "eu-helplines", "jurisdictions": ["IE", "NL"]}),
+    ("add_peers_scope", "direct peers only", "signing", "add", {"items": [pdq_item(3)]},
+     {"scope": "peers"}),
+    ("revoke", "withdraws one item of an earlier record and a whole record", "signing",
+     "revoke", {"targets": [{"record": "@3", "item": 0}, {"record": "@2"}],
+                "reason": "withdrawn"}, None),
+    ("feedback", "a verdict on another origin's record; the note exercises UTF-8, escapes and "
+     "a control character", "signing", "feedback",
+     {"target": {"record": OTHER_RECORD, "item": 1}, "verdict": "confirmed",
+      "note": "Café \"Ω\" \\ ok\u001f\u2028 \U0001f600 </script>"}, None),
+    ("key_revoke", "the root key withdraws the signing key", "root", "key_revoke",
+     {"signing_key": KEYS["signing"].id}, None),
+]
+
+
+def resolve_refs(body: dict[str, Any], log: Log) -> dict[str, Any]:
+    """Replace ``"@n"`` record references with the id of the log's record at seq n."""
+    encoded = json.dumps(body)
+    for record in log.records:
+        encoded = encoded.replace(f'"@{record.head.seq}"', json.dumps(record.id))
+    result: dict[str, Any] = json.loads(encoded)
+    return result
+
+
+def build_records() -> dict[str, Any]:
+    log = Log()
+    vectors = []
+    for name, description, signer, record_type, raw_body, dist in RECORD_CASES:
+        body = resolve_refs(raw_body, log)
+        record = log.extend(signer, body, record_type, dist=dist)
+        vectors.append(record_vector(name, description, signer, record, body))
+    return {
+        "description": "One valid record of each type, signed with fixed keys. The records "
+                       "form one chain in this order. Check that signing 'inputs' with the "
+                       "named key reproduces every other field exactly, and that 'record' and "
+                       "'stub' parse and verify.",
+        "keys": keys_json(),
+        "domain": text(DOMAIN),
+        "vectors": vectors,
+    }
+
+
+def keys_json() -> dict[str, Any]:
+    return {name: {"seed_hex": seed.hex(), "secret": KEYS[name].secret_text(),
+                   "id": KEYS[name].id} for name, seed in SEEDS.items()}
+
+
+# -- chains.json -----------------------------------------------------------------------------
+
+def step(data: bytes, error: tuple[str, str] | None, log: Log) -> dict[str, Any]:
+    if error is None:
+        log.accept(data)
+        return {"record": text(data), "expect": "ok"}
+    exc = rejection(log.lines(), data)
+    code, path = error
+    if (exc.code, exc.path) != (code, path):
+        raise AssertionError(f"expected {code} at {path}, got {exc.code} at {exc.path}: {exc}")
+    return {"record": text(data), "expect": {"code": code, "path": path, "message": str(exc)}}
+
+
+def active_refs(log: Log, now_ms: int) -> dict[str, Any]:
+    state = State().apply_all(log.records)
+    return {"now_ms": now_ms, "refs": [item.ref for item in state.active(now_ms)]}
+
+
+def build_rotation() -> dict[str, Any]:
+    log = Log()
+    steps = [
+        step(log.sign("root", {"signing_key": KEYS["signing"].id}, "key").raw, None, log),
+        step(log.sign("signing", {"items": [pdq_item(0)]}, "add").raw, None, log),
+        step(log.sign("signing", {"items": [pdq_item(1), pdq_item(2, expires=ts(50))]},
+                      "add").raw, None, log),
+    ]
+    steps.append(step(log.sign("signing", {"targets": [{"record": log.records[1].id}],
+                                           "reason": "erroneous"}, "revoke").raw, None, log))
+    steps.append(step(log.sign("root", {"signing_key": KEYS["rotated"].id}, "key").raw,
+                      None, log))
+    steps.append(step(log.sign("rotated", {"items": [pdq_item(3)]}, "add").raw, None, log))
+    steps.append(step(log.sign("root", {"signing_key": KEYS["signing"].id}, "key_revoke").raw,
+                      None, log))
+    late = log.sign("signing", {"items": [pdq_item(0)]}, "add")
+    steps.append(step(late.raw, ("KEY_REVOKED", "record.head.key"), log))
+    steps.append(step(log.sign("rotated", {"targets": [{"record": log.records[2].id,
+                                                         "item": 0}],
+                                           "reason": "withdrawn"}, "revoke").raw, None, log))
+    assert log.head is not None
+    return {
+        "name": "chain_rotation_revocation",
+        "description": "seq 1 authorises 'signing'; adds, a revoke; seq 5 authorises 'rotated'; "
+                       "seq 7 revokes 'signing'; a seq-8 record signed by 'signing' is "
+                       "rejected (KEY_REVOKED) and leaves the log unchanged; 'rotated' then "
+                       "signs seq 8. 'active' lists the item refs in force afterwards.",
+        "steps": steps,
+        "head": log.head.to_json(),
+        "active": [active_refs(log, ts(10)), active_refs(log, ts(50))],
+    }
+
+
+def build_equivocation() -> dict[str, Any]:
+    log = Log()
+    log.extend("root", {"signing_key": KEYS["signing"].id}, "key")
+    log.extend("signing", {"items": [pdq_item(0)]}, "add")
+    one = log.sign("signing", {"items": [pdq_item(1)]}, "add")
+    two = log.sign("signing", {"items": [pdq_item(2)]}, "add")
+    steps = [{"record": line, "expect": "ok"} for line in log.lines()]
+    steps.append(step(one.raw, None, log))
+    replay = rejection(log.lines(), two.raw)
+    assert (replay.code, replay.path) == ("BAD_CHAIN", "record.head.seq"), replay
+    evidence = detect_equivocation(one, two, log.records[:1])
+    assert evidence is not None
+    return {
+        "name": "equivocation",
+        "description": "Two different records at seq 3, each valid after seq 2. Once the first "
+                       "is in the log the second fails check_next (BAD_CHAIN, seq already in "
+                       "the log); a node compares ids and builds the evidence, which verifies "
+                       "offline knowing only the origin id.",
+        "steps": steps,
+        "conflicting": text(two.raw),
+        "conflicting_expect": {"code": replay.code, "path": replay.path,
+                               "message": str(replay)},
+        "evidence": evidence.to_json(),
+    }
+
+
+def build_chains() -> dict[str, Any]:
+    return {
+        "description": "Logs of one origin, checked record by record: parse, key validity, "
+                       "signature, check_next against the head, then the key ring takes key "
+                       "records into account. A rejected record leaves the log unchanged.",
+        "keys": keys_json(),
+        "scenarios": [build_rotation(), build_equivocation()],
+    }
+
+
+# -- invalid.json ----------------------------------------------------------------------------
+
+@dataclass
+class Invalid:
+    name: str
+    description: str
+    code: str
+    path: str
+    make: Callable[[], bytes]
+    log: int = 1  # how many records of the base log precede this one
+
+
+def base_log() -> Log:
+    """key (seq 1), add (seq 2), key_revoke of 'signing' (seq 3): the context of the cases."""
+    log = Log()
+    log.extend("root", {"signing_key": KEYS["signing"].id}, "key")
+    log.extend("signing", {"items": [pdq_item(0)]}, "add")
+    log.extend("root", {"signing_key": KEYS["signing"].id}, "key_revoke")
+    return log
+
+
+BASE = base_log()
+KEY_ID = BASE.records[0].id
+
+
+def valid_add(**changes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Head and body of a valid seq-2 add record by 'signing', with ``changes`` to the head."""
+    head = head_json("add", 2, KEY_ID)
+    head.update(changes)
+    return head, {"items": [pdq_item(0)]}
+
+
+def add_with_item(**item: Any) -> bytes:
+    head, body = valid_add()
+    body["items"][0].update(item)
+    return sign_raw(KEYS["signing"], head, body)
+
+
+def add_with_hash(**hash_entry: Any) -> bytes:
+    head, body = valid_add()
+    body["items"][0]["hashes"][0] = hash_entry
+    return sign_raw(KEYS["signing"], head, body)
+
+
+def signed(head: dict[str, Any], body: Any, signer: str = "signing",
+           **kwargs: Any) -> Callable[[], bytes]:
+    return lambda: sign_raw(KEYS[signer], head, body, **kwargs)
+
+
+def good() -> bytes:
+    head, body = valid_add()
+    return sign_raw(KEYS["signing"], head, body)
+
+
+def edit(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) == 1, old
+    return data.replace(old, new)
+
+
+def photodna_item(size: int, seed: int = 0, labels: list[str] | None = None) -> dict[str, Any]:
+    """An item with one photodna value of ``size`` bytes: the bulkiest hash a record holds."""
+    raw = (hashlib.sha256(bytes([seed])).digest() * 33)[:size]
+    item: dict[str, Any] = {"hashes": [{"type": "photodna",
+                                        "value": base64.b64encode(raw).decode("ascii")}],
+                            "list": "ncii", "tier": "victim_submitted"}
+    if labels:
+        item["labels"] = labels
+    return item
+
+
+def sized_add(size: int, signer: SigningKey, head: dict[str, Any]) -> bytes:
+    """A canonical, correctly signed add of exactly ``size`` bytes (``size`` >= 2 KiB).
+
+    The bulk is items with 1 KiB photodna values; one last item gets a shorter value (base64
+    grows in steps of 4 characters) and labels that make up the remaining bytes exactly.
+    """
+    def length(items: list[dict[str, Any]]) -> int:
+        return len(sign_raw(signer, head, {"items": items}))
+
+    per_item = length([photodna_item(1024)] * 2) - length([photodna_item(1024)])
+    empty = length([photodna_item(3)]) - 4
+    full = [photodna_item(1024, seed) for seed in range((size - empty - 300) // per_item)]
+    remaining = size - length([*full, photodna_item(3)]) + 4
+    chars = min(1368, (remaining - 100) // 4 * 4)
+    last = photodna_item(chars // 4 * 3, seed=255)
+    fill = remaining - chars
+    for count in range(1, 17):
+        labels = [format(i, "x") for i in range(count)]
+        added = len(rfc8785.dumps(dict(last, labels=labels))) - len(rfc8785.dumps(last))
+        if 0 <= fill - added <= 63 * count:
+            extra = fill - added
+            labels = [label + "x" * min(63, extra - 63 * i) if extra > 63 * i else label
+                      for i, label in enumerate(labels)]
+            break
+    data = sign_raw(signer, head, {"items": [*full, dict(last, labels=labels)]})
+    assert len(data) == size, (len(data), size)
+    return data
+
+
+def oversize() -> bytes:
+    """A canonical, correctly signed add that is one byte over the record limit."""
+    head, _ = valid_add()
+    return sized_add(MAX_RECORD_BYTES + 1, KEYS["signing"], head)
+
+
+def invalid_cases() -> list[Invalid]:
+    head, body = valid_add()
+    hpath = "record.body.items[0].hashes[0]"
+    return [
+        # -- encoding: size, UTF-8, strict JSON ------------------------------------------------
+        Invalid("oversize", "canonical and validly signed, but 65,537 bytes", "OVERSIZE",
+                "record", oversize),
+        Invalid("invalid_utf8", "a byte 0xff inside the list name", "BAD_ENCODING", "record",
+                lambda: edit(good(), b'"ncii"', b'"nc\xffi"')),
+        Invalid("utf8_bom", "a UTF-8 byte order mark before the object", "BAD_ENCODING",
+                "record", lambda: b"\xef\xbb\xbf" + good()),
+        Invalid("float", "pdq quality written 99.5: canonical JCS, but hashmesh has no floats",
+                "BAD_ENCODING", "record",
+                lambda: edit(good(), b'"quality":100', b'"quality":99.5')),
+        Invalid("float_integral", "ts written 1700000002000.0", "BAD_ENCODING", "record",
+                lambda: edit(good(), b'"ts":1700000002000', b'"ts":1700000002000.0')),
+        Invalid("exponent", "ts written 17e11", "BAD_ENCODING", "record",
+                lambda: edit(good(), b'"ts":1700000002000', b'"ts":17e11')),
+        Invalid("huge_integer", "ts = 2^53, outside the safe integer range (signed as is)",
+                "BAD_ENCODING", "record.head.ts",
+                signed(dict(head, ts="@TS"), body, head_bytes=rfc8785.dumps(
+                    dict(head, ts="@TS", digest=sha_body(body))).replace(
+                        b'"@TS"', b"9007199254740992"))),
+        Invalid("duplicate_key", "head has 'ts' twice", "BAD_ENCODING", "record",
+                lambda: edit(good(), b'"ts":1700000002000', b'"ts":1700000002000,"ts":1')),
+        Invalid("not_an_object", "a JSON array", "BAD_SCHEMA", "record", lambda: b"[]"),
+        Invalid("lone_surrogate", "a note containing the escape \\ud800 (not a Unicode "
+                "scalar value)", "BAD_ENCODING", "record.body.note",
+                lambda: edit(feedback_record("@NOTE@"), b"@NOTE@", b"\\ud800")),
+        # -- canonical form --------------------------------------------------------------------
+        Invalid("whitespace", "a space after the first colon", "NON_CANONICAL", "record",
+                lambda: edit(good(), b'{"body":{', b'{"body": {')),
+        Invalid("trailing_newline", "the line terminator is not part of the record",
+                "NON_CANONICAL", "record", lambda: good() + b"\n"),
+        Invalid("key_order", "'head' before 'body'", "NON_CANONICAL", "record", key_order),
+        Invalid("escaped_ascii", "'/' written as \\/ in the feedback note", "NON_CANONICAL",
+                "record", lambda: edit(feedback_record("a/b"), b"a/b", b"a\\/b")),
+        Invalid("escaped_non_ascii", "U+00E9 written as \\u00e9", "NON_CANONICAL", "record",
+                lambda: edit(feedback_record("caf\u00e9"), "caf\u00e9".encode(),
+                             b"caf\\u00e9")),
+        Invalid("uppercase_escape", "control character U+001F written \\u001F, not \\u001f",
+                "NON_CANONICAL", "record",
+                lambda: edit(feedback_record("a\u001fb"), b"a\\u001fb", b"a\\u001Fb")),
+        Invalid("negative_zero", "ts written -0", "NON_CANONICAL", "record",
+                signed(dict(head, ts="@TS"), body, head_bytes=rfc8785.dumps(
+                    dict(head, ts="@TS", digest=sha_body(body))).replace(b'"@TS"', b"-0"))),
+        # -- schema ----------------------------------------------------------------------------
+        Invalid("empty_labels", "an empty optional array: omit the field instead",
+                "BAD_SCHEMA", "record.body.items[0].labels", lambda: add_with_item(labels=[])),
+        Invalid("null_optional", "expires: null; optional fields are absent, never null",
+                "BAD_SCHEMA", "record.body.items[0].expires",
+                lambda: add_with_item(expires=None)),
+        Invalid("unknown_envelope_field", "an extra top-level field", "UNKNOWN_FIELD",
+                "record.meta", lambda: sign_raw_extra({"meta": 1})),
+        Invalid("unknown_head_field", "an extra head field", "UNKNOWN_FIELD", "record.head.x",
+                signed(dict(head, x=1), body)),
+        Invalid("unknown_body_field", "an extra field in an item", "UNKNOWN_FIELD",
+                "record.body.items[0].colour", lambda: add_with_item(colour="red")),
+        Invalid("unknown_record_type", "type 'delete'", "UNKNOWN_TYPE", "record.head.type",
+                signed(dict(head, type="delete"), body)),
+        Invalid("unknown_version", "v = 2 (with a field v1 does not know)", "UNKNOWN_TYPE",
+                "record.head.v", signed(dict(head, v=2, epoch=1), body)),
+        Invalid("unknown_tier", "tier 'rumour'", "UNKNOWN_TYPE", "record.body.items[0].tier",
+                lambda: add_with_item(tier="rumour")),
+        Invalid("unknown_hash_type", "hash type 'sha1'", "UNKNOWN_HASH_TYPE", f"{hpath}.type",
+                lambda: add_with_hash(type="sha1", value="0" * 40)),
+        Invalid("bad_hash_value", "a pdq value of 63 hex characters", "BAD_HASH_VALUE",
+                f"{hpath}.value", lambda: add_with_hash(type="pdq", value=PDQ[0][:63])),
+        Invalid("bad_hash_character", "a pdq value with a 'g'", "BAD_HASH_VALUE",
+                f"{hpath}.value", lambda: add_with_hash(type="pdq", value="g" + PDQ[0][1:])),
+        Invalid("hash_not_normal_form", "an uppercase pdq value", "BAD_SCHEMA",
+                f"{hpath}.value", lambda: add_with_hash(type="pdq", value=PDQ[0].upper())),
+        Invalid("quality_out_of_range", "pdq quality 101", "BAD_SCHEMA", f"{hpath}.quality",
+                lambda: add_with_hash(type="pdq", value=PDQ[0], quality=101)),
+        Invalid("quality_on_exact_hash", "quality on an md5 hash", "BAD_SCHEMA",
+                f"{hpath}.quality",
+                lambda: add_with_hash(type="md5", value=example("md5"), quality=50)),
+        Invalid("duplicate_hash_type", "two pdq hashes in one item", "BAD_SCHEMA",
+                "record.body.items[0].hashes[1]",
+                lambda: add_with_item(hashes=[{"type": "pdq", "value": PDQ[0]},
+                                              {"type": "pdq", "value": PDQ[1]}])),
+        Invalid("bad_origin_key", "an origin that is not a 32-byte key id", "BAD_KEY",
+                "record.head.origin", signed(dict(head, origin="ed25519:AAAA"), body)),
+        Invalid("no_items", "an add with no items", "BAD_SCHEMA", "record.body.items",
+                signed(head, {"items": []})),
+        Invalid("prev_at_seq_1", "prev set at seq 1", "BAD_SCHEMA", "record.head.prev",
+                signed(head_json("key", 1, KEY_ID, signer="root"),
+                       {"signing_key": KEYS["signing"].id}, signer="root"), log=0),
+        Invalid("group_without_name", "scope 'group' without a group", "BAD_SCHEMA",
+                "record.head.dist.group", signed(dict(head, dist={"scope": "group"}), body)),
+        Invalid("padded_signature", "the signature with base64 padding", "BAD_SCHEMA",
+                "record.sig", lambda: good()[:-2] + b'=="}'),
+        Invalid("key_record_not_by_root", "a key record signed by a signing key",
+                "BAD_SCHEMA", "record.head.key",
+                signed(head_json("key", 2, KEY_ID), {"signing_key": KEYS["rotated"].id})),
+        Invalid("key_record_not_scope_all", "a key record for direct peers only", "BAD_SCHEMA",
+                "record.head.dist",
+                signed(head_json("key", 2, KEY_ID, signer="root", dist={"scope": "peers"}),
+                       {"signing_key": KEYS["rotated"].id}, signer="root")),
+        Invalid("root_key_revoked", "a key_revoke of the root key itself", "BAD_SCHEMA",
+                "record.body.signing_key",
+                signed(head_json("key_revoke", 2, KEY_ID, signer="root"),
+                       {"signing_key": ORIGIN}, signer="root")),
+        # -- body digest -----------------------------------------------------------------------
+        Invalid("digest_mismatch", "the body was changed after signing (other pdq value)",
+                "BODY_DIGEST_MISMATCH", "record.body",
+                lambda: edit(good(), PDQ[0].encode(), PDQ[1].encode())),
+        # -- keys and signature ----------------------------------------------------------------
+        Invalid("forged_signature", "head.key is 'signing' but the stranger signed",
+                "BAD_SIGNATURE", "record.sig", signed(head, body, signer="stranger")),
+        Invalid("signature_without_domain", "signature over the head bytes without the "
+                "domain prefix", "BAD_SIGNATURE", "record.sig",
+                signed(head, body, message=rfc8785.dumps(dict(head, digest=sha_body(body))))),
+        Invalid("signature_over_envelope", "signature over the canonical envelope without "
+                "'sig' (the scheme DESIGN.md first described)", "BAD_SIGNATURE", "record.sig",
+                signed(head, body, message=DOMAIN + rfc8785.dumps(
+                    {"body": body, "head": dict(head, digest=sha_body(body))}))),
+        Invalid("head_changed_after_signing", "ts changed after signing", "BAD_SIGNATURE",
+                "record.sig",
+                lambda: edit(good(), b'"ts":1700000002000', b'"ts":1700000002001')),
+        Invalid("wrong_key", "the stranger signs with its own key, claiming the origin",
+                "KEY_NOT_AUTHORISED", "record.head.key",
+                signed(dict(head, key=KEYS["stranger"].id), body, signer="stranger")),
+        Invalid("key_before_authorisation", "'signing' signs seq 1, before any key record",
+                "KEY_NOT_AUTHORISED", "record.head.key",
+                signed(head_json("add", 1, None), body), log=0),
+        Invalid("revoked_key", "'signing' signs seq 4 after its key_revoke at seq 3",
+                "KEY_REVOKED", "record.head.key",
+                signed(head_json("add", 4, BASE.records[2].id), body), log=3),
+        # -- chain -----------------------------------------------------------------------------
+        Invalid("gap", "seq 3 after seq 1", "GAP", "record.head.seq",
+                signed(head_json("add", 3, KEY_ID), body)),
+        Invalid("wrong_prev", "seq 2 whose prev is not the id of seq 1", "WRONG_PREV",
+                "record.head.prev", signed(head_json("add", 2, OTHER_RECORD), body)),
+        Invalid("seq_already_in_log", "the record at seq 2 arrives again", "BAD_CHAIN",
+                "record.head.seq", lambda: BASE.records[1].raw, log=2),
+        Invalid("ts_backwards", "ts earlier than the previous record's", "BAD_CHAIN",
+                "record.head.ts", signed(head_json("add", 2, KEY_ID, ts_ms=T0), body)),
+    ]
+
+
+def sha_body(body: Any) -> str:
+    return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+
+
+def sign_raw_extra(extra: dict[str, Any]) -> bytes:
+    head, body = valid_add()
+    return sign_raw(KEYS["signing"], head, body, extra=extra)
+
+
+def key_order() -> bytes:
+    record = SignedRecord.from_bytes(good())
+    data = rfc8785.dumps({"head": record.head.to_json()})[:-1] + b',"body":' + rfc8785.dumps(
+        record.to_json()["body"]) + b',"sig":"' + b64url_encode(record.sig).encode() + b'"}'
+    return data
+
+
+def feedback_record(note: str) -> bytes:
+    body = {"target": {"record": OTHER_RECORD}, "verdict": "disputed", "note": note}
+    return sign_raw(KEYS["signing"], head_json("feedback", 2, KEY_ID), body)
+
+
+def build_invalid_records() -> list[dict[str, Any]]:
+    vectors = []
+    for case in invalid_cases():
+        data = case.make()
+        log_lines = BASE.lines()[:case.log]
+        exc = rejection(log_lines, data)
+        if (exc.code, exc.path) != (case.code, case.path):
+            raise AssertionError(f"{case.name}: expected {case.code} at {case.path}, "
+                                 f"got {exc.code} at {exc.path}: {exc}")
+        vector: dict[str, Any] = {"name": case.name, "description": case.description,
+                                  "log": log_lines}
+        try:
+            vector["record"] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            vector["record_hex"] = data.hex()
+        vector["expect"] = {"code": case.code, "path": case.path, "message": str(exc)}
+        vectors.append(vector)
+    return vectors
+
+
+# -- invalid evidence ------------------------------------------------------------------------
+
+def build_invalid_evidence() -> list[dict[str, Any]]:
+    log = Log()
+    log.extend("root", {"signing_key": KEYS["signing"].id}, "key")
+    one = log.sign("signing", {"items": [pdq_item(1)]}, "add")
+    two = log.sign("signing", {"items": [pdq_item(2)]}, "add")
+    log.accept(one.raw)
+    later = log.sign("signing", {"items": [pdq_item(3)]}, "add")
+    found = detect_equivocation(one, two, log.records)
+    assert found is not None
+    good_evidence = found.to_json()
+    first, second = good_evidence["first"], good_evidence["second"]
+    stranger = Log(origin=KEYS["stranger"].id, keyring=KeyRing(KEYS["stranger"].id))
+    foreign_grant = stranger.sign("stranger", {"signing_key": KEYS["signing"].id}, "key")
+    cases: list[tuple[str, str, dict[str, Any], str, str]] = [
+        ("wrong_kind", "kind is not 'equivocation'", dict(good_evidence, kind="fork"),
+         "BAD_EVIDENCE", "evidence.kind"),
+        ("unknown_field", "an extra field", dict(good_evidence, note="x"), "UNKNOWN_FIELD",
+         "evidence.note"),
+        ("same_record_twice", "first and second are one record",
+         dict(good_evidence, second=first), "BAD_EVIDENCE", "evidence"),
+        ("unsorted", "first and second not sorted by id",
+         dict(good_evidence, first=second, second=first), "BAD_EVIDENCE", "evidence"),
+        ("different_seq", "the records are at seq 2 and seq 3",
+         dict(good_evidence, second=later.stub().to_json()), "BAD_EVIDENCE", "evidence"),
+        ("body_present", "a conflicting record with its body", with_body(good_evidence, one, two),
+         "BAD_EVIDENCE", "evidence.first.body"),
+        ("tampered_signature", "the second record's signature altered",
+         dict(good_evidence, second=dict(second, sig=flip_sig(second["sig"]))),
+         "BAD_EVIDENCE", "evidence.second.sig"),
+        ("missing_key_record", "no key record for the non-root signing key",
+         dict(good_evidence, key_records=[]), "BAD_EVIDENCE", "evidence.first.head.key"),
+        ("foreign_key_record", "the signing key is authorised by another origin's root key",
+         dict(good_evidence, key_records=[foreign_grant.to_json()]), "BAD_EVIDENCE",
+         "evidence.first.head.key"),
+    ]
+    vectors = []
+    for name, description, value, code, path in cases:
+        try:
+            Evidence.from_json(value)
+        except ProtocolError as exc:
+            if (exc.code, exc.path) != (code, path):
+                raise AssertionError(f"evidence {name}: expected {code} at {path}, got "
+                                     f"{exc.code} at {exc.path}: {exc}") from None
+            vectors.append({"name": name, "description": description, "evidence": value,
+                            "expect": {"code": code, "path": path, "message": str(exc)}})
+            continue
+        raise AssertionError(f"evidence {name} was accepted")
+    return vectors
+
+
+def with_body(evidence: dict[str, Any], one: SignedRecord, two: SignedRecord) -> dict[str, Any]:
+    full = {r.id: r.to_json() for r in (one, two)}
+    return dict(evidence, first=full[min(full)])
+
+
+def flip_sig(sig: str) -> str:
+    raw = bytearray(base64.urlsafe_b64decode(sig + "=="))
+    raw[0] ^= 1
+    return b64url_encode(bytes(raw))
+
+
+def build_invalid() -> dict[str, Any]:
+    return {
+        "description": "Inputs every implementation must reject with the given error code at "
+                       "the given path ('message' is informative). For a record: accept the "
+                       "'log' records in order (they are valid), then the record under test, "
+                       "given as UTF-8 text in 'record' or as hex bytes in 'record_hex'. For "
+                       "evidence: parse and verify the 'evidence' object.",
+        "keys": keys_json(),
+        "records": build_invalid_records(),
+        "evidence": build_invalid_evidence(),
+    }
+
+
+# -- output ----------------------------------------------------------------------------------
+
+def build() -> dict[str, dict[str, Any]]:
+    """Every vector file's content, keyed by file name."""
+    return {"records.json": build_records(), "chains.json": build_chains(),
+            "invalid.json": build_invalid()}
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if the committed vectors differ from the generated ones")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, document in build().items():
+        path = VECTORS_DIR / name
+        content = render(document)
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != content:
+                stale.append(name)
+        else:
+            path.write_text(content, encoding="utf-8")
+            print(f"wrote {path} ({len(content.encode('utf-8')):,} bytes)")
+    if stale:
+        print(f"stale vectors: {', '.join(stale)}; run {Path(__file__).name}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
