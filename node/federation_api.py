@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from node.api import SERVICE_KEY, ApiError, Handler, read_body
-from node.config import PeerConfig
-from node.httpsig import RequestVerifier, SignatureError, aiohttp_request_parts
+from node.config import NodeConfig, PeerConfig
+from node.httpsig import RequestVerifier, SignatureError, aiohttp_request_parts, url_parts
 from node.policy import RecordScope, may_send_body
 from protocol.fields import Fields, check_integer
 from protocol.keys import PublicKey
@@ -47,7 +47,7 @@ async def peer_auth_middleware(request: web.Request, handler: Handler) -> web.St
         log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote,
                     exc)
         request.app[SERVICE_KEY].metrics.requests_refused.labels(exc.code).inc()
-        raise ApiError(401, exc.code, str(exc), "Signature") from None
+        raise ApiError(exc.status, exc.code, str(exc), exc.field) from None
     peer = request.app[SERVICE_KEY].peers.by_node_key(verified.keyid)
     if peer is None:  # removed by a reload between lookup and now
         raise ApiError(401, "UNKNOWN_KEY", f"{verified.keyid} is not a configured peer",
@@ -63,7 +63,20 @@ def make_verifier(app: web.Application) -> RequestVerifier:
         peer = app[SERVICE_KEY].peers.by_node_key(keyid)
         return None if peer is None else peer.node_key
 
-    return RequestVerifier(lookup)
+    return RequestVerifier(lookup, authorities=own_authorities(app[SERVICE_KEY].config))
+
+
+def own_authorities(config: NodeConfig) -> frozenset[str]:
+    """The ``host:port`` values a peer's signed request may name: our public URL and listener.
+
+    Binding signatures to our authority stops a peer from replaying, to us, a request that
+    another node's peer signed for that node.
+    """
+    scheme = "https" if config.tls else "http"
+    urls = [f"{scheme}://{config.listen.host}:{config.listen.port}"]
+    if config.federation.public_url:
+        urls.append(config.federation.public_url)
+    return frozenset(url_parts(url)[0] for url in urls)
 
 
 async def heads(request: web.Request) -> web.Response:

@@ -2,11 +2,11 @@
 
 A peer must know *who* sends a request (``/v1/log`` reads may be restricted to peers,
 ``/v1/notify`` must not be spoofable) without a shared secret per pair of nodes, and a captured
-request must not be usable again or elsewhere. Every node already has an Ed25519 key that its
-peers pin, so peer requests carry an HTTP Message Signature made with it (DESIGN.md,
-decision 10). We implement only the subset below, with our own strict parser, because the
-general libraries are built around other HTTP stacks; anything outside the subset is refused
-rather than interpreted.
+request must not be usable twice (nonces) nor, when the verifier knows its own authority, at
+another node. Every node already has an Ed25519 key that its peers pin, so peer requests carry
+an HTTP Message Signature made with it (DESIGN.md, decision 10). We implement only the subset
+below, with our own strict parser, because the general libraries are built around other HTTP
+stacks; anything outside the subset is refused rather than interpreted.
 
 Profile (hashmesh v1)
 ---------------------
@@ -42,7 +42,9 @@ Profile (hashmesh v1)
   - ``@query``: ``?`` followed by the query as sent; no query gives ``?``.
   - ``content-digest``: the header value, trimmed; several header lines are joined by ``, ``.
 
-- Verification refuses, in this order, with these codes:
+- Verification refuses with these codes (cheap checks first; the body's digest is compared
+  only after the signature verified, so an altered body reports DIGEST_MISMATCH and an altered
+  body sent with a recomputed ``Content-Digest`` reports BAD_SIGNATURE):
 
   ====================  =========================================================  ======
   code                  when                                                       status

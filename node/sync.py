@@ -194,15 +194,15 @@ class Federation:
                        params: dict[str, str] | None = None, body: bytes = b"",
                        max_bytes: int) -> tuple[bytes, dict[str, str]]:
         assert self.session is not None
-        url = peer.url + path
+        target = URL(peer.url + path)
         if params:
-            url += "?" + "&".join(f"{k}={v}" for k, v in params.items())
-        headers = sign_request(method=method, url=url, body=body,
+            target = target.with_query(params)
+        headers = sign_request(method=method, url=target, body=body,
                                key=self.service.identity.node)
         if body:
             headers["Content-Type"] = "application/json"
-        async with self.session.request(method, URL(url, encoded=True), data=body or None,
-                                        headers=headers) as response:
+        async with self.session.request(method, target, data=body or None, headers=headers,
+                                        allow_redirects=False) as response:
             payload = await _read_capped(response, max_bytes)
             if response.status >= 400:
                 raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "

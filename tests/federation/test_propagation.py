@@ -40,7 +40,8 @@ async def test_add_on_a_matches_on_c_two_hops_away_and_revoke_follows(cluster: C
     await eventually(lambda: matches_on(cluster, "c", value), what="add reaches c")
     [found] = await c.matches(value)
     assert found["record"] == record_id and found["origin"] == a.origin
-    assert found["origin_name"] == "a"
+    [via_b] = await cluster.nodes["b"].matches(value)
+    assert via_b["origin_name"] == "a", "a direct peer's origin is shown by its peer name"
 
     await a.revoke(record_id)
     await eventually(lambda: _not(matches_on(cluster, "c", value)), what="revoke reaches c")

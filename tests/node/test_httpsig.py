@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL as YarlURL
 
 from node.httpsig import (
     COVERED_COMPONENTS,
@@ -570,6 +571,13 @@ async def test_real_aiohttp_client_and_server_agree_on_the_signature_base(
         assert resp.status == 200, answer
     assert answer["keyid"] == KEY.id
     assert answer["raw"] == "/v1/log/ed25519:abc%20def?after=5&limit=10&q=%C3%A4A"
+
+    # A pre-encoded yarl URL is sent as is (no re-encoding); signing the same object agrees.
+    encoded = YarlURL(base + "/v1/log/x%2fy?a=%41", encoded=True)
+    headers = sign_request(method="GET", url=encoded, body=b"", key=KEY)
+    async with session.get(encoded, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["raw"] == "/v1/log/x%2fy?a=%41"
 
     get_url = base + "/v1/heads"
     headers = sign_request(method="GET", url=get_url, body=b"", key=KEY)
