@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from node import commands_local, commands_remote
+from node import commands_keys, commands_local, commands_remote
 from node.cli_support import CliError
 from node.client import ClientError
 from node.config import ConfigError
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Federated hash-sharing node against non-consensual intimate image abuse.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for register in (_init, _run, _id, _hash, _add, _revoke, _feedback, _match, _status,
-                     _verify, _export, _import, _peers):
+                     _verify, _export, _import, _peers, _key, _unfreeze):
         register(sub)
     return parser
 
@@ -226,6 +226,29 @@ def _peers(sub: Sub) -> None:
     removing = _command(peers, "remove", commands_local.peers_remove, "remove a peer")
     _config_arg(removing)
     removing.add_argument("name")
+
+
+def _key(sub: Sub) -> None:
+    p = sub.add_parser("key", help="rotate or revoke the log's signing key (node stopped)",
+                       description="Sign key records into this node's log; peers receive them "
+                                   "like any record. Stop the node first.")
+    keys = p.add_subparsers(title="key commands", metavar="ACTION")
+    rotate = _command(keys, "rotate", commands_keys.rotate,
+                      "authorise a new signing key and revoke the current one")
+    _config_arg(rotate)
+    revoke = _command(keys, "revoke", commands_keys.revoke_key,
+                      "revoke a signing key (e.g. compromised); the root key signs after")
+    _config_arg(revoke)
+    revoke.add_argument("key", metavar="KEY", help="ed25519:... signing key id")
+
+
+def _unfreeze(sub: Sub) -> None:
+    p = _command(sub, "unfreeze", commands_keys.unfreeze,
+                 "lift a freeze after resolving an equivocation or a restored backup",
+                 "Without ORIGIN: allow this node to sign again (after a restored backup has "
+                 "caught up from its peers). With ORIGIN: accept records of that origin again.")
+    _config_arg(p)
+    p.add_argument("origin", nargs="?", metavar="ORIGIN")
 
 
 if __name__ == "__main__":

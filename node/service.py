@@ -22,8 +22,8 @@ from node.keyfile import read_secret_key
 from node.matcher import Matcher
 from node.metrics import NodeMetrics
 from node.store import AsyncStore, Changes, EntryRow, Store, now_ms
-from protocol.evidence import Evidence
 from protocol.errors import SchemaError
+from protocol.evidence import Evidence
 from protocol.hashtypes import get_hash_type
 from protocol.keys import SigningKey
 from protocol.records import (

@@ -19,6 +19,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -27,6 +28,7 @@ from yarl import URL
 from node.config import PeerConfig, PeersConfig
 from node.httpsig import sign_request
 from node.policy import may_keep_body
+from node.store import Store
 from protocol.errors import PrevMismatchError, ProtocolError
 from protocol.evidence import Evidence
 from protocol.log import LogHead, check_next, detect_equivocation
@@ -117,7 +119,8 @@ class PeerLink:
         interval = self.federation.service.config.federation.pull_interval_seconds
         while True:
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=interval * random.uniform(0.8, 1.2))
+                await asyncio.wait_for(self.wake.wait(),
+                                       timeout=interval * random.uniform(0.8, 1.2))
             except TimeoutError:
                 pass
             self.wake.clear()
@@ -240,7 +243,7 @@ class Federation:
             origin = stub.head.origin
             if origin != self.service.origin and not peer.accepts_origin(origin):
                 continue
-            ours = await self.service.store.read(lambda s: s.head(origin))
+            ours = await self.service.store.read(partial(Store.head, origin=origin))
             if ours is not None and stub.head.seq <= ours.seq:
                 await self._check_known(peer, stub)
                 continue
@@ -269,9 +272,8 @@ class Federation:
                                                 peer)
             if result.records:
                 cursor = (peer.name, origin, result.records[-1].head.seq)
-                records = result.records
-                changes = await service.store.write(
-                    lambda s: s.ingest(records, source=peer.name, cursor=cursor))
+                changes = await service.store.write(partial(
+                    Store.ingest, records=result.records, source=peer.name, cursor=cursor))
                 service.apply_changes(changes)
                 service.metrics.records_ingested.inc(len(result.records))
                 stored += len(result.records)

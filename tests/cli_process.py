@@ -19,7 +19,8 @@ def hashmesh_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "node.cli"]
 
 
-def run_cli(*args: str | Path, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str | Path, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([*hashmesh_command(), *map(str, args)], capture_output=True,
                             text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
     if check and result.returncode != 0:

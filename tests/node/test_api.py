@@ -231,7 +231,7 @@ async def test_missing_token_is_refused(api: Client) -> None:
 
 
 async def test_malformed_json_is_refused(api: Client) -> None:
-    response = await api.post("/v1/records", data=b'{"items": [', 
+    response = await api.post("/v1/records", data=b'{"items": [',
                               headers={"Content-Type": "application/json"})
     assert response.status == 400
     error = await error_of(response)
