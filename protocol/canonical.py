@@ -10,6 +10,15 @@ allows only the JSON values whose encoding cannot drift between languages:
 
 ``decode`` parses bytes under these rules and then insists that they re-encode to exactly
 the same bytes, so a record has one and only one valid encoding.
+
+On this restricted domain (ASCII keys, safe integers, no floats, valid Unicode strings) the
+RFC 8785 encoding is exactly what the standard library's C encoder writes with sorted keys,
+no whitespace and ``ensure_ascii=False``: the key order agrees because the keys are ASCII,
+the escapes agree (both escape only ``"``, ``\\`` and U+0000..U+001F, with the same short
+forms and lowercase ``\\u00xx``), and integers print the same. ``encode`` therefore uses that
+encoder, which is about ten times faster than the pure-Python ``rfc8785`` package; the tests
+hold the two to byte equality over generated values of the whole domain and over the
+published vectors, with ``rfc8785`` as the reference.
 """
 
 from __future__ import annotations
@@ -19,12 +28,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-import rfc8785
-
 from protocol.errors import EncodingError, NonCanonicalError, OversizeError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 Json = dict[str, Any] | list[Any] | str | int | bool | None
 
@@ -32,10 +40,19 @@ Json = dict[str, Any] | list[Any] | str | int | bool | None
 def encode(value: object, path: str = "") -> bytes:
     """Encode ``value`` to canonical bytes, refusing anything outside the strict rules."""
     check_value(value, path)
+    return encode_checked(value, path)
+
+
+def encode_checked(value: object, path: str = "") -> bytes:
+    """Canonical bytes of a value already known to be in the strict domain (e.g. parsed)."""
     try:
-        return rfc8785.dumps(cast(Json, value))
-    except (rfc8785.CanonicalizationError, UnicodeError) as exc:
+        return _ENCODER.encode(value).encode("utf-8")
+    except (TypeError, ValueError, UnicodeError) as exc:
         raise EncodingError(f"cannot be canonicalised: {exc}", path) from None
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True,
+                            separators=(",", ":"))
 
 
 def decode(data: bytes, *, max_bytes: int, path: str = "") -> dict[str, Any]:
@@ -57,14 +74,10 @@ def parse(data: bytes, path: str = "") -> Json:
     except UnicodeDecodeError as exc:
         raise EncodingError(f"not valid UTF-8 at byte {exc.start}", path) from None
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_reject_duplicate_keys,
-            parse_float=_reject_float,
-            parse_constant=_reject_constant,
-        )
+        value = json.loads(text, object_pairs_hook=_strict_object, parse_int=_strict_int,
+                           parse_float=_reject_float, parse_constant=_reject_constant)
     except _StrictJsonError as exc:
-        raise EncodingError(str(exc), path) from None
+        raise _located(text, path, str(exc)) from None
     except json.JSONDecodeError as exc:
         raise EncodingError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                             path) from None
@@ -72,8 +85,20 @@ def parse(data: bytes, path: str = "") -> Json:
         raise EncodingError("JSON nested too deeply", path) from None
     except ValueError as exc:
         raise EncodingError(f"malformed JSON: {exc}", path) from None
-    check_value(value, path)
+    if "\\u" in text and _ESCAPED_SURROGATE.search(text):
+        check_value(value, path)
     return cast(Json, value)
+
+
+def _located(text: str, path: str, message: str) -> EncodingError:
+    """The strict parse failed: find *where* with the slower walk, for a located error."""
+    try:
+        check_value(json.loads(text), path)
+    except EncodingError as located:
+        return located
+    except ValueError:
+        pass
+    return EncodingError(message, path)
 
 
 def check_value(value: object, path: str = "") -> None:
@@ -132,13 +157,30 @@ class _StrictJsonError(ValueError):
     pass
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _StrictJsonError(f"duplicate key {key!r}")
-        result[key] = value
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _StrictJsonError(f"duplicate key {_first_duplicate(pairs)!r}")
+    for key in result:
+        if not key.isascii():
+            raise _StrictJsonError(f"object key {key!r} is not an ASCII string")
     return result
+
+
+def _first_duplicate(pairs: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    return ""
+
+
+def _strict_int(text: str) -> int:
+    number = int(text)
+    if abs(number) > MAX_SAFE_INTEGER:
+        raise _StrictJsonError("integer outside the safe range |n| < 2^53")
+    return number
 
 
 def _reject_float(text: str) -> float:

@@ -52,8 +52,14 @@ class PublicKey:
     def from_id(cls, key_id: object, path: str = "key") -> PublicKey:
         if not isinstance(key_id, str) or not key_id.startswith(PUBLIC_PREFIX):
             raise KeyFormatError(f"expected '{PUBLIC_PREFIX}<base64url>', got {key_id!r:.80}", path)
+        known = _KNOWN_KEYS.get(key_id)
+        if known is not None:
+            return known
         raw = b64url_decode(key_id[len(PUBLIC_PREFIX):], length=32, what="public key", path=path)
-        return cls(raw)
+        key = cls(raw)
+        if len(_KNOWN_KEYS) < _KNOWN_KEYS_MAX:
+            _KNOWN_KEYS[key_id] = key
+        return key
 
     @property
     def id(self) -> str:
@@ -69,6 +75,12 @@ class PublicKey:
 
     def __str__(self) -> str:
         return self.id
+
+
+# Every record names its origin and signing key; parsing the same few ids millions of times
+# during a sync is pure waste, so well-formed ids are remembered (bounded, valid ids only).
+_KNOWN_KEYS: dict[str, PublicKey] = {}
+_KNOWN_KEYS_MAX = 10_000
 
 
 class SigningKey:

@@ -448,11 +448,17 @@ class SignedRecord:
         if len(data) > MAX_RECORD_BYTES:
             raise OversizeError(
                 f"{len(data)} bytes exceeds the record limit of {MAX_RECORD_BYTES}", path)
-        record = cls._from_value(canonical.parse(data, path), path)
-        if record.raw != data:
+        value = canonical.parse(data, path)
+        head, body, sig = cls._parse_parts(value, path)
+        assert isinstance(value, dict)
+        if canonical.encode_checked(value, path) != data:
             raise NonCanonicalError("bytes are not in RFC 8785 canonical form", path)
-        record.check_digest(path)
-        return record
+        if body is not None:
+            digest = hashlib.sha256(canonical.encode_checked(value["body"], path)).hexdigest()
+            if digest != head.digest:
+                raise DigestMismatchError("body does not match head.digest", f"{path}.body")
+        return cls(head=head, body=body, sig=sig, raw=data,
+                   head_bytes=canonical.encode_checked(value["head"], path))
 
     @classmethod
     def from_json(cls, value: object, path: str = "record") -> SignedRecord:
@@ -463,6 +469,11 @@ class SignedRecord:
 
     @classmethod
     def _from_value(cls, value: object, path: str) -> SignedRecord:
+        return cls.assemble(*cls._parse_parts(value, path))
+
+    @classmethod
+    def _parse_parts(cls, value: object, path: str) -> tuple[Head, Body | None, bytes]:
+        """Schema-check an envelope value into its head, body (or None) and signature."""
         if isinstance(value, Mapping):
             check_version(value.get("head"), canonical.join(path, "head"))
         fields = Fields(value, path, cls.ENVELOPE_FIELDS)
@@ -475,7 +486,7 @@ class SignedRecord:
             action = "authorised" if isinstance(body, KeyBody) else "revoked"
             raise SchemaError(f"the root key cannot be {action} by a {head.type} record",
                               canonical.join(fields.at("body"), "signing_key"))
-        return cls.assemble(head, body, sig)
+        return head, body, sig
 
     def check_digest(self, path: str = "record") -> None:
         """Raise unless the body (when present) hashes to the digest the head commits to."""

@@ -96,6 +96,11 @@ def test_decode_rejects_non_canonical_forms_of_valid_json(data: bytes) -> None:
         canonical.decode(data, max_bytes=100)
 
 
+def test_parse_rejects_non_ascii_object_keys() -> None:
+    with pytest.raises(EncodingError, match="object key 'é' is not an ASCII string"):
+        canonical.parse('{"é":1}'.encode())
+
+
 def test_decode_rejects_input_over_the_limit_before_parsing() -> None:
     with pytest.raises(OversizeError, match="11 bytes exceeds the limit of 10"):
         canonical.decode(b'{"a":"xxx"}', max_bytes=10)

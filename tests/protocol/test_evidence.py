@@ -112,6 +112,21 @@ def test_evidence_uses_the_latest_grant_of_a_key_authorised_twice() -> None:
     Evidence.from_json(evidence.to_json())
 
 
+def test_evidence_ignores_key_records_of_other_origins() -> None:
+    chain = Chain()
+    chain.authorise(SIGNER)                          # our grant, seq 1
+    chain.add(add_body(PDQ[0]))
+    chain.add(add_body(PDQ[1]))
+    foreign = Chain(STRANGER)
+    foreign.add(add_body(PDQ[0]))
+    foreign_grant = foreign.authorise(SIGNER)        # a later-looking grant, seq 2, not ours
+    one, two = fork(chain)
+    evidence = detect_equivocation(one, two, [foreign_grant, *chain.records])
+    assert evidence is not None
+    assert evidence.key_records == (chain.records[0],)
+    evidence.verify()
+
+
 @pytest.mark.parametrize("pair", ["same", "other_seq", "other_origin"])
 def test_no_evidence_without_a_conflict(pair: str) -> None:
     chain = signer_chain()

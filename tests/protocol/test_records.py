@@ -17,6 +17,7 @@ from protocol.records import (
     MAX_RECORD_BYTES,
     AddBody,
     Distribution,
+    Head,
     SignedRecord,
     Target,
     body_digest,
@@ -230,11 +231,26 @@ def test_version_is_checked_before_unknown_fields() -> None:
     assert (info.value.code, info.value.path) == ("UNKNOWN_TYPE", "record.head.v")
 
 
+def test_head_alone_reports_another_version_before_its_unknown_fields() -> None:
+    head = dict(envelope()["head"], v=2, epoch=1)
+    with pytest.raises(ProtocolError) as info:
+        Head.from_json(head, "head")
+    assert (info.value.code, info.value.path) == ("UNKNOWN_TYPE", "head.v")
+
+
 def test_optional_fields_are_absent_when_unset_never_null() -> None:
     record = signed_add(add_body(PDQ[0]))
     assert record.to_json()["body"]["items"][0] == {
         "hashes": [{"type": "pdq", "value": PDQ[0]}], "list": "ncii", "tier": "victim_submitted"}
     assert record.head.to_json()["dist"] == {"scope": "all"}
+
+
+def test_from_json_rejects_a_body_that_does_not_match_the_digest() -> None:
+    value = envelope()
+    item(value)["list"] = "other"
+    with pytest.raises(ProtocolError) as info:
+        SignedRecord.from_json(value)
+    assert (info.value.code, info.value.path) == ("BODY_DIGEST_MISMATCH", "record.body")
 
 
 def test_head_commits_to_the_body_digest() -> None:
