@@ -22,11 +22,13 @@ from node.keyfile import read_secret_key
 from node.matcher import Matcher
 from node.metrics import NodeMetrics
 from node.store import AsyncStore, Changes, EntryRow, Store, now_ms
+from protocol import canonical
 from protocol.errors import SchemaError
 from protocol.evidence import Evidence
 from protocol.hashtypes import get_hash_type
 from protocol.keys import SigningKey
 from protocol.records import (
+    MAX_RECORD_BYTES,
     AddBody,
     Distribution,
     FeedbackBody,
@@ -162,13 +164,9 @@ class NodeService:
 
     async def add(self, items: Sequence[Item], dist: Distribution, actor: str
                   ) -> list[SignedRecord]:
-        """Sign the items in as few ``add`` records as the per-record limit allows."""
-        size = self.config.limits.max_items_per_record
-        records = []
-        for start in range(0, len(items), size):
-            body = AddBody(tuple(items[start:start + size]))
-            records.append(await self._sign(body, dist, actor))
-        return records
+        """Sign the items in as few ``add`` records as the protocol limits allow."""
+        return [await self._sign(AddBody(batch), dist, actor)
+                for batch in batch_items(items, self.config.limits.max_items_per_record)]
 
     async def revoke(self, targets: Sequence[Target], reason: str, actor: str) -> SignedRecord:
         """Revoke our own records or items. Revocations travel everywhere (scope ``all``)."""
@@ -382,6 +380,31 @@ class NodeService:
         if expired:
             self._update_gauges()
         return len(expired)
+
+
+ENVELOPE_ALLOWANCE = 2_048
+
+
+def batch_items(items: Sequence[Item], max_items: int) -> list[tuple[Item, ...]]:
+    """Group items by list (so a peer's list policy takes or stubs a record whole), then
+    split each group by count and by encoded size so that every record fits the limits."""
+    by_list: dict[str, list[Item]] = {}
+    for item in items:
+        by_list.setdefault(item.list, []).append(item)
+    batches: list[tuple[Item, ...]] = []
+    budget = MAX_RECORD_BYTES - ENVELOPE_ALLOWANCE
+    for group in by_list.values():
+        current: list[Item] = []
+        size = 0
+        for item in group:
+            item_size = len(canonical.encode(item.to_json())) + 1
+            if current and (len(current) >= max_items or size + item_size > budget):
+                batches.append(tuple(current))
+                current, size = [], 0
+            current.append(item)
+            size += item_size
+        batches.append(tuple(current))
+    return batches
 
 
 _ALL_TYPES = ("pdq", "phash", "dhash", "ahash", "whash", "md5", "sha256", "photodna")

@@ -347,3 +347,33 @@ async def test_openapi_document_lists_exactly_the_served_routes(api: Client) -> 
     assert document == openapi_document()
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert documented == served
+
+
+async def test_large_photodna_batch_is_split_to_fit_the_record_limit(api: Client) -> None:
+    import base64
+
+    items = [{"hashes": [{"type": "photodna",
+                          "value": base64.b64encode(bytes([i % 256]) * 1000).decode()}]}
+             for i in range(200)]
+    response = await api.post("/v1/records", json={"items": items})
+    assert response.status == 201, await response.text()
+    records = (await response.json())["records"]
+    assert len(records) > 1
+    assert sum(len(r["items"]) for r in records) == 200
+
+
+async def test_items_of_different_lists_go_in_separate_records(
+        node_dir: NodeDir, aiohttp_client: Any) -> None:
+    text = node_dir.config_path.read_text().replace('allowed = ["ncii"]',
+                                                    'allowed = ["ncii", "research"]')
+    node_dir.config_path.write_text(text)
+    client = await aiohttp_client(create_app(await NodeService.open(node_dir.config()),
+                                             federate=False))
+    response = await client.post("/v1/records", headers={
+        "Authorization": f"Bearer {node_dir.token}"}, json={"items": [
+            {"hashes": [{"type": "pdq", "value": pdq(1)}], "list": "ncii"},
+            {"hashes": [{"type": "pdq", "value": pdq(2)}], "list": "research"},
+            {"hashes": [{"type": "pdq", "value": pdq(3)}], "list": "ncii"}]})
+    assert response.status == 201, await response.text()
+    records = (await response.json())["records"]
+    assert [len(r["items"]) for r in records] == [2, 1]
