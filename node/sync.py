@@ -9,7 +9,13 @@ A pull reads the peer's heads, then, for each origin we accept from that peer an
 of, reads log pages after our head. Every page is verified record by record (schema,
 canonical bytes, digest, key validity, signature, chain) off the event loop, then stored in
 one transaction together with the peer's cursor: a cursor never advances past what is
-committed. Two valid records at one ``(origin, seq)`` become evidence and freeze the origin.
+committed; a page with one bad record is refused whole. Two valid records at one
+``(origin, seq)`` become evidence and freeze the origin, after which we pull nothing more of
+it (no branch is picked). A round reads at most ``MAX_PAGES_PER_ROUND`` pages per origin, so
+a peer serving endless valid records cannot keep a link busy forever.
+
+Refused records are counted in ``hashmesh_records_rejected{code}``; any refusal fails the
+round, which marks the peer down and backs off.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from node.config import PeerConfig, PeersConfig
 from node.httpsig import sign_request
 from node.policy import may_keep_body
 from node.store import Store
-from protocol.errors import PrevMismatchError, ProtocolError
+from protocol.errors import KeyNotAuthorisedError, PrevMismatchError, ProtocolError
 from protocol.evidence import Evidence
 from protocol.log import LogHead, check_next, detect_equivocation
 from protocol.records import SignedRecord
@@ -48,14 +54,31 @@ MAX_BACKOFF_SECONDS = 60.0
 class PeerProtocolError(Exception):
     """The peer answered with something we refuse (bad page, bad status, too large)."""
 
+    def __init__(self, message: str, code: str = "PEER_PROTOCOL") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RecordRefusedError(PeerProtocolError):
+    """A record or head refused for where the peer put it, not for its own content.
+
+    For example a record in another origin's log. Counted, like a ``ProtocolError``, in
+    ``hashmesh_records_rejected``.
+    """
+
 
 @dataclass
 class PageResult:
-    """A verified page: what to store, the new head, and a conflict if one was found."""
+    """A verified page: what to store, the new head, and a conflict if one was found.
+
+    ``conflict`` is the record whose ``prev`` is not our head: either the peer's chain
+    diverges from ours at ``conflict_seq`` (equivocation) or that record is simply bad.
+    """
 
     records: list[SignedRecord] = field(default_factory=list)
     head: LogHead | None = None
     conflict_seq: int | None = None
+    conflict: PrevMismatchError | None = None
 
 
 def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHead | None,
@@ -63,22 +86,22 @@ def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHea
     """Verify a page of one origin's log against our head; runs in a worker thread.
 
     Stops at the first record that conflicts with our chain (its ``prev`` is not our head),
-    reporting the conflicting seq so the caller can gather evidence.
+    reporting the conflicting seq so the caller can gather evidence. Any other fault (a record
+    at or below the head, out of order, of another origin, badly signed) refuses the page.
     """
     result = PageResult(head=head)
     for index, line in enumerate(lines):
         path = f"{peer.name}:log[{index}]"
         record = SignedRecord.from_bytes(line, path)
         if record.head.origin != origin:
-            raise PeerProtocolError(f"{path}: record of origin {record.head.origin} in the log "
-                                    f"of {origin}")
-        if result.head is not None and record.head.seq <= result.head.seq:
-            continue
+            raise RecordRefusedError(f"{path}: record of origin {record.head.origin} in the log "
+                                     f"of {origin}", "WRONG_ORIGIN")
         verify(record, ring, path)
         try:
             check_next(result.head, record, path)
-        except PrevMismatchError:
+        except PrevMismatchError as exc:
             result.conflict_seq = record.head.seq - 1
+            result.conflict = exc
             return result
         if not may_keep_body(record, peer) and record.body is not None:
             record = record.stub()
@@ -209,7 +232,8 @@ class Federation:
             payload = await _read_capped(response, max_bytes)
             if response.status >= 400:
                 raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "
-                                        f"{payload[:300].decode('utf-8', 'replace')}")
+                                        f"{payload[:300].decode('utf-8', 'replace')}",
+                                        "HTTP_ERROR")
             return payload, dict(response.headers)
 
     async def send_notify(self, peer: PeerConfig) -> None:
@@ -217,10 +241,22 @@ class Federation:
                             max_bytes=65_536)
 
     async def fetch_heads(self, peer: PeerConfig) -> list[SignedRecord]:
+        """The peer's heads, at most one per origin.
+
+        A second head for one origin is refused: each head starts a pull of up to
+        ``MAX_PAGES_PER_ROUND`` pages, so repeats would multiply one round's work.
+        """
         payload, _ = await self._request(peer, "GET", "/v1/heads",
                                          max_bytes=self.service.config.limits.max_page_bytes)
-        return [SignedRecord.from_bytes(line, f"{peer.name}:heads[{i}]")
-                for i, line in enumerate(payload.splitlines())]
+        heads: dict[str, SignedRecord] = {}
+        for index, line in enumerate(payload.splitlines()):
+            path = f"{peer.name}:heads[{index}]"
+            stub = SignedRecord.from_bytes(line, path)
+            if stub.head.origin in heads:
+                raise RecordRefusedError(f"{path}: a second head for origin {stub.head.origin}",
+                                         "DUPLICATE_HEAD")
+            heads[stub.head.origin] = stub
+        return list(heads.values())
 
     async def fetch_page(self, peer: PeerConfig, origin: str, after: int,
                          limit: int) -> list[bytes]:
@@ -231,27 +267,39 @@ class Federation:
         lines = payload.splitlines()
         if len(lines) > limit:
             raise PeerProtocolError(f"{peer.name}: page of {len(lines)} records exceeds the "
-                                    f"limit of {limit} we asked for")
+                                    f"limit of {limit} we asked for", "PAGE_TOO_LONG")
         return lines
 
     # -- pulling -------------------------------------------------------------------------
 
     async def sync_with(self, peer: PeerConfig) -> int:
         """One anti-entropy round with ``peer``; returns how many records were stored."""
+        try:
+            stored = await self._sync(peer)
+        except (ProtocolError, RecordRefusedError) as exc:
+            self.service.metrics.records_rejected.labels(exc.code).inc()
+            raise
+        if stored:
+            self.notify_all(except_peer=peer.name)
+        return stored
+
+    async def _sync(self, peer: PeerConfig) -> int:
         stored = 0
+        frozen = await self.service.store.read(Store.frozen)
         for stub in await self.fetch_heads(peer):
             origin = stub.head.origin
             if origin != self.service.origin and not peer.accepts_origin(origin):
                 continue
+            if origin in frozen:
+                continue  # evidence is held; nothing more of it until an operator unfreezes
             ours = await self.service.store.read(partial(Store.head, origin=origin))
             if ours is not None and stub.head.seq <= ours.seq:
                 await self._check_known(peer, stub)
                 continue
             if origin == self.service.origin:
+                await self._check_own_head(peer, stub)
                 await self.service.own_log_behind(peer.name, stub.head.seq)
             stored += await self.pull_origin(peer, origin, ours, stub.head.seq)
-        if stored:
-            self.notify_all(except_peer=peer.name)
         return stored
 
     async def pull_origin(self, peer: PeerConfig, origin: str, head: LogHead | None,
@@ -278,8 +326,9 @@ class Federation:
                 service.metrics.records_ingested.inc(len(result.records))
                 stored += len(result.records)
                 head = result.head
-            if result.conflict_seq is not None:
-                await self._gather_evidence(peer, origin, result.conflict_seq)
+            if result.conflict is not None and result.conflict_seq is not None:
+                if not await self._gather_evidence(peer, origin, result.conflict_seq):
+                    raise result.conflict
                 break
             if not result.records:
                 break
@@ -293,15 +342,45 @@ class Federation:
             return
         await self._conflict(peer, SignedRecord.from_bytes(raw), stub)
 
-    async def _gather_evidence(self, peer: PeerConfig, origin: str, seq: int) -> None:
-        """The peer's chain diverges from ours at ``seq``: fetch its record there."""
+    async def _check_own_head(self, peer: PeerConfig, stub: SignedRecord) -> None:
+        """A head of our own log beyond ours must be signed by one of our origin's keys.
+
+        Acting on it blocks our signing (``own_log_behind``), so an unsigned or forged claim
+        by a peer is refused instead. Any key we ever granted counts (not only those valid at
+        that seq): after a restore from backup our key ring may lag behind the log.
+        """
+        ring = await self.service.store.read(partial(Store.keyring, origin=stub.head.origin))
+        keys = {self.service.origin, self.service.identity.signer.id, *ring.grants}
+        path = f"{peer.name}:heads[{stub.head.origin}]"
+        try:
+            if stub.head.key not in keys:
+                raise KeyNotAuthorisedError(f"{stub.head.key} is not a key of this node's "
+                                            "origin", f"{path}.head.key")
+            verify_signature(stub, path)
+        except ProtocolError as exc:
+            raise RecordRefusedError(f"{peer.name}: claims seq {stub.head.seq} of our own log "
+                                     f"with a head we did not sign: {exc}", exc.code) from None
+
+    async def _gather_evidence(self, peer: PeerConfig, origin: str, seq: int) -> bool:
+        """The peer's record after ``seq`` does not link to ours: fetch its record at ``seq``.
+
+        Returns ``True`` once a different valid record there is stored as evidence, ``False``
+        if the peer's record at ``seq`` is ours (so the record that failed to link is bad).
+        """
         lines = await self.fetch_page(peer, origin, seq - 1, 1)
         ours = await self.service.store.read(lambda s: s.record_at(origin, seq))
         if not lines or ours is None:
             raise PeerProtocolError(f"{peer.name}: chain of {origin} diverges at seq {seq} "
                                     "but the peer did not serve its record there")
         theirs = SignedRecord.from_bytes(lines[0], f"{peer.name}:log[0]")
+        if (theirs.head.origin, theirs.head.seq) != (origin, seq):
+            raise RecordRefusedError(f"{peer.name}:log[0]: asked for seq {seq} of {origin}, got "
+                                     f"seq {theirs.head.seq} of {theirs.head.origin}",
+                                     "WRONG_RECORD")
+        if theirs.id == SignedRecord.from_bytes(ours).id:
+            return False
         await self._conflict(peer, SignedRecord.from_bytes(ours), theirs)
+        return True
 
     async def _conflict(self, peer: PeerConfig, ours: SignedRecord,
                         theirs: SignedRecord) -> None:
@@ -311,8 +390,9 @@ class Federation:
             ring.check(theirs.head.key, theirs.head.seq)
             verify_signature(theirs)
         except ProtocolError as exc:
-            raise PeerProtocolError(f"{peer.name}: conflicting record for {origin} seq "
-                                    f"{theirs.head.seq} does not verify: {exc}") from None
+            raise RecordRefusedError(f"{peer.name}: conflicting record for {origin} seq "
+                                     f"{theirs.head.seq} does not verify: {exc}",
+                                     exc.code) from None
         key_records = [SignedRecord.from_bytes(raw) for raw in
                        await self.service.store.read(lambda s: s.key_records(origin))]
         evidence = detect_equivocation(ours, theirs, key_records)
@@ -329,12 +409,13 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> byte
     """The response body, refusing anything larger than ``max_bytes``."""
     if response.content_length is not None and response.content_length > max_bytes:
         raise PeerProtocolError(f"response of {response.content_length} bytes exceeds the "
-                                f"limit of {max_bytes}")
+                                f"limit of {max_bytes}", "PAGE_TOO_LARGE")
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(65_536):
         size += len(chunk)
         if size > max_bytes:
-            raise PeerProtocolError(f"response exceeds the limit of {max_bytes} bytes")
+            raise PeerProtocolError(f"response exceeds the limit of {max_bytes} bytes",
+                                    "PAGE_TOO_LARGE")
         chunks.append(chunk)
     return b"".join(chunks)
