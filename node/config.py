@@ -155,6 +155,7 @@ class FederationConfig:
     peers_file_is_default: bool = True
     pull_interval_seconds: int = 30
     public_url: str | None = None
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     match = top.table("match", {"thresholds"})
     thresholds = _parse_thresholds(match.table("thresholds", None))
     limits = _parse_limits(top.table("limits", set(LimitsConfig.__dataclass_fields__)))
-    federation = _parse_federation(top.table("federation", {"peers_file", "public_url",
+    federation = _parse_federation(top.table("federation", {"peers_file", "public_url", "ca_file",
                                                             "pull_interval_seconds"}), base_dir)
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
@@ -327,6 +328,8 @@ def _parse_federation(federation: _Table, base_dir: Path) -> FederationConfig:
                                                  default=FederationConfig.pull_interval_seconds),
         public_url=(_check_url(federation.string("public_url"), federation.at("public_url"))
                     if federation.has("public_url") else None),
+        ca_file=(federation.file_path("ca_file", base_dir) if federation.has("ca_file")
+                 else None),
     )
 
 

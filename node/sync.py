@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -180,7 +181,10 @@ class Federation:
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT)
+        ca_file = self.service.config.federation.ca_file
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        self.session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT,
+                                             connector=aiohttp.TCPConnector(ssl=context))
         self.reconcile(self.service.peers)
 
     async def stop(self) -> None:

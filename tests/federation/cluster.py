@@ -14,6 +14,7 @@ from aiohttp import web
 from node.app import create_app
 from node.commands_local import create_node_dir
 from node.config import PeerConfig, add_peer, load_node_config, remove_peer
+from node.server import tls_context
 from node.service import HashQuery, NodeService
 from protocol.keys import PublicKey
 from protocol.records import Distribution, HashEntry, Item, Target
@@ -115,7 +116,8 @@ class Cluster:
             node.runner = web.AppRunner(create_app(node.service), handle_signals=False,
                                         access_log=None)
             await node.runner.setup()
-            await web.TCPSite(node.runner, node.host, node.port).start()
+            await web.TCPSite(node.runner, node.host, node.port,
+                              ssl_context=tls_context(config)).start()
 
     async def stop(self, *names: str) -> None:
         for name in names or tuple(self.nodes):
