@@ -214,7 +214,8 @@ def _peers(sub: Sub) -> None:
     adding.add_argument("--node-key", required=True, help="ed25519:... key of its requests")
     adding.add_argument("--origin", help="the peer's own origin (root) key, if it publishes")
     adding.add_argument("--accept-origin", action="append", default=[],
-                        help="origin whose records we accept from it (repeatable)")
+                        help="origin whose records we accept from it (repeatable; "
+                             "default: the peer's --origin)")
     adding.add_argument("--accept-vouched", action="store_true",
                         help="accept any origin the peer serves")
     adding.add_argument("--send-list", action="append", help="lists we send (default: all)")

@@ -238,11 +238,13 @@ def peers_list(args: argparse.Namespace) -> int:
 
 def peers_add(args: argparse.Namespace) -> int:
     try:
+        origin = PublicKey.from_id(args.origin, "origin") if args.origin else None
+        accept = tuple(PublicKey.from_id(k, "accept_origin") for k in args.accept_origin)
+        if not accept and origin is not None and not args.accept_vouched:
+            accept = (origin,)  # as in peers.toml: by default, the peer's own records
         peer = PeerConfig(
             name=args.name, url=args.url, node_key=PublicKey.from_id(args.node_key, "node_key"),
-            origin=PublicKey.from_id(args.origin, "origin") if args.origin else None,
-            accept_origins=tuple(PublicKey.from_id(k, "accept_origin")
-                                 for k in args.accept_origin),
+            origin=origin, accept_origins=accept,
             accept_vouched=args.accept_vouched,
             send_lists=tuple(args.send_list) if args.send_list else None,
             accept_lists=tuple(args.accept_list) if args.accept_list else None,
