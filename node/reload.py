@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from node.config import ConfigError
+from node.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from node.service import NodeService
@@ -42,12 +43,7 @@ class PeersWatcher:
         self.task = asyncio.create_task(self._poll_forever(), name="peers-watcher")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self.task)
 
     async def _poll_forever(self) -> None:
         while True:

@@ -22,6 +22,7 @@ from node.keyfile import read_secret_key
 from node.matcher import Matcher
 from node.metrics import NodeMetrics
 from node.store import AsyncStore, Changes, EntryRow, Store, now_ms
+from node.tasks import cancel_and_wait
 from protocol import canonical
 from protocol.errors import SchemaError
 from protocol.evidence import Evidence
@@ -148,12 +149,7 @@ class NodeService:
         self._sweeper = asyncio.create_task(self._sweep_expired_forever())
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            try:
-                await self._sweeper
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._sweeper)
         self.store.close()
 
     @property

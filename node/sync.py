@@ -36,6 +36,7 @@ from node.config import PeerConfig, PeersConfig
 from node.httpsig import sign_request
 from node.policy import may_keep_body
 from node.store import Store
+from node.tasks import cancel_and_wait
 from protocol.errors import KeyNotAuthorisedError, PrevMismatchError, ProtocolError
 from protocol.evidence import Evidence
 from protocol.log import LogHead, check_next, detect_equivocation
@@ -128,12 +129,7 @@ class PeerLink:
         self.wake.set()
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self.task)
 
     def poke(self, notify: bool = False) -> None:
         self.notify_pending = self.notify_pending or notify
