@@ -21,6 +21,7 @@ from node.httpsig import RequestVerifier, SignatureError, aiohttp_request_parts,
 from node.policy import RecordScope, may_send_body
 from protocol.fields import Fields, check_integer
 from protocol.keys import PublicKey
+from protocol.records import SignedRecord
 
 log = logging.getLogger("hashmesh.federation")
 
@@ -111,8 +112,6 @@ async def log_page(request: web.Request) -> web.Response:
 
 
 def _line_for(row: Any, origin: str, peer: PeerConfig, our_origin: str) -> bytes:
-    from protocol.records import SignedRecord
-
     raw = bytes(row["raw"])
     if row["stub"]:
         return raw

@@ -13,7 +13,7 @@ from typing import Any
 
 from node.service import HashQuery
 from protocol.errors import SchemaError
-from protocol.fields import Fields, check_choice, check_integer, check_string
+from protocol.fields import Fields, check_integer, check_string
 from protocol.hashtypes import get_hash_type
 from protocol.records import (
     NAME_PATTERN,
@@ -145,7 +145,3 @@ def parse_lists(value: object, path: str) -> frozenset[str]:
         raise SchemaError("expected a non-empty array of list names", path)
     return frozenset(check_string(v, f"{path}[{i}]", pattern=NAME_PATTERN, what="list name")
                      for i, v in enumerate(value))
-
-
-def parse_choice(value: object, path: str, choices: frozenset[str]) -> str:
-    return check_choice(value, path, choices)
