@@ -27,7 +27,7 @@ from node.requests import (
     parse_revoke,
     parse_thresholds,
 )
-from node.service import ForbiddenError, NodeService, NotFoundError
+from node.service import ForbiddenError, NodeService, NotFoundError, labelled
 from node.store import StoreError
 from protocol import canonical
 from protocol.errors import EncodingError, ProtocolError
@@ -98,10 +98,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         error = classify(exc)
         if error.status >= 500:
             log.exception("unhandled error on %s %s", request.method, request.path)
-        service.metrics.http_requests.labels(route, str(error.status)).inc()
+        labelled(service.metrics.http_requests, route, str(error.status)).inc()
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
         return error_response(error.status, error.code, error.message, error.field, headers)
-    service.metrics.http_requests.labels(route, str(response.status)).inc()
+    labelled(service.metrics.http_requests, route, str(response.status)).inc()
     return response
 
 

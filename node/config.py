@@ -143,7 +143,7 @@ class LimitsConfig:
     max_image_bytes: int = 20_971_520
     max_batch: int = 1000
     max_items_per_record: int = MAX_ITEMS
-    max_page_records: int = 500
+    max_page_records: int = 5_000
     max_page_bytes: int = 4_194_304
 
 

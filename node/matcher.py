@@ -496,6 +496,42 @@ class HammingIndex:
                 self._remove_locked(dup)
             self._rebuild(extra_ids=ids, extra_words=words)
 
+    def add_many(self, entry_ids: IntArray, packed: bytes) -> None:
+        """``add`` for many entries at once (a sync page), vectorised: the rows go to the delta
+        in one block, which is then merged (or the index rebuilt) at most once.
+
+        Ids already present (or repeated within the batch) are replaced by their last value.
+        Added for sync throughput (issue 5): per-entry ``add`` cost ~15 us a hash in a sync.
+        """
+        ids = np.asarray(entry_ids, dtype=np.int64)
+        n = len(ids)
+        if len(packed) != n * self.words * 8:
+            raise ValueError(f"expected {n * self.words * 8} bytes for {n} hashes")
+        if n == 0:
+            return
+        words = np.frombuffer(packed, dtype="<u8").reshape(n, self.words)
+        if n > 1 and not bool(np.all(ids[1:] > ids[:-1])):  # maybe repeated: keep the last
+            uniq, last_rev = np.unique(ids[::-1], return_index=True)
+            if len(uniq) != n:
+                keep = np.sort(n - 1 - last_rev)
+                ids, words = ids[keep], words[keep]
+                n = len(ids)
+        with self._lock:
+            snap = self._snap
+            # New entry ids are usually above every stored one: then none can be present.
+            if self._live and int(ids.min()) <= int(snap.row_ids[: snap.n_rows].max()):
+                for dup in self._present_among(ids).tolist():
+                    self._remove_locked(dup)
+            snap = self._ensure_capacity(self._snap.n_rows + n)
+            row = snap.n_rows
+            snap.hashes[row : row + n] = words
+            snap.row_ids[row : row + n] = ids
+            snap.alive[row : row + n] = True
+            self._delta.update(zip(ids.tolist(), range(row, row + n), strict=True))
+            self._live += n
+            self._snap = _Snapshot(snap.main, snap.hashes, snap.row_ids, snap.alive, row + n)
+            self._maybe_merge()
+
     def memory_bytes(self) -> int:
         snap = self._snap
         total = snap.hashes.nbytes + snap.row_ids.nbytes + snap.alive.nbytes
@@ -791,6 +827,21 @@ class Matcher:
             raise UnknownHashTypeError(
                 f"unknown hash type {hash_type!r} (known: {known})", "hash_type"
             ) from None
+
+    # Added for sync throughput (issue 5): a page of a sync adds up to ~100k hashes at once.
+    def add_many(
+        self, hash_type: str, entry_ids: Sequence[int] | np.ndarray, values: Sequence[str]
+    ) -> None:
+        """``add`` for many entries of one type, vectorised (``HammingIndex.add_many``)."""
+        index = self._index(hash_type)
+        ids = np.asarray(entry_ids, dtype=np.int64)
+        if len(ids) != len(values):
+            raise ValueError(f"add_many: {len(ids)} entry ids but {len(values)} values")
+        for name, other in self._indexes.items():
+            if name != hash_type and len(other):
+                for dup in other._present_among(ids).tolist():
+                    other.remove(dup)
+        index.add_many(ids, _pack_many(hash_type, values))
 
 
 def _threshold(hash_type: str, threshold: int) -> int:

@@ -90,6 +90,25 @@ def parse(data: bytes, path: str = "") -> Json:
     return cast(Json, value)
 
 
+def scan(text: str, start: int) -> tuple[Json, int]:
+    """Parse the JSON value at ``text[start:]``: the value and the index just past it.
+
+    For fast paths only: the value is *not* checked against the strict rules beyond refusing
+    floats and NaN/Infinity (duplicate keys keep the last value, integers are unbounded), so
+    the caller must prove canonical form and schema itself, e.g. by re-encoding. Raises
+    ``ValueError`` on anything malformed.
+    """
+    value, end = _SCANNER.raw_decode(text, start)
+    return cast(Json, value), end
+
+
+def _not_a_float(text: str) -> float:
+    raise ValueError(f"floats are not allowed ({text})")
+
+
+_SCANNER = json.JSONDecoder(parse_float=_not_a_float, parse_constant=_not_a_float)
+
+
 def _located(text: str, path: str, message: str) -> EncodingError:
     """The strict parse failed: find *where* with the slower walk, for a located error."""
     try:

@@ -111,26 +111,45 @@ def sign_record(
     return SignedRecord.from_bytes(record.raw)
 
 
-def verify_signature(record: SignedRecord, path: str = "record") -> None:
-    """Raise ``BadSignatureError`` unless ``head.key`` signed this record's head."""
-    key = PublicKey.from_id(record.head.key, f"{path}.head.key")
-    if not key.verify(signed_message(record.head_bytes), record.sig):
+def signature_verifies(record: SignedRecord) -> bool:
+    """Whether ``head.key`` signed this record's head (the Ed25519 check alone).
+
+    Depends on nothing but the record, so a receiver may run it ahead of time and in parallel
+    (PyNaCl releases the GIL) and pass the answer to ``verify(..., signature_ok=...)``.
+    """
+    return PublicKey.from_id(record.head.key).verify(signed_message(record.head_bytes),
+                                                     record.sig)
+
+
+def verify_signature(record: SignedRecord, path: str = "record",
+                     signature_ok: bool | None = None) -> None:
+    """Raise ``BadSignatureError`` unless ``head.key`` signed this record's head.
+
+    ``signature_ok`` is ``signature_verifies(record)`` if the caller already computed it.
+    """
+    PublicKey.from_id(record.head.key, f"{path}.head.key")
+    if signature_ok is None:
+        signature_ok = signature_verifies(record)
+    if not signature_ok:
         raise BadSignatureError(f"signature does not verify under {record.head.key}",
                                 f"{path}.sig")
 
 
-def verify(record: SignedRecord, keyring: KeyRing, path: str = "record") -> None:
+def verify(record: SignedRecord, keyring: KeyRing, path: str = "record", *,
+           signature_ok: bool | None = None) -> None:
     """Check key validity at the record's seq, then its signature.
 
     Schema, canonical form and body digest were checked when ``record`` was parsed; chain
-    linkage is ``protocol.log.check_next``.
+    linkage is ``protocol.log.check_next``. ``signature_ok``, when given, is the result of
+    ``signature_verifies(record)`` computed ahead (e.g. for a whole page in parallel): the
+    checks and the error reported are the same, only the Ed25519 work is not repeated.
     """
     if record.head.origin != keyring.origin:
         raise KeyNotAuthorisedError(
             f"record of origin {record.head.origin} checked against the key ring of "
             f"{keyring.origin}", f"{path}.head.origin")
     keyring.check(record.head.key, record.head.seq, f"{path}.head.key")
-    verify_signature(record, path)
+    verify_signature(record, path, signature_ok)
 
 
 def verify_bytes(data: bytes, keyring: KeyRing, path: str = "record") -> SignedRecord:

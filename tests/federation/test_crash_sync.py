@@ -26,8 +26,10 @@ def make_node(root: Path, name: str, host: str) -> tuple[Path, str, str]:
     port = free_port(host)
     run_cli("init", root / name, "--name", name, "--host", host, "--port", str(port))
     config = root / name / "node.toml"
+    # Small pages, so that a sync of RECORDS records takes many commits to land a kill in.
     config.write_text(config.read_text().replace("pull_interval_seconds = 30",
-                                                 "pull_interval_seconds = 1"))
+                                                 "pull_interval_seconds = 1")
+                      + "\n[limits]\nmax_page_records = 100\n")
     origin = read_secret_key(root / name / "keys" / "root.key").id
     return config, f"http://{host}:{port}", origin
 

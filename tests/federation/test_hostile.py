@@ -31,7 +31,7 @@ from yarl import URL
 
 from node import sync
 from node.cli_support import cli_token_path
-from node.config import PeerConfig, add_peer
+from node.config import LimitsConfig, PeerConfig, add_peer
 from node.sync import Federation, PeerProtocolError, RecordRefusedError
 from protocol.errors import (
     BadSignatureError,
@@ -66,6 +66,7 @@ from tests.federation.hostile import (
 IDLE_INTERVAL = 3600  # background links sync only when poked, so rounds are the tests' own
 QUIET = 0.3  # how long to watch for a pull that must not happen (a real one takes ~10 ms)
 HOSTILE_HOST = "127.0.0.4"  # the cluster's two nodes take .2 and .3
+PAGE = LimitsConfig().max_page_records  # records a page the victim asks for
 
 
 @dataclass
@@ -329,7 +330,7 @@ async def test_other_record_served_when_asked_for_the_diverging_one_is_refused(
     with pytest.raises(RecordRefusedError, match="asked for seq 2 of .*, got seq 3"):
         await arena.pull()
 
-    assert arena.hostile.log_requests == [(0, 500), (2, 500), (1, 1)]
+    assert arena.hostile.log_requests == [(0, PAGE), (2, PAGE), (1, 1)]
     assert await arena.held() == {1: ours[0].id, 2: ours[1].id}
     assert await arena.victim.svc.store.read(lambda s: s.frozen()) == {}
     assert arena.rejected("WRONG_RECORD") == 1
@@ -370,7 +371,7 @@ async def test_peer_serving_the_same_page_forever_is_refused_not_looped_on(arena
     with pytest.raises(ChainError, match="seq 1 is already in the log"):
         await arena.pull()
 
-    assert arena.hostile.log_requests == [(0, 500), (2, 500)]
+    assert arena.hostile.log_requests == [(0, PAGE), (2, PAGE)]
     assert await arena.held() == {1: records[0].id, 2: records[1].id}
     assert arena.rejected("BAD_CHAIN") == 1
 

@@ -25,7 +25,14 @@ from protocol.records import (
     SignedRecord,
     signed_message,
 )
-from protocol.signing import KeyGrant, KeyRing, sign_record, verify, verify_bytes
+from protocol.signing import (
+    KeyGrant,
+    KeyRing,
+    sign_record,
+    signature_verifies,
+    verify,
+    verify_bytes,
+)
 from tests.protocol.builders import (
     ORIGIN,
     PDQ,
@@ -108,6 +115,23 @@ def test_key_check_comes_before_the_signature_check() -> None:
     value = sign_at(2, STRANGER).to_json()
     with pytest.raises(KeyNotAuthorisedError):
         verify_bytes(resign(value, SIGNER), keyring_with(SIGNER))
+
+
+def test_a_verdict_computed_ahead_gives_the_same_answers_in_the_same_order() -> None:
+    """``verify(..., signature_ok=signature_verifies(record))``, as a receiver checking a
+    page's signatures in parallel does: the key check still comes first, and a bad signature
+    is reported where ``verify`` reports it."""
+    good = sign_at(2)
+    forged = SignedRecord.from_bytes(resign(good.to_json(), STRANGER))
+    stranger = SignedRecord.from_bytes(resign(sign_at(2, STRANGER).to_json(), SIGNER))
+    assert signature_verifies(good) and not signature_verifies(forged)
+
+    verify(good, keyring_with(SIGNER), signature_ok=signature_verifies(good))
+    with pytest.raises(BadSignatureError) as info:
+        verify(forged, keyring_with(SIGNER), signature_ok=signature_verifies(forged))
+    assert info.value.path == "record.sig"
+    with pytest.raises(KeyNotAuthorisedError):
+        verify(stranger, keyring_with(SIGNER), signature_ok=signature_verifies(stranger))
 
 
 def test_verify_rejects_record_of_another_origin_than_the_key_ring() -> None:

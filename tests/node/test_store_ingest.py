@@ -1,0 +1,146 @@
+"""Bulk ingest (a sync page in one transaction) leaves exactly what storing one by one leaves.
+
+``Store.ingest`` writes a page's rows with a few multi-row INSERTs, follows each origin's head
+in memory and flushes before anything that must see earlier rows (revokes, completed stubs).
+These tests hold it to the record-by-record result on real SQLite files.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.store import Changes, Store
+from protocol.errors import GapError
+from protocol.records import AddBody, HashEntry, Item, SignedRecord
+from tests.protocol.builders import (
+    SIGNER,
+    Chain,
+    feedback_body,
+    key_body,
+    pdq_hex,
+    revoke_body,
+)
+
+
+def add(start: int, items: int, **fields: Any) -> AddBody:
+    return AddBody(tuple(
+        Item((HashEntry("pdq", pdq_hex(start + i)), HashEntry("md5", f"{start + i:032x}")),
+             "ncii", **fields) for i in range(items)))
+
+
+def mixed_log() -> list[SignedRecord]:
+    """Adds (two hash types, labels, expiry), revokes of earlier items and whole records,
+    a key grant, feedback, and an add signed by the granted key."""
+    chain = Chain()
+    first = chain.add(add(0, 3, labels=("intimate",)))
+    second = chain.add(add(100, 2, expires=10**13))
+    chain.add(revoke_body(f"{first.id}/1", second.id))
+    chain.add(key_body(SIGNER))
+    chain.add(feedback_body(f"{first.id}/0", "confirmed"))
+    chain.add(add(200, 4), signer=SIGNER)
+    chain.add(revoke_body(f"{first.id}/2"))
+    return chain.records
+
+
+def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table but the audit trail, without receive times."""
+    with sqlite3.connect(path / "store.db") as conn:
+        return {
+            "records": conn.execute(
+                "SELECT id, origin, seq, type, scope, grp, jurisdictions, lists, labels, stub,"
+                " raw, source FROM records ORDER BY origin, seq").fetchall(),
+            **{table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+               for table in ("entries", "origins", "revoked", "keys", "feedback", "cursors")},
+        }
+
+
+def in_force(changes: list[Changes]) -> dict[int, str]:
+    """The index a matcher ends with after applying ``changes`` in order."""
+    index: dict[int, str] = {}
+    for change in changes:
+        for ids, values in change.added.values():
+            index.update(zip(ids, values, strict=True))
+        for entry_id in change.removed:
+            index.pop(entry_id, None)
+    return index
+
+
+def active_entries(path: Path) -> dict[int, str]:
+    with sqlite3.connect(path / "store.db") as conn:
+        return dict(conn.execute("SELECT id, value FROM entries WHERE active=1").fetchall())
+
+
+def store_at(path: Path) -> Store:
+    path.mkdir()
+    return Store(path / "store.db")
+
+
+def test_one_page_stores_what_record_by_record_stores(tmp_path: Path) -> None:
+    records = mixed_log()
+    bulk, single = store_at(tmp_path / "bulk"), store_at(tmp_path / "single")
+    try:
+        bulk_changes = [bulk.ingest(records, source="peer", cursor=("peer", records[0].head.origin,
+                                                                    len(records)))]
+        single_changes = [single.ingest([r], source="peer") for r in records]
+        single.set_cursor("peer", records[0].head.origin, len(records))
+    finally:
+        bulk.close()
+        single.close()
+
+    assert dump(tmp_path / "bulk") == dump(tmp_path / "single")
+    assert in_force(bulk_changes) == in_force(single_changes) == active_entries(tmp_path / "bulk")
+    assert len(active_entries(tmp_path / "bulk")) == 2 * (3 + 2 + 4) - 2 * (2 + 2)
+
+
+def test_a_completed_stub_respects_a_revoke_that_came_before_its_body(tmp_path: Path) -> None:
+    chain = Chain()
+    target = chain.add(add(0, 2))
+    revoke = chain.add(revoke_body(f"{target.id}/0"))
+    store = store_at(tmp_path / "s")
+    try:
+        store.ingest([target.stub(), revoke], source="peer")
+        changes = store.ingest([target], source="peer")  # the body arrives later
+    finally:
+        store.close()
+
+    assert in_force([changes]) == active_entries(tmp_path / "s")
+    assert sorted(active_entries(tmp_path / "s").values()) == sorted([f"{1:032x}", pdq_hex(1)])
+
+
+@pytest.mark.parametrize("items", [4096, 5000])
+def test_pages_of_thousands_of_hashes_are_stored_whole_with_ids_in_order(
+        tmp_path: Path, items: int) -> None:
+    """Rows go out in statements of 4096 rows or a power of two fewer (5000 = 4096 + 512 +
+    256 + 128 + 8); entry ids are the rowids SQLite gives, in page order."""
+    chain = Chain()
+    records = [chain.add(AddBody(tuple(
+        Item((HashEntry("pdq", pdq_hex(start + i)),), "ncii")
+        for i in range(min(256, items - start))))) for start in range(0, items, 256)]
+    store = store_at(tmp_path / "s")
+    try:
+        changes = store.ingest(records, source="peer")
+    finally:
+        store.close()
+
+    ids, values = changes.added["pdq"]
+    assert values == [pdq_hex(i) for i in range(items)]
+    assert ids == list(range(1, items + 1))
+    assert in_force([changes]) == active_entries(tmp_path / "s")
+
+
+def test_a_page_that_does_not_extend_the_head_stores_nothing(tmp_path: Path) -> None:
+    records = mixed_log()
+    store = store_at(tmp_path / "s")
+    try:
+        with pytest.raises(GapError):
+            store.ingest(records[:2] + records[3:], source="peer",
+                         cursor=("peer", records[0].head.origin, len(records)))
+        assert store.head(records[0].head.origin) is None
+        assert store.cursor("peer", records[0].head.origin) == 0
+    finally:
+        store.close()
+    assert all(rows == [] for rows in dump(tmp_path / "s").values())
