@@ -789,13 +789,7 @@ class Matcher:
         self, hash_type: str, entry_ids: Sequence[int] | np.ndarray, values: Sequence[str]
     ) -> None:
         index = self._index(hash_type)
-        ids = np.asarray(entry_ids, dtype=np.int64)
-        if len(ids) != len(values):
-            raise ValueError(f"bulk_load: {len(ids)} entry ids but {len(values)} values")
-        for name, other in self._indexes.items():
-            if name != hash_type and len(other):
-                for dup in other._present_among(ids).tolist():
-                    other.remove(dup)
+        ids = self._claim_ids(hash_type, entry_ids, values, "bulk_load")
         index.bulk_load(ids, _pack_many(hash_type, values))
 
     def query(self, hash_type: str, value: str, threshold: int) -> list[tuple[int, int]]:
@@ -834,14 +828,20 @@ class Matcher:
     ) -> None:
         """``add`` for many entries of one type, vectorised (``HammingIndex.add_many``)."""
         index = self._index(hash_type)
+        ids = self._claim_ids(hash_type, entry_ids, values, "add_many")
+        index.add_many(ids, _pack_many(hash_type, values))
+
+    def _claim_ids(self, hash_type: str, entry_ids: Sequence[int] | np.ndarray,
+                   values: Sequence[str], caller: str) -> np.ndarray:
+        """The ids as an array, after removing any of them held under another hash type."""
         ids = np.asarray(entry_ids, dtype=np.int64)
         if len(ids) != len(values):
-            raise ValueError(f"add_many: {len(ids)} entry ids but {len(values)} values")
+            raise ValueError(f"{caller}: {len(ids)} entry ids but {len(values)} values")
         for name, other in self._indexes.items():
             if name != hash_type and len(other):
                 for dup in other._present_among(ids).tolist():
                     other.remove(dup)
-        index.add_many(ids, _pack_many(hash_type, values))
+        return ids
 
 
 def _threshold(hash_type: str, threshold: int) -> int:
