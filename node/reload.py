@@ -46,9 +46,19 @@ class PeersWatcher:
         await cancel_and_wait(self.task)
 
     async def _poll_forever(self) -> None:
+        """Reload once the file has changed *and* then stayed the same for one poll.
+
+        An editor or ``echo >`` truncates before it writes; reading at that moment would
+        swap in an empty (valid: no peers) config. Waiting for a stable size and mtime
+        lets the writer finish first.
+        """
+        seen = self.stamp
         while True:
             await asyncio.sleep(POLL_SECONDS)
             stamp = self._stamp()
+            if stamp != seen:
+                seen = stamp
+                continue
             if stamp != self.stamp:
                 self.stamp = stamp
                 self.reload()
