@@ -16,8 +16,9 @@ How (Norouzi et al., "Fast Exact Search in Hamming Space with Multi-Index Hashin
   the chunk distances then add up to at most d.
 * Per chunk, the indexed rows are kept CSR-style: row numbers sorted by chunk key plus a
   direct-address offsets table of 2**w + 1 entries, so a probe is two array reads. All chunks
-  share one offsets array and one rows array, so a query is a fixed number of numpy calls
-  whatever m is. Candidates are verified by XOR + popcount against packed uint64 words.
+  share one offsets array and one rows array. Candidates are verified by XOR + popcount
+  against packed uint64 words. Queries run in ``node.hamming_kernels`` (numba, without the
+  GIL); this module builds and maintains the arrays they read.
 * Live adds go to a small delta (rows past the indexed ones) that queries scan brute force; it
   is merged into the CSR arrays by sorted insertion when it reaches ``merge_at`` rows.
   Removes clear an ``alive`` flag: O(1), and a removed entry never matches again.
@@ -38,13 +39,14 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from math import comb, log2
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from node import hamming_kernels
 from protocol.errors import UnknownHashTypeError
 
 IntArray = npt.NDArray[np.int64]
@@ -56,11 +58,10 @@ MIN_INDEXED_ROWS = 4096
 # chunk, about the size of the chunk's rows array; 23 bits keeps 10M PDQ hashes near 1.2 GB.
 MAX_CHUNK_BITS = 23
 MIN_CHUNK_BITS = 8
-# A brute-force scan works through this many rows at a time to bound temporary memory.
-SCAN_BLOCK_ROWS = 1 << 18
-# query_many handles this many queries per vectorised round: at 10M, 16 queries kept the
-# temporaries in cache and ran ~20% faster than 128.
-BATCH_QUERIES = 16
+# What ``hamming_kernels.search`` takes for "no probing": an empty layout and plan.
+_EMPTY = np.zeros(0, dtype=np.int64)
+_EMPTY_U32 = np.zeros(0, dtype=np.uint32)
+_NO_PROBES = (_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY_U32, _EMPTY_U32)
 # Relative costs (ns) used to pick a layout and to choose probing vs scanning for a threshold.
 # Measured on a 2-core EPYC VM with cold caches: a probe is ~1 cache miss, a candidate ~2.
 PROBE_NS = 15.0
@@ -163,7 +164,7 @@ def _xor_masks(width: int, radius: int) -> IntArray:
 class _Plan:
     """Probe keys of one threshold, relative to the query: key = (qkey[chunk] ^ xor) + base."""
 
-    chunk: npt.NDArray[np.intp]
+    chunk: IntArray
     xor: IntArray
     base: IntArray
 
@@ -180,38 +181,6 @@ def _chunk_keys(words: WordArray, start: int, width: int) -> WordArray:
         col = col | (words[:, j + 1] << np.uint64(64 - t))
     result: WordArray = col & np.uint64((1 << width) - 1)
     return result
-
-
-def _gather_distances(
-    hashes: WordArray, rows: npt.NDArray[Any], queries: WordArray
-) -> npt.NDArray[np.int32]:
-    """Hamming distance of hashes[rows] to their queries. np.take on axis 0 copies whole
-    rows (one cache line each); plain fancy indexing of a 2-D array is several times slower."""
-    x = np.take(hashes, rows, axis=0)
-    np.bitwise_xor(x, queries, out=x)
-    return _popcount_rows(x)
-
-
-def _distances(rows: WordArray, queries: WordArray) -> npt.NDArray[np.int32]:
-    """Hamming distance of each row to its query (queries broadcast against rows)."""
-    return _popcount_rows(np.bitwise_xor(rows, queries))
-
-
-def _popcount_rows(x: WordArray) -> npt.NDArray[np.int32]:
-    counts = np.bitwise_count(x)
-    if counts.shape[-1] == 1:
-        return counts[..., 0].astype(np.int32)
-    total = counts[..., 0].astype(np.int32)
-    for j in range(1, counts.shape[-1]):
-        total += counts[..., j]
-    return total
-
-
-def _expand_ranges(starts: IntArray, lengths: IntArray, total: int) -> IntArray:
-    """Concatenate the ranges [starts[i], starts[i] + lengths[i]) without a Python loop."""
-    ends = np.cumsum(lengths)
-    shifted: IntArray = np.repeat(starts - ends + lengths, lengths) + np.arange(total)
-    return shifted
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,6 +200,14 @@ class _Main:
     rows: npt.NDArray[np.uint32]
     plans: dict[int, _Plan | None] = field(default_factory=dict)
 
+    @cached_property
+    def chunk_start(self) -> IntArray:
+        return np.array([start for start, _ in self.layout.chunks], dtype=np.int64)
+
+    @cached_property
+    def chunk_width(self) -> IntArray:
+        return np.array([width for _, width in self.layout.chunks], dtype=np.int64)
+
     def plan(self, threshold: int, words: int) -> _Plan | None:
         """Probe plan for ``threshold``, or None when a brute-force scan is cheaper."""
         if threshold in self.plans:
@@ -244,7 +221,7 @@ class _Main:
                 if radius < 0:
                     continue
                 masks = _xor_masks(w, min(radius, w))
-                chunk_ix.append(np.full(len(masks), c, dtype=np.intp))
+                chunk_ix.append(np.full(len(masks), c, dtype=np.int64))
                 xors.append(masks)
                 bases.append(np.full(len(masks), self.bases[c], dtype=np.int64))
             plan = _Plan(np.concatenate(chunk_ix), np.concatenate(xors), np.concatenate(bases))
@@ -277,6 +254,7 @@ class HammingIndex:
         self.words = bits // 64
         self.design_threshold = design_threshold
         self.exact = exact
+        _map_large_arrays_freshly()
         self._lock = threading.Lock()
         self._snap = _Snapshot(
             None,
@@ -299,155 +277,29 @@ class HammingIndex:
 
     def query(self, value: bytes, threshold: int) -> tuple[IntArray, npt.NDArray[np.int32]]:
         """Entry ids within ``threshold`` of ``value`` and their distances, by distance then id."""
-        snap = self._snap
-        q = np.frombuffer(value, dtype="<u8")
-        found_rows: list[IntArray] = []
-        found_dist: list[npt.NDArray[np.int32]] = []
-        main = snap.main
-        start_delta = 0
-        if main is not None:
-            start_delta = main.n
-            plan = main.plan(threshold, self.words)
-            if threshold == 0 and len(main.layout.chunks) == 1:
-                found_rows.append(self._lookup_exact(snap, main, value))
-                found_dist.append(np.zeros(len(found_rows[-1]), dtype=np.int32))
-            elif plan is None:
-                self._scan(snap, q, threshold, 0, main.n, found_rows, found_dist)
-            else:
-                x = int.from_bytes(value, "little")
-                qkeys = np.array([(x >> s) & ((1 << w) - 1) for s, w in main.layout.chunks])
-                keys = (qkeys[plan.chunk] ^ plan.xor) + plan.base
-                starts = main.offsets[keys].astype(np.int64)
-                lengths = main.offsets[keys + 1] - starts
-                total = int(lengths.sum())
-                if total:
-                    cand = main.rows[_expand_ranges(starts, lengths, total)]
-                    dist = _gather_distances(snap.hashes, cand, q)
-                    hit = dist <= threshold
-                    cand, dist = cand[hit], dist[hit]
-                    hit = snap.alive[cand]
-                    cand, dist = cand[hit], dist[hit]
-                    if len(cand) > 1:
-                        cand, first = np.unique(cand, return_index=True)
-                        dist = dist[first]
-                    found_rows.append(cand.astype(np.int64))
-                    found_dist.append(dist)
-        if snap.n_rows > start_delta:
-            self._scan(snap, q, threshold, start_delta, snap.n_rows, found_rows, found_dist)
-        return _sorted_result(snap, found_rows, found_dist)
-
-    @staticmethod
-    def _lookup_exact(snap: _Snapshot, main: _Main, value: bytes) -> IntArray:
-        """Threshold 0 on a one-chunk layout is one bucket: scalar code beats numpy calls."""
-        start, width = main.layout.chunks[0]
-        key = int(main.bases[0]) + ((int.from_bytes(value, "little") >> start) & ((1 << width) - 1))
-        rows = main.rows[int(main.offsets[key]) : int(main.offsets[key + 1])].tolist()
-        hits = [r for r in rows if snap.alive[r] and snap.hashes[r].tobytes() == value]
-        return np.array(hits, dtype=np.int64)
+        return self.query_many([value], threshold)[0]
 
     def query_many(
         self, values: Sequence[bytes], threshold: int
     ) -> list[tuple[IntArray, npt.NDArray[np.int32]]]:
-        """``query`` for many values, vectorised across a block of queries at a time."""
-        out: list[tuple[IntArray, npt.NDArray[np.int32]]] = []
+        """``query`` for many values in one compiled call that runs without the GIL."""
         snap = self._snap
-        for lo in range(0, len(values), BATCH_QUERIES):
-            block = values[lo : lo + BATCH_QUERIES]
-            qs = np.frombuffer(b"".join(block), dtype="<u8").reshape(len(block), self.words)
-            out.extend(self._query_block(snap, qs, threshold))
-        return out
-
-    def _query_block(
-        self, snap: _Snapshot, qs: WordArray, threshold: int
-    ) -> list[tuple[IntArray, npt.NDArray[np.int32]]]:
-        nq = len(qs)
-        q_parts: list[IntArray] = []
-        row_parts: list[IntArray] = []
-        dist_parts: list[npt.NDArray[np.int32]] = []
+        queries = np.frombuffer(b"".join(values), dtype="<u8").reshape(len(values), self.words)
         main = snap.main
-        start_delta = 0
-        if main is not None:
-            start_delta = main.n
-            plan = main.plan(threshold, self.words)
-            if plan is None:
-                self._scan_block(snap, qs, threshold, 0, main.n, q_parts, row_parts, dist_parts)
-            else:
-                qkeys = np.stack(
-                    [_chunk_keys(qs, s, w).astype(np.int64) for s, w in main.layout.chunks], 1
-                )
-                keys = ((qkeys[:, plan.chunk] ^ plan.xor) + plan.base).ravel()
-                starts = main.offsets[keys].astype(np.int64)
-                lengths = main.offsets[keys + 1] - starts
-                per_query = lengths.reshape(nq, -1).sum(axis=1)
-                total = int(per_query.sum())
-                if total:
-                    cand = main.rows[_expand_ranges(starts, lengths, total)].astype(np.int64)
-                    cq = np.repeat(np.arange(nq, dtype=np.int64), per_query)
-                    dist = _gather_distances(snap.hashes, cand, qs[cq])
-                    hit = dist <= threshold
-                    cand, cq, dist = cand[hit], cq[hit], dist[hit]
-                    hit = snap.alive[cand]
-                    cand, cq, dist = cand[hit], cq[hit], dist[hit]
-                    pair, first = np.unique(cq * snap.n_rows + cand, return_index=True)
-                    q_parts.append(pair // snap.n_rows)
-                    row_parts.append(pair % snap.n_rows)
-                    dist_parts.append(dist[first])
-        if snap.n_rows > start_delta:
-            self._scan_block(
-                snap, qs, threshold, start_delta, snap.n_rows, q_parts, row_parts, dist_parts
-            )
-        if not q_parts:
-            empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32))
-            return [empty] * nq
-        qix = np.concatenate(q_parts)
-        ids = snap.row_ids[np.concatenate(row_parts)]
-        dist = np.concatenate(dist_parts)
-        order = np.lexsort((ids, dist, qix))
-        qix, ids, dist = qix[order], ids[order], dist[order]
-        bounds = np.searchsorted(qix, np.arange(nq + 1))
-        return [
-            (ids[bounds[i] : bounds[i + 1]], dist[bounds[i] : bounds[i + 1]]) for i in range(nq)
-        ]
-
-    def _scan(
-        self,
-        snap: _Snapshot,
-        q: WordArray,
-        threshold: int,
-        lo: int,
-        hi: int,
-        found_rows: list[IntArray],
-        found_dist: list[npt.NDArray[np.int32]],
-    ) -> None:
-        for a in range(lo, hi, SCAN_BLOCK_ROWS):
-            b = min(hi, a + SCAN_BLOCK_ROWS)
-            dist = _distances(snap.hashes[a:b], q)
-            rows = np.flatnonzero(dist <= threshold) + a
-            rows = rows[snap.alive[rows]]
-            found_rows.append(rows)
-            found_dist.append(dist[rows - a])
-
-    def _scan_block(
-        self,
-        snap: _Snapshot,
-        qs: WordArray,
-        threshold: int,
-        lo: int,
-        hi: int,
-        q_parts: list[IntArray],
-        row_parts: list[IntArray],
-        dist_parts: list[npt.NDArray[np.int32]],
-    ) -> None:
-        step = max(1, SCAN_BLOCK_ROWS // (4 * len(qs)))
-        for a in range(lo, hi, step):
-            b = min(hi, a + step)
-            dist = _distances(snap.hashes[a:b][None, :, :], qs[:, None, :])
-            qi, ri = np.nonzero(dist <= threshold)
-            keep = snap.alive[ri + a]
-            qi, ri = qi[keep], ri[keep]
-            q_parts.append(qi.astype(np.int64))
-            row_parts.append(ri.astype(np.int64) + a)
-            dist_parts.append(dist[qi, ri])
+        plan = main.plan(threshold, self.words) if main is not None else None
+        if main is None or plan is None:
+            probe = _NO_PROBES
+            scan_from = 0
+        else:
+            probe = (main.chunk_start, main.chunk_width, plan.chunk, plan.xor, plan.base,
+                     main.offsets, main.rows)
+            scan_from = main.n
+        bounds, ids, dist = hamming_kernels.search(
+            queries, threshold, *probe, snap.hashes, snap.alive, snap.row_ids, scan_from,
+            snap.n_rows,
+        )
+        return [(ids[bounds[i] : bounds[i + 1]], dist[bounds[i] : bounds[i + 1]])
+                for i in range(len(values))]
 
     # ---- writing
 
@@ -728,6 +580,24 @@ class HammingIndex:
         self._main_ids_rows = np.insert(self._main_ids_rows, at, rows_sorted)
 
 
+@lru_cache(maxsize=1)
+def _map_large_arrays_freshly() -> None:
+    """Have glibc give every allocation of 4 MiB or more its own fresh mapping.
+
+    numpy asks for transparent huge pages on large arrays, but glibc by default recycles freed
+    large blocks from its heap, whose pages are already mapped 4 KiB at a time; an array grown
+    after the first build then missed the TLB on nearly every probe (p50 at 10M after 4,096
+    adds: 626 us instead of 261 us). Process-wide, and harmless to everything else.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 4 << 20)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+_M_MMAP_THRESHOLD = -3
+
+
 def _release_freed_memory() -> None:
     """Hand the build's freed temporaries back to the OS. The chunk builds run in worker
     threads whose glibc arenas otherwise keep ~0.5x the index size resident after a rebuild."""
@@ -739,18 +609,6 @@ def _release_freed_memory() -> None:
 
 def _offset_dtype(n: int) -> type[np.unsignedinteger[Any]] | type[np.signedinteger[Any]]:
     return np.uint32 if n < 2**32 else np.int64
-
-
-def _sorted_result(
-    snap: _Snapshot, rows: list[IntArray], dist: list[npt.NDArray[np.int32]]
-) -> tuple[IntArray, npt.NDArray[np.int32]]:
-    if not rows:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
-    all_rows = np.concatenate(rows) if len(rows) > 1 else rows[0]
-    all_dist = np.concatenate(dist) if len(dist) > 1 else dist[0]
-    ids = snap.row_ids[all_rows]
-    order = np.lexsort((ids, all_dist))
-    return ids[order], all_dist[order]
 
 
 # --------------------------------------------------------------------------------------------
@@ -812,6 +670,16 @@ class Matcher:
 
     def memory_bytes(self) -> int:
         return sum(index.memory_bytes() for index in self._indexes.values())
+
+    @staticmethod
+    def warm_up() -> None:
+        """Compile the query kernel (or load it from numba's on-disk cache) now, so that the
+        first real match does not wait for it: compiling takes ~10 s on a fresh install."""
+        index = HammingIndex(64, 10)
+        rng = np.random.default_rng(0)
+        packed = rng.integers(0, 2**63, size=MIN_INDEXED_ROWS, dtype=np.int64).tobytes()
+        index.bulk_load(np.arange(MIN_INDEXED_ROWS, dtype=np.int64), packed)
+        index.query_many([packed[:8]], 10)
 
     def _index(self, hash_type: str) -> HammingIndex:
         try:

@@ -150,6 +150,7 @@ class NodeService:
         identity = identity or Identity.load(config)
         store = AsyncStore(Store(config.db_path))
         service = cls(config, identity, store, Matcher(), config.load_peers())
+        await asyncio.to_thread(Matcher.warm_up)
         await service._authorise_signer()
         await service.reload_index()
         return service
