@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from node import hamming_kernels
 from protocol.errors import UnknownHashTypeError
 
 IntArray = npt.NDArray[np.int64]
@@ -283,6 +282,8 @@ class HammingIndex:
         self, values: Sequence[bytes], threshold: int
     ) -> list[tuple[IntArray, npt.NDArray[np.int32]]]:
         """``query`` for many values in one compiled call that runs without the GIL."""
+        from node import hamming_kernels  # numba takes ~0.4 s to import: only when queried
+
         snap = self._snap
         queries = np.frombuffer(b"".join(values), dtype="<u8").reshape(len(values), self.words)
         main = snap.main

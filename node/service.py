@@ -447,9 +447,9 @@ class IndexLookups:
     runs in series with all the HTTP work; here it runs beside it (the compiled query kernel
     releases the GIL). Lookups that arrive while a batch runs wait for the next batch, so
     under load a batch holds about as many lookups as requests are waiting, and
-    ``Matcher.query_many`` takes each (type, threshold) group in one call. An idle node pays one thread
-    hop per request. Answers are those of ``Matcher.query``; a lookup queued after a revoke
-    was applied never sees the revoked entry.
+    ``Matcher.query_many`` takes each (type, threshold) group in one call. An idle node pays
+    one thread hop per request. Answers are those of ``Matcher.query``; a lookup queued after
+    a revoke was applied never sees the revoked entry.
     """
 
     def __init__(self, service: NodeService) -> None:
