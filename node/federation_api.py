@@ -100,8 +100,9 @@ async def log_page(request: web.Request) -> web.Response:
     lines: list[bytes] = []
     size = 0
     decisions: dict[tuple[Any, ...], bool] = {}
+    our_origin = service.origin  # encoded from our key on each access: once per page
     for row in rows:
-        line = _line_for(row, origin, peer, service.origin, decisions)
+        line = _line_for(row, origin, peer, our_origin, decisions)
         if lines and size + len(line) + 1 > limits.max_page_bytes:
             break
         lines.append(line)

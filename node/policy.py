@@ -77,15 +77,19 @@ def _scope_allows(record: RecordScope, peer: PeerConfig, our_origin: str) -> boo
 
 
 def may_keep_body(record: SignedRecord, peer: PeerConfig) -> bool:
-    """Whether we store the body of ``record`` received from ``peer`` (else its stub)."""
-    if record.body is None:
+    """Whether we store the body of ``record`` received from ``peer`` (else its stub).
+
+    Runs for every record of a sync page, so it checks each item in place instead of
+    building a ``RecordScope`` (sorted sets of lists and labels): every list and every label
+    must pass, so the order and repeats do not matter.
+    """
+    body = record.body
+    if body is None:
         return False
-    scope = RecordScope.of(record)
-    if scope.scope == "peers" and (peer.origin is None or peer.origin.id != scope.origin):
+    if record.head.dist.scope == "peers" and (peer.origin is None
+                                              or peer.origin.id != record.head.origin):
         return False
-    if scope.lists is not None:
-        if not all(peer.accepts_list(name) for name in scope.lists):
-            return False
-        if not peer.accepts_labels(scope.labels):
-            return False
+    if isinstance(body, AddBody):
+        return all(peer.accepts_list(item.list) and peer.accepts_labels(item.labels)
+                   for item in body.items)
     return True

@@ -319,7 +319,8 @@ class Store:
     def head_stubs(self) -> list[bytes]:
         """The stub of every origin's latest record, for ``GET /v1/heads``."""
         rows = self.reader().execute(
-            "SELECT r.raw FROM origins o JOIN records r ON r.id = o.head_id "
+            "SELECT r.raw FROM origins o JOIN records r ON r.origin = o.origin "
+            "AND r.seq = o.head_seq AND r.id = o.head_id "
             "ORDER BY o.origin").fetchall()
         return [SignedRecord.from_bytes(bytes(raw)).stub().raw for (raw,) in rows]
 
@@ -334,8 +335,8 @@ class Store:
         return KeyRing(origin, {key: KeyGrant(key, at, revoked) for key, at, revoked in rows})
 
     def record_bytes(self, record_id: str) -> bytes | None:
-        row = self.reader().execute("SELECT raw FROM records WHERE id=?",
-                                    (record_id,)).fetchone()
+        row = self.reader().execute("SELECT raw FROM records WHERE id_key=? AND id=?",
+                                    (id_key(record_id), record_id)).fetchone()
         return None if row is None else bytes(row[0])
 
     def record_at(self, origin: str, seq: int) -> bytes | None:
@@ -390,18 +391,19 @@ class Store:
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             for row in conn.execute(
-                    "SELECT id, record, item, origin, hash_type, value, quality, list, labels,"
-                    f" tier, expires, active FROM entries WHERE id IN ({marks})", chunk):
+                    f"SELECT {ENTRY_ROW_COLUMNS} FROM entries e JOIN records r "
+                    f"ON r.num = e.record_num WHERE e.id IN ({marks})", chunk):
                 result[row[0]] = _entry_row(row)
         return result
 
     def item_entries(self, record_id: str, item: int | None = None) -> list[EntryRow]:
         """The stored hashes of a record (or one item of it)."""
         conn = self.reader()
-        query = "SELECT id FROM entries WHERE record=?"
-        params: list[Any] = [record_id]
+        query = ("SELECT e.id FROM entries e JOIN records r ON r.num = e.record_num "
+                 "WHERE r.id_key=? AND r.id=?")
+        params: list[Any] = [id_key(record_id), record_id]
         if item is not None:
-            query += " AND item=?"
+            query += " AND e.item=?"
             params.append(item)
         ids = [r[0] for r in conn.execute(query, params)]
         return sorted(self.entries(ids).values(), key=lambda e: e.entry_id)
@@ -466,16 +468,18 @@ class Store:
 
     def _complete_stub(self, conn: sqlite3.Connection, record: SignedRecord) -> Changes:
         lists, labels = _policy_columns(record.body)
-        conn.execute("UPDATE records SET raw=?, stub=0, lists=?, labels=? WHERE id=?",
-                     (record.raw, lists, labels, record.id))
+        (num,) = conn.execute(
+            "UPDATE records SET raw=?, stub=0, lists=?, labels=? WHERE id_key=? AND id=? "
+            "RETURNING num", (record.raw, lists, labels, id_key(record.id), record.id)).fetchone()
+        if isinstance(record.body, AddBody):
+            changes = Changes()
+            _insert_entries(conn, [(num, record)], changes)
+            return changes
         return self._apply(conn, record)
 
     def _apply(self, conn: sqlite3.Connection, record: SignedRecord) -> Changes:
+        """The derived rows of a revoke, feedback or key record (adds: ``_insert_entries``)."""
         body = record.body
-        if isinstance(body, AddBody):
-            changes = Changes()
-            _insert_entries(conn, [record], changes)
-            return changes
         if isinstance(body, RevokeBody):
             return _apply_revoke(conn, record, body)
         if isinstance(body, FeedbackBody):
@@ -517,10 +521,27 @@ class Store:
             "DO UPDATE SET seq=MAX(cursors.seq, excluded.seq)", (peer, origin, seq))
 
 
+def id_key(record_id: str) -> int:
+    """What ``records`` indexes a record id by: its first 60 bits (see ``node/schema.py``).
+
+    Any string is accepted (a malformed id from a request gives a key that matches nothing
+    it should not: lookups compare the id itself too).
+    """
+    try:
+        return int(record_id[:15], 16)
+    except ValueError:
+        return -1
+
+
 def _head(conn: sqlite3.Connection, origin: str) -> LogHead | None:
     row = conn.execute("SELECT head_seq, head_id, head_ts FROM origins WHERE origin=? "
                        "AND head_seq > 0", (origin,)).fetchone()
     return None if row is None else LogHead(origin, row[0], row[1], row[2])
+
+
+# An ``EntryRow`` as read from ``entries e JOIN records r ON r.num = e.record_num``.
+ENTRY_ROW_COLUMNS = ("e.id, r.id, e.item, r.origin, e.hash_type, e.value, e.quality, e.list, "
+                     "e.labels, e.tier, e.expires, e.active")
 
 
 def _entry_row(row: tuple[Any, ...]) -> EntryRow:
@@ -577,22 +598,28 @@ class _BulkWriter:
         self.changes = changes
         self.received_at = now_ms()
         self.rows: list[Any] = []  # RECORD_COLUMNS values a record, one after the other
-        self.adds: list[SignedRecord] = []
+        self.adds: list[tuple[int, SignedRecord]] = []  # (records.num, record)
+        self.next_num = 0  # records.num of the next insert; read when first needed
 
     def insert(self, record: SignedRecord) -> None:
+        if not self.next_num:
+            self.next_num = int(self.conn.execute(
+                "SELECT COALESCE(MAX(num), 0) FROM records").fetchone()[0]) + 1
+        num, self.next_num = self.next_num, self.next_num + 1
         head = record.head
         lists, labels = _policy_columns(record.body)
         jurisdictions = head.dist.jurisdictions
-        self.rows += (record.id, head.origin, head.seq, head.type, head.dist.scope,
-                      head.dist.group, _json_array(jurisdictions), lists, labels,
-                      int(record.is_stub), record.raw, self.received_at, self.source)
+        self.rows += (num, record.id, id_key(record.id), head.origin, head.seq, head.type,
+                      head.dist.scope, head.dist.group, _json_array(jurisdictions), lists,
+                      labels, int(record.is_stub), record.raw, self.received_at, self.source)
         if isinstance(record.body, AddBody):
-            self.adds.append(record)
+            self.adds.append((num, record))
 
     def flush(self) -> None:
         if self.rows:
-            _insert_rows(self.conn, "INSERT INTO records (id, origin, seq, type, scope, grp,"
-                         " jurisdictions, lists, labels, stub, raw, received_at, source)",
+            _insert_rows(self.conn, "INSERT INTO records (num, id, id_key, origin, seq, type,"
+                         " scope, grp, jurisdictions, lists, labels, stub, raw, received_at,"
+                         " source)",
                          RECORD_COLUMNS, self.rows)
             self.rows = []
         if self.adds:
@@ -600,21 +627,22 @@ class _BulkWriter:
             self.adds = []
 
 
-def _insert_entries(conn: sqlite3.Connection, records: list[SignedRecord],
+def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRecord]],
                     changes: Changes) -> None:
-    """One ``entries`` row per hash of these ``add`` records, active unless already revoked.
+    """One ``entries`` row per hash of these ``add`` records (with their ``records.num``),
+    active unless already revoked.
 
     Entry ids are assigned here (the next rowids, as SQLite would) so that the rows can be
     written in bulk. Revocations are looked up per record, and only for origins that have any.
     """
     next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()[0]) + 1
-    revoking = {origin for origin in {r.head.origin for r in records} if conn.execute(
+    revoking = {origin for origin in {r.head.origin for _, r in records} if conn.execute(
         "SELECT 1 FROM revoked WHERE origin=? LIMIT 1", (origin,)).fetchone()}
     rows: list[Any] = []  # ENTRY_COLUMNS values a hash, one hash after the other
     hash_type = ""  # the added columns of the last hash type seen:
     ids: list[int] = []
     values: list[str] = []
-    for record in records:
+    for num, record in records:
         body = record.body
         assert isinstance(body, AddBody)
         origin, record_id = record.head.origin, record.id
@@ -624,9 +652,8 @@ def _insert_entries(conn: sqlite3.Connection, records: list[SignedRecord],
                                      and f"{record_id}/{index}" not in revoked)
             labels = _json_array(item.labels)
             for entry in item.hashes:
-                rows += (next_id, record_id, index, origin, entry.type, entry.value,
-                         entry.quality, item.list, labels, item.tier, item.expires,
-                         int(active))
+                rows += (next_id, num, index, entry.type, entry.value, entry.quality,
+                         item.list, labels, item.tier, item.expires, int(active))
                 if active:
                     if entry.type != hash_type:
                         hash_type = entry.type
@@ -634,8 +661,8 @@ def _insert_entries(conn: sqlite3.Connection, records: list[SignedRecord],
                     ids.append(next_id)
                     values.append(entry.value)
                 next_id += 1
-    _insert_rows(conn, "INSERT INTO entries (id, record, item, origin, hash_type, value,"
-                 " quality, list, labels, tier, expires, active)", ENTRY_COLUMNS, rows)
+    _insert_rows(conn, "INSERT INTO entries (id, record_num, item, hash_type, value, quality,"
+                 " list, labels, tier, expires, active)", ENTRY_COLUMNS, rows)
 
 
 # Rows per multi-row INSERT (capped by SQLite's parameter limit). One statement is one
@@ -643,8 +670,8 @@ def _insert_entries(conn: sqlite3.Connection, records: list[SignedRecord],
 # after every row and, while another thread runs Python (the next page's verification), waits
 # up to the interpreter's switch interval (5 ms) each time: a sync page took seconds.
 MAX_ROWS_PER_INSERT = 4096
-RECORD_COLUMNS = 13
-ENTRY_COLUMNS = 12
+RECORD_COLUMNS = 15
+ENTRY_COLUMNS = 11
 
 
 def _insert_rows(conn: sqlite3.Connection, insert: str, width: int, values: list[Any]) -> None:
@@ -692,8 +719,9 @@ def _apply_revoke(conn: sqlite3.Connection, record: SignedRecord, body: RevokeBo
     for target in body.targets:
         conn.execute("INSERT OR IGNORE INTO revoked (origin, ref, revoke_record, reason) "
                      "VALUES (?,?,?,?)", (origin, target.ref, record.id, body.reason))
-        query = "UPDATE entries SET active=0 WHERE origin=? AND record=? AND active=1"
-        params: list[Any] = [origin, target.record]
+        query = ("UPDATE entries SET active=0 WHERE record_num=(SELECT num FROM records "
+                 "WHERE id_key=? AND id=? AND origin=?) AND active=1")
+        params: list[Any] = [id_key(target.record), target.record, origin]
         if target.item is not None:
             query += " AND item=?"
             params.append(target.item)

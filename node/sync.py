@@ -10,8 +10,8 @@ of, reads log pages after our head. Every page is verified record by record (sch
 canonical bytes, digest, key validity, signature, chain) off the event loop, then stored in
 one transaction together with the peer's cursor: a cursor never advances past what is
 committed; a page with one bad record is refused whole. Pages are pipelined (page k commits
-while page k+1 is fetched and verified) and a page's Ed25519 checks run on a small thread
-pool; each record is still parsed and verified exactly once, and faults are reported in
+while page k+1 is verified and page k+2 fetched) and a page's Ed25519 checks run on a small
+thread pool; each record is still parsed and verified exactly once, and faults are reported in
 record order. Two valid records at one
 ``(origin, seq)`` become evidence and freeze the origin, after which we pull nothing more of
 it (no branch is picked). A round reads at most ``MAX_PAGES_PER_ROUND`` pages per origin, so
@@ -165,6 +165,13 @@ class _IndexBatch:
     async def wait(self) -> None:
         self.flush()
         await asyncio.shield(asyncio.gather(*self.applying))
+
+
+def _discard(ahead: tuple[int, asyncio.Future[list[bytes]]] | None) -> None:
+    """Cancel a read-ahead page that will not be used, and never report its outcome."""
+    if ahead is not None:
+        ahead[1].cancel()
+        ahead[1].add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def _parse(line: bytes, path: str) -> SignedRecord | ProtocolError:
@@ -376,10 +383,16 @@ class Federation:
                           target: int) -> int:
         """Pull, verify and store ``origin``'s records from ``peer`` up to ``target``.
 
-        Pipelined: while page k commits on the store's writer thread, page k+1 is fetched and
-        verified (against the head page k leads to). Commits stay in page order, each with
-        its cursor, and a page is only committed once the one before it has been, so a cursor
-        never points past what is committed; a fault in page k+1 leaves page k committed.
+        Pipelined: while page k commits on the store's writer thread, page k+1 is verified
+        (against the head page k leads to) and page k+2 is already being fetched. Commits stay
+        in page order, each with its cursor, and a page is only committed once the one before
+        it has been, so a cursor never points past what is committed; a fault in page k+1
+        leaves page k committed.
+
+        The read-ahead asks for the records after ``after + len(lines)``: where a page of a
+        valid log ends, since seqs run without gaps. If the page turns out to end elsewhere
+        (it fails, or stops at a conflict), the read-ahead is dropped unread. It stays within
+        the round's ``MAX_PAGES_PER_ROUND`` pages.
         """
         limit = self.service.config.limits.max_page_records
         ring = await self.service.store.read(lambda s: s.keyring(origin))
@@ -387,13 +400,25 @@ class Federation:
         committing: asyncio.Future[int] | None = None
         indexing = _IndexBatch(self.service)
         loop = asyncio.get_running_loop()
+        ahead: tuple[int, asyncio.Future[list[bytes]]] | None = None  # (after, page)
+
+        def fetch(after: int) -> tuple[int, asyncio.Future[list[bytes]]]:
+            return after, asyncio.ensure_future(self.fetch_page(peer, origin, after, limit))
+
         try:
-            for _ in range(MAX_PAGES_PER_ROUND):
-                if head is not None and head.seq >= target:
+            for page in range(MAX_PAGES_PER_ROUND):
+                after = head.seq if head is not None else 0
+                if head is not None and after >= target:
                     break
-                lines = await self.fetch_page(peer, origin, head.seq if head else 0, limit)
+                if ahead is None or ahead[0] != after:
+                    _discard(ahead)
+                    ahead = fetch(after)
+                lines = await ahead[1]
+                ahead = None
                 if not lines:
                     break
+                if after + len(lines) < target and page + 1 < MAX_PAGES_PER_ROUND:
+                    ahead = fetch(after + len(lines))
                 result = await loop.run_in_executor(None, verify_page, lines, origin, ring,
                                                     head, peer, self.verifier)
                 if committing is not None:
@@ -411,6 +436,7 @@ class Federation:
                 if not result.records:
                     break
         finally:
+            _discard(ahead)
             if committing is not None:  # a fault in a later page leaves this one committed
                 stored += await committing
             await indexing.wait()  # the matcher has every committed page when the pull returns

@@ -69,7 +69,8 @@ class Node:
     async def active_refs(self) -> set[tuple[str, int, str]]:
         """(record, item, value) of every hash in force: the node's state."""
         rows = await self.svc.store.read(lambda s: s.reader().execute(
-            "SELECT record, item, value FROM entries WHERE active=1").fetchall())
+            "SELECT r.id, e.item, e.value FROM entries e JOIN records r "
+            "ON r.num = e.record_num WHERE e.active=1").fetchall())
         return {(r[0], r[1], r[2]) for r in rows}
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from node.schema import SchemaVersionError
 from node.store import Changes, Store
 from protocol.errors import GapError
 from protocol.records import AddBody, HashEntry, Item, SignedRecord
@@ -144,3 +145,36 @@ def test_a_page_that_does_not_extend_the_head_stores_nothing(tmp_path: Path) -> 
     finally:
         store.close()
     assert all(rows == [] for rows in dump(tmp_path / "s").values())
+
+
+def test_entries_point_at_their_records_and_read_back_with_ids_and_origins(
+        tmp_path: Path) -> None:
+    """Entries hold their record's number, not its id; reads join the id and origin back.
+    Records are found by id through the id's 60-bit prefix and then the id itself."""
+    records = mixed_log()
+    store = store_at(tmp_path / "s")
+    try:
+        store.ingest(records, source="peer")
+        first = records[0]
+        entries = store.item_entries(first.id)
+        by_id = store.entries(e.entry_id for e in entries)
+        raws = [store.record_bytes(r.id) for r in records]
+        assert store.record_bytes(first.id[:15] + "0" * 49) is None  # same id_key, other id
+        assert store.record_bytes("not an id") is None
+    finally:
+        store.close()
+
+    assert [(e.record, e.item, e.hash_type) for e in entries] == [
+        (first.id, item, hash_type) for item in range(3) for hash_type in ("pdq", "md5")]
+    assert {e.origin for e in entries} == {first.head.origin}
+    assert [e.active for e in entries] == [True, True, False, False, False, False]
+    assert by_id == {e.entry_id: e for e in entries}
+    assert raws == [r.raw for r in records]
+
+
+def test_a_database_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    store_at(tmp_path / "s").close()
+    with sqlite3.connect(tmp_path / "s" / "store.db") as conn:
+        conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    with pytest.raises(SchemaVersionError, match="schema version 1; this node needs"):
+        Store(tmp_path / "s" / "store.db")
