@@ -38,6 +38,8 @@ _TWO = np.uint64(2)
 _FOUR = np.uint64(4)
 _FIFTY_SIX = np.uint64(56)
 _INITIAL_HITS = 64
+# Rows checked per round when scanning (the delta, or a threshold too wide to probe).
+_SCAN_BLOCK = 4096
 # How many iterations ahead each pass prefetches: 16 measured best of 8/16/32/64 at 1M.
 _AHEAD = 16
 
@@ -106,15 +108,31 @@ def _grow(a: Any, size: int) -> Any:
     return bigger
 
 
-@numba.njit(inline="always", cache=True)
-def _push(hit_rows: Any, hit_dist: Any, count: int, row: int, d: int) -> tuple[Any, Any]:
-    """Store hit number ``count``, doubling the arrays when full; returns the arrays."""
-    if count == hit_rows.shape[0]:
-        hit_rows = _grow(hit_rows, 2 * count)
-        hit_dist = _grow(hit_dist, 2 * count)
-    hit_rows[count] = row
-    hit_dist[count] = d
+@numba.njit(cache=True)
+def _append(hit_rows: Any, hit_dist: Any, count: int, rows: Any, dist: Any, n: int
+            ) -> tuple[Any, Any]:
+    """Store rows[:n] and dist[:n] as hits count..count+n, growing the arrays when full;
+    returns the arrays. Hits are appended a batch at a time: reassigning the arrays inside
+    the candidate loop kept numba from optimising that loop (~1.5x slower)."""
+    if count + n > hit_rows.shape[0]:
+        size = max(2 * hit_rows.shape[0], count + n)
+        hit_rows = _grow(hit_rows, size)
+        hit_dist = _grow(hit_dist, size)
+    hit_rows[count : count + n] = rows[:n]
+    hit_dist[count : count + n] = dist[:n]
     return hit_rows, hit_dist
+
+
+@numba.njit(nogil=True, cache=True)
+def _keep_close(candidates: Any, distances: Any, total: int, threshold: int, alive: Any) -> int:
+    """Move the live candidates within ``threshold`` to the front; returns how many."""
+    kept = 0
+    for k in range(total):
+        if distances[k] <= threshold and alive[candidates[k]]:
+            candidates[kept] = candidates[k]
+            distances[kept] = distances[k]
+            kept += 1
+    return kept
 
 
 @numba.njit(nogil=True, cache=True)
@@ -146,12 +164,13 @@ def search(
     probes = plan_chunk.shape[0]
     bounds = np.zeros(nq + 1, dtype=np.int64)
     hit_rows = np.empty(_INITIAL_HITS, dtype=np.int64)
-    hit_dist = np.empty(_INITIAL_HITS, dtype=np.int32)
+    hit_dist = np.empty(_INITIAL_HITS, dtype=np.int64)
     qkeys = np.empty(m, dtype=np.int64)
     keys = np.empty(probes, dtype=np.int64)
     starts = np.empty(probes, dtype=np.int64)
     ends = np.empty(probes, dtype=np.int64)
-    candidates = np.empty(max(2 * probes, 1), dtype=np.int64)
+    candidates = np.empty(max(2 * probes, _SCAN_BLOCK), dtype=np.int64)
+    distances = np.empty(max(2 * probes, _SCAN_BLOCK), dtype=np.int64)
     count = 0
     for qi in range(nq):
         first = count
@@ -162,29 +181,29 @@ def search(
                                    ends)
             if total > candidates.shape[0]:
                 candidates = np.empty(total, dtype=np.int64)
+                distances = np.empty(total, dtype=np.int64)
             _gather_rows(rows, starts, ends, candidates)
+            _candidate_distances(hashes, queries, qi, candidates, total, distances)
+            kept = _keep_close(candidates, distances, total, threshold, alive)
+            hit_rows, hit_dist = _append(hit_rows, hit_dist, count, candidates, distances, kept)
+            count += kept
+        for lo in range(scan_from, scan_to, candidates.shape[0]):
+            total = min(scan_to - lo, candidates.shape[0])
             for k in range(total):
-                if k + _AHEAD < total:
-                    _prefetch(hashes, candidates[k + _AHEAD])
-                row = candidates[k]
-                d = _distance(hashes, row, queries, qi)
-                if d <= threshold and alive[row]:
-                    hit_rows, hit_dist = _push(hit_rows, hit_dist, count, row, d)
-                    count += 1
-        for row in range(scan_from, scan_to):
-            d = _distance(hashes, row, queries, qi)
-            if d <= threshold and alive[row]:
-                hit_rows, hit_dist = _push(hit_rows, hit_dist, count, row, d)
-                count += 1
+                candidates[k] = lo + k
+            _candidate_distances(hashes, queries, qi, candidates, total, distances)
+            kept = _keep_close(candidates, distances, total, threshold, alive)
+            hit_rows, hit_dist = _append(hit_rows, hit_dist, count, candidates, distances, kept)
+            count += kept
         count = first + _dedupe(hit_rows, hit_dist, first, count)
         bounds[qi + 1] = count
     ids = np.empty(count, dtype=np.int64)
     for qi in range(nq):
         _order_by_distance_then_id(hit_rows, hit_dist, row_ids, ids, bounds[qi], bounds[qi + 1])
-    return bounds, ids, hit_dist[:count].copy()
+    return bounds, ids, hit_dist[:count].astype(np.int32)
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(nogil=True, cache=True)
 def _bucket_bounds(
     qkeys: Any, plan_chunk: Any, plan_xor: Any, plan_base: Any, offsets: Any, keys: Any,
     starts: Any, ends: Any,
@@ -203,7 +222,7 @@ def _bucket_bounds(
     return total
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(nogil=True, cache=True)
 def _gather_rows(rows: Any, starts: Any, ends: Any, candidates: Any) -> None:
     """Copy the row numbers of every probed bucket into ``candidates``."""
     probes = starts.shape[0]
@@ -214,6 +233,18 @@ def _gather_rows(rows: Any, starts: Any, ends: Any, candidates: Any) -> None:
         for i in range(starts[p], ends[p]):
             candidates[k] = rows[i]
             k += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _candidate_distances(
+    hashes: Any, queries: Any, qi: int, candidates: Any, total: int, distances: Any
+) -> None:
+    """Distance of each candidate row to query ``qi``. A loop of its own with no branch on
+    the result: mixed with the collection of hits it ran ~1.5x slower."""
+    for k in range(total):
+        if k + _AHEAD < total:
+            _prefetch(hashes, candidates[k + _AHEAD])
+        distances[k] = _distance(hashes, candidates[k], queries, qi)
 
 
 @numba.njit(inline="always", cache=True)
