@@ -24,11 +24,12 @@ from node.client import ClientError
 from node.config import ConfigError
 from node.hasher import ImageError
 from node.keyfile import KeyFileError
+from node.schema import SchemaVersionError
 from node.store import StoreError
 from protocol.errors import ProtocolError
 
 EXPECTED_ERRORS = (ConfigError, KeyFileError, ProtocolError, ImageError, ClientError,
-                   StoreError, OSError)
+                   StoreError, SchemaVersionError, OSError)
 DEFAULT_CONFIG = "node.toml"
 
 

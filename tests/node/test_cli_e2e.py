@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from node.config import load_node_config
+from node.store import Store
 from tests.cli_process import NodeProcess, run_cli, run_json
 from tests.conftest import free_port
 
@@ -109,6 +112,20 @@ def test_import_refuses_a_tampered_export(running_node: tuple[Path, NodeProcess]
     assert result.returncode == 2
     assert result.stderr.startswith("hashmesh: error: backup.jsonl:1")
     assert "Traceback" not in result.stderr
+
+
+def test_a_database_of_an_older_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+    directory = tmp_path / "node"
+    run_cli("init", directory, "--port", str(free_port()))
+    database = load_node_config(directory / "node.toml").db_path
+    Store(database).close()
+    with sqlite3.connect(database) as conn:
+        conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    result = run_cli("verify", "--config", directory / "node.toml", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "schema version 1; this node needs" in result.stderr
+    assert "hashmesh export" in result.stderr
 
 
 def test_config_error_is_one_line_with_exit_2(tmp_path: Path) -> None:
