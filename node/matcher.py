@@ -198,6 +198,19 @@ class _Main:
     bases: IntArray  # where each chunk's offsets table starts in ``offsets``
     rows: npt.NDArray[np.uint32]
     plans: dict[int, _Plan | None] = field(default_factory=dict)
+    probe_cache: dict[int, tuple[Any, ...] | None] = field(default_factory=dict)
+
+    def probe_arguments(self, threshold: int, words: int) -> tuple[Any, ...] | None:
+        """What ``hamming_kernels.search`` takes to probe at ``threshold`` (layout, plan,
+        tables), or None when a scan is cheaper. Cached: a single query is ~100 us, and
+        building this tuple each time was a measurable part of it."""
+        if threshold in self.probe_cache:
+            return self.probe_cache[threshold]
+        plan = self.plan(threshold, words)
+        probe = None if plan is None else (self.chunk_start, self.chunk_width, plan.chunk,
+                                           plan.xor, plan.base, self.offsets, self.rows)
+        self.probe_cache[threshold] = probe
+        return probe
 
     @cached_property
     def chunk_start(self) -> IntArray:
@@ -276,31 +289,36 @@ class HammingIndex:
 
     def query(self, value: bytes, threshold: int) -> tuple[IntArray, npt.NDArray[np.int32]]:
         """Entry ids within ``threshold`` of ``value`` and their distances, by distance then id."""
-        return self.query_many([value], threshold)[0]
+        _, ids, dist = self._search(np.frombuffer(value, dtype="<u8").reshape(1, self.words),
+                                    threshold)
+        return ids, dist
 
     def query_many(
         self, values: Sequence[bytes], threshold: int
     ) -> list[tuple[IntArray, npt.NDArray[np.int32]]]:
         """``query`` for many values in one compiled call that runs without the GIL."""
+        queries = np.frombuffer(b"".join(values), dtype="<u8").reshape(len(values), self.words)
+        bounds, ids, dist = self._search(queries, threshold)
+        return [(ids[bounds[i] : bounds[i + 1]], dist[bounds[i] : bounds[i + 1]])
+                for i in range(len(values))]
+
+    def _search(self, queries: WordArray, threshold: int
+                ) -> tuple[IntArray, IntArray, npt.NDArray[np.int32]]:
         from node import hamming_kernels  # numba takes ~0.4 s to import: only when queried
 
         snap = self._snap
-        queries = np.frombuffer(b"".join(values), dtype="<u8").reshape(len(values), self.words)
         main = snap.main
-        plan = main.plan(threshold, self.words) if main is not None else None
-        if main is None or plan is None:
-            probe = _NO_PROBES
-            scan_from = 0
+        probe = main.probe_arguments(threshold, self.words) if main is not None else None
+        if main is None or probe is None:
+            probe, scan_from = _NO_PROBES, 0
         else:
-            probe = (main.chunk_start, main.chunk_width, plan.chunk, plan.xor, plan.base,
-                     main.offsets, main.rows)
             scan_from = main.n
-        bounds, ids, dist = hamming_kernels.search(
+        search: Any = hamming_kernels.search  # a numba dispatcher: its stub takes no arguments
+        result: tuple[IntArray, IntArray, npt.NDArray[np.int32]] = search(
             queries, threshold, *probe, snap.hashes, snap.alive, snap.row_ids, scan_from,
             snap.n_rows,
         )
-        return [(ids[bounds[i] : bounds[i + 1]], dist[bounds[i] : bounds[i + 1]])
-                for i in range(len(values))]
+        return result
 
     # ---- writing
 
