@@ -29,6 +29,23 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+
+def _can_cache() -> bool:
+    """Whether numba can keep compiled code on disk, beside this file or in the user's cache
+    directory. With neither writable (a read-only install run by a user without a home)
+    ``cache=True`` fails at import; the node then compiles afresh at each start (~8 s)."""
+
+    def probe() -> int:
+        return 0
+
+    try:
+        numba.njit(cache=True)(probe)
+    except RuntimeError:
+        return False
+    return True
+
+
+CACHE_ON_DISK = _can_cache()
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -72,7 +89,7 @@ def _prefetch_intrinsic(typingctx: Any, array: Any, index: Any) -> Any:
 _prefetch: Any = intrinsic(_prefetch_intrinsic)
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=CACHE_ON_DISK)
 def _popcount(x: Any) -> int:
     """Bits set in a uint64 (LLVM turns this idiom into one POPCNT instruction)."""
     x = x - ((x >> _ONE) & _M1)
@@ -81,7 +98,7 @@ def _popcount(x: Any) -> int:
     return int((x * _H01) >> _FIFTY_SIX)
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=CACHE_ON_DISK)
 def _distance(hashes: Any, row: int, queries: Any, qi: int) -> int:
     """Hamming distance of hashes[row] to queries[qi] (no early exit: branches cost more)."""
     d = 0
@@ -90,7 +107,7 @@ def _distance(hashes: Any, row: int, queries: Any, qi: int) -> int:
     return d
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=CACHE_ON_DISK)
 def _chunk_key(queries: Any, qi: int, start: int, width: int) -> int:
     """The ``width`` bits (width < 64) of query ``qi`` from bit ``start``."""
     j = start // 64
@@ -101,14 +118,14 @@ def _chunk_key(queries: Any, qi: int, start: int, width: int) -> int:
     return int(col & np.uint64((1 << width) - 1))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=CACHE_ON_DISK)
 def _grow(a: Any, size: int) -> Any:
     bigger = np.empty(size, dtype=a.dtype)
     bigger[: a.shape[0]] = a
     return bigger
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=CACHE_ON_DISK)
 def _append(hit_rows: Any, hit_dist: Any, count: int, rows: Any, dist: Any, n: int
             ) -> tuple[Any, Any]:
     """Store rows[:n] and dist[:n] as hits count..count+n, growing the arrays when full;
@@ -123,7 +140,7 @@ def _append(hit_rows: Any, hit_dist: Any, count: int, rows: Any, dist: Any, n: i
     return hit_rows, hit_dist
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=CACHE_ON_DISK)
 def _keep_close(candidates: Any, distances: Any, total: int, threshold: int, alive: Any) -> int:
     """Move the live candidates within ``threshold`` to the front; returns how many."""
     kept = 0
@@ -135,7 +152,7 @@ def _keep_close(candidates: Any, distances: Any, total: int, threshold: int, ali
     return kept
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=CACHE_ON_DISK)
 def search(
     queries: Any,
     threshold: int,
@@ -203,7 +220,7 @@ def search(
     return bounds, ids, hit_dist[:count].astype(np.int32)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=CACHE_ON_DISK)
 def _bucket_bounds(
     qkeys: Any, plan_chunk: Any, plan_xor: Any, plan_base: Any, offsets: Any, keys: Any,
     starts: Any, ends: Any,
@@ -222,7 +239,7 @@ def _bucket_bounds(
     return total
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=CACHE_ON_DISK)
 def _gather_rows(rows: Any, starts: Any, ends: Any, candidates: Any) -> None:
     """Copy the row numbers of every probed bucket into ``candidates``."""
     probes = starts.shape[0]
@@ -235,7 +252,7 @@ def _gather_rows(rows: Any, starts: Any, ends: Any, candidates: Any) -> None:
             k += 1
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=CACHE_ON_DISK)
 def _candidate_distances(
     hashes: Any, queries: Any, qi: int, candidates: Any, total: int, distances: Any
 ) -> None:
@@ -247,7 +264,7 @@ def _candidate_distances(
         distances[k] = _distance(hashes, candidates[k], queries, qi)
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=CACHE_ON_DISK)
 def _dedupe(rows: Any, dist: Any, lo: int, hi: int) -> int:
     """Sort rows[lo:hi] (with their distances) and drop repeats; returns how many remain.
     A row close to the query sits in the probed bucket of several chunks."""
@@ -266,7 +283,7 @@ def _dedupe(rows: Any, dist: Any, lo: int, hi: int) -> int:
     return kept
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=CACHE_ON_DISK)
 def _order_by_distance_then_id(
     rows: Any, dist: Any, row_ids: Any, ids: Any, lo: int, hi: int
 ) -> None:

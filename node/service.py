@@ -150,7 +150,15 @@ class NodeService:
         identity = identity or Identity.load(config)
         store = AsyncStore(Store(config.db_path))
         service = cls(config, identity, store, Matcher(), config.load_peers())
+        started = time.monotonic()
         await asyncio.to_thread(Matcher.warm_up)
+        if time.monotonic() - started > 1:
+            from node.hamming_kernels import CACHE_ON_DISK  # imports numba: only here
+
+            log.info("compiled the match kernel in %.1f s (%s)", time.monotonic() - started,
+                     "first start after an install; cached for later starts" if CACHE_ON_DISK
+                     else "numba has no writable cache directory: set NUMBA_CACHE_DIR to "
+                     "skip this at every start")
         await service._authorise_signer()
         await service.reload_index()
         return service
