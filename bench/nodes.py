@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from node.commands_local import create_node_dir
-from node.config import PeerConfig, add_peer, load_node_config
+from node.config import load_node_config
 from node.keyfile import read_secret_key
+from node.peers_config import PeerConfig, add_peer
 from node.store import Store
 from protocol.keys import PublicKey, SigningKey
 from protocol.log import LogHead, append

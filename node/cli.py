@@ -21,11 +21,11 @@ from typing import Any
 from node import commands_keys, commands_local, commands_remote
 from node.cli_support import CliError
 from node.client import ClientError
-from node.config import ConfigError
 from node.hasher import ImageError
 from node.keyfile import KeyFileError
 from node.schema import SchemaVersionError
 from node.store import StoreError
+from node.toml_reader import ConfigError
 from protocol.errors import ProtocolError
 
 EXPECTED_ERRORS = (ConfigError, KeyFileError, ProtocolError, ImageError, ClientError,

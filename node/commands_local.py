@@ -19,21 +19,23 @@ from node.cli_support import (
 )
 from node.config import (
     DEFAULT_PEERS_FILE,
-    ConfigError,
     NodeConfig,
-    PeerConfig,
-    add_peer,
     hash_token,
     load_node_config,
-    load_peers_config,
-    peer_to_toml_dict,
-    remove_peer,
     render_node_config,
 )
 from node.hasher import ImageError, hash_file, iter_image_files
 from node.keyfile import atomic_write, read_secret_key, write_secret_key
+from node.peers_config import (
+    PeerConfig,
+    add_peer,
+    load_peers_config,
+    peer_to_toml_dict,
+    remove_peer,
+)
 from node.server import serve
 from node.store import Store
+from node.toml_reader import ConfigError
 from protocol.errors import ProtocolError
 from protocol.keys import PublicKey, SigningKey
 from protocol.log import LogHead, check_next

@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from node.api import SERVICE_KEY, ApiError, Handler, read_body
-from node.config import NodeConfig, PeerConfig
+from node.config import NodeConfig
 from node.httpsig import RequestVerifier, SignatureError, aiohttp_request_parts, url_parts
+from node.peers_config import PeerConfig
 from node.policy import RecordScope, may_send_body
 from protocol.fields import Fields, check_integer
 from protocol.keys import PublicKey

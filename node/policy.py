@@ -21,7 +21,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from node.config import PeerConfig
+from node.peers_config import PeerConfig
 from protocol.records import AddBody, SignedRecord
 
 

@@ -12,8 +12,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from node.config import ConfigError
 from node.tasks import cancel_and_wait
+from node.toml_reader import ConfigError
 
 if TYPE_CHECKING:
     from node.service import NodeService

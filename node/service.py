@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from node.config import NodeConfig, PeersConfig
+from node.config import NodeConfig
 from node.hasher import hash_image
 from node.keyfile import read_secret_key
 from node.matcher import Matcher
 from node.metrics import NodeMetrics
+from node.peers_config import PeersConfig
 from node.store import AsyncStore, Changes, EntryRow, Store, now_ms
 from node.tasks import cancel_and_wait
 from protocol import canonical

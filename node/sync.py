@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 from yarl import URL
 
-from node.config import PeerConfig, PeersConfig
 from node.httpsig import sign_request
+from node.peers_config import PeerConfig, PeersConfig
 from node.policy import may_keep_body
 from node.store import Changes, Store
 from node.tasks import cancel_and_wait

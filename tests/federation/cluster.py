@@ -13,7 +13,8 @@ from aiohttp import web
 
 from node.app import create_app
 from node.commands_local import create_node_dir
-from node.config import PeerConfig, add_peer, load_node_config, remove_peer
+from node.config import load_node_config
+from node.peers_config import PeerConfig, add_peer, remove_peer
 from node.server import tls_context
 from node.service import HashQuery, NodeService
 from protocol.keys import PublicKey

@@ -25,8 +25,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from node.config import PeerConfig
 from node.httpsig import sign_request
+from node.peers_config import PeerConfig
 from protocol.keys import PublicKey, SigningKey
 from protocol.log import LogHead, append
 from protocol.records import (

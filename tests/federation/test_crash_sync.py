@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from node.config import PeerConfig, add_peer
 from node.keyfile import read_secret_key
+from node.peers_config import PeerConfig, add_peer
 from protocol.keys import PublicKey
 from protocol.log import LogHead, append
 from protocol.records import AddBody, HashEntry, Item

@@ -31,7 +31,8 @@ from yarl import URL
 
 from node import sync
 from node.cli_support import cli_token_path
-from node.config import LimitsConfig, PeerConfig, add_peer
+from node.config import LimitsConfig
+from node.peers_config import PeerConfig, add_peer
 from node.sync import Federation, PeerProtocolError, RecordRefusedError
 from protocol.errors import (
     BadSignatureError,

@@ -142,7 +142,7 @@ async def test_group_scoped_record_reaches_only_group_members(cluster: Cluster) 
     for name in "abc":
         cluster.make(name)
     add_group = {"groups": ("apac",)}
-    from node.config import add_peer
+    from node.peers_config import add_peer
 
     add_peer(cluster.nodes["a"].peers_file, cluster.peer_entry(cluster.nodes["b"], **add_group))
     add_peer(cluster.nodes["b"].peers_file, cluster.peer_entry(cluster.nodes["a"]))

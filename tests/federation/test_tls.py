@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from node.config import PeerConfig, add_peer
+from node.peers_config import PeerConfig, add_peer
 from node.service import HashQuery
 from protocol.keys import PublicKey
 from tests.federation.cluster import Cluster, Node, eventually

@@ -12,19 +12,21 @@ import pytest
 
 from node.config import (
     ApiToken,
-    ConfigError,
     NodeConfig,
+    hash_token,
+    load_node_config,
+    render_node_config,
+)
+from node.peers_config import (
     PeerConfig,
     PeersConfig,
     add_peer,
-    hash_token,
-    load_node_config,
     load_peers_config,
     parse_peers_config,
     peer_to_toml_dict,
     remove_peer,
-    render_node_config,
 )
+from node.toml_reader import ConfigError
 from protocol.keys import PublicKey, SigningKey
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
