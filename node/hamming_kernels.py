@@ -10,7 +10,8 @@ Nearly all of a query's time is cache misses: at 1M, ~1,800 probes each read a b
 a row number and a 32-byte hash from tables of 30-50 MB. Each query therefore runs in passes
 (bucket bounds, candidate rows, distances) and every pass prefetches the line it will need a
 few iterations ahead, so many misses are in flight at once. Measured at 1M on a 2-core EPYC
-VM: one nested loop ~150 us a query, passes ~150 us, passes with prefetch ~75 us.
+VM: one nested loop ~150 us a query, passes ~150 us, passes with prefetch ~90 us (the
+whole search, with deduplication and ordering, ~105 us).
 
 The layout these loops read is described in ``node.matcher``: ``offsets`` holds each chunk's
 direct-address table (2**w + 1 absolute positions into ``rows``), ``rows`` the row numbers
