@@ -153,10 +153,11 @@ class NodeService:
         service = cls(config, identity, store, Matcher(), config.load_peers())
         started = time.monotonic()
         await asyncio.to_thread(Matcher.warm_up)
-        if time.monotonic() - started > 1:
+        elapsed = time.monotonic() - started
+        if elapsed > 1:
             from node.hamming_kernels import CACHE_ON_DISK  # imports numba: only here
 
-            log.info("compiled the match kernel in %.1f s (%s)", time.monotonic() - started,
+            log.info("compiled the match kernel in %.1f s (%s)", elapsed,
                      "first start after an install; cached for later starts" if CACHE_ON_DISK
                      else "numba has no writable cache directory: set NUMBA_CACHE_DIR to "
                      "skip this at every start")
