@@ -59,6 +59,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
         if_not_exists=True)
     db.table("entries").create_index(["record_num", "item"], if_not_exists=True)
     db.table("entries").create_index(["active", "hash_type"], if_not_exists=True)
+    conn.execute("CREATE INDEX IF NOT EXISTS entries_expiring ON entries (expires) "
+                 "WHERE active=1 AND expires IS NOT NULL")
     db.table("revoked").create(
         {"origin": str, "ref": str, "revoke_record": str, "reason": str},
         pk=("origin", "ref"), if_not_exists=True)

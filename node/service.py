@@ -144,6 +144,7 @@ class NodeService:
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
         self._unapplied_lock = threading.Lock()
+        self._swept_until = 0  # entries that expired up to this time are out of the index
 
     @classmethod
     async def open(cls, config: NodeConfig, identity: Identity | None = None) -> NodeService:
@@ -268,6 +269,7 @@ class NodeService:
 
     async def reload_index(self) -> None:
         """(Re)build the matcher from the hashes in force; no signature is re-verified."""
+        self._swept_until = now_ms()  # what expired before now is not loaded
         matcher = Matcher()
         types = await self.store.read(lambda s: s.active_hash_types())
         for hash_type in types:
@@ -429,9 +431,13 @@ class NodeService:
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
             await self.sweep_expired()
 
-    async def sweep_expired(self) -> int:
-        """Drop expired hashes from the index (the store keeps them; queries filter too)."""
-        expired = await self.store.read(lambda s: s.expired_entries(now_ms()))
+    async def sweep_expired(self, now: int | None = None) -> int:
+        """Drop the hashes that expired since the last sweep from the index (the store keeps
+        them, and match answers filter on expiry too). The index is loaded without the hashes
+        expired by then, so the first sweep starts where that load stopped."""
+        until = now_ms() if now is None else now
+        after, self._swept_until = self._swept_until, max(self._swept_until, until)
+        expired = await self.store.read(lambda s: s.expired_entries(after, until))
         for entry_id in expired:
             self.matcher.remove(entry_id)
         if expired:

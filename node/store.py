@@ -377,10 +377,13 @@ class Store:
             "SELECT DISTINCT hash_type FROM entries WHERE active=1").fetchall()
         return [r[0] for r in rows]
 
-    def expired_entries(self, now: int) -> list[int]:
+    def expired_entries(self, after: int, until: int) -> list[int]:
+        """Active entries whose expiry time is in (after, until]: those that expired since
+        the last sweep. Read through the partial ``entries_expiring`` index, so a sweep costs
+        what expired, not every active entry."""
         rows = self.reader().execute(
-            "SELECT id FROM entries WHERE active=1 AND expires IS NOT NULL AND expires <= ?",
-            (now,)).fetchall()
+            "SELECT id FROM entries WHERE active=1 AND expires IS NOT NULL AND expires > ? "
+            "AND expires <= ?", (after, until)).fetchall()
         return [r[0] for r in rows]
 
     def entries(self, entry_ids: Iterable[int]) -> dict[int, EntryRow]:
@@ -630,7 +633,9 @@ class _BulkWriter:
 def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRecord]],
                     changes: Changes) -> None:
     """One ``entries`` row per hash of these ``add`` records (with their ``records.num``),
-    active unless already revoked.
+    active unless already revoked. ``changes`` gets the hashes in force: active and not yet
+    expired (an item that expired before it arrived never enters the matcher; later expiries
+    are the sweep's, ``NodeService.sweep_expired``).
 
     Entry ids are assigned here (the next rowids, as SQLite would) so that the rows can be
     written in bulk. Revocations are looked up per record, and only for origins that have any.
@@ -638,6 +643,7 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
     next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()[0]) + 1
     revoking = {origin for origin in {r.head.origin for _, r in records} if conn.execute(
         "SELECT 1 FROM revoked WHERE origin=? LIMIT 1", (origin,)).fetchone()}
+    now = now_ms()
     rows: list[Any] = []  # ENTRY_COLUMNS values a hash, one hash after the other
     hash_type = ""  # the added columns of the last hash type seen:
     ids: list[int] = []
@@ -650,11 +656,12 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
         for index, item in enumerate(body.items):
             active = not revoked or (record_id not in revoked
                                      and f"{record_id}/{index}" not in revoked)
+            in_force = active and (item.expires is None or item.expires > now)
             labels = _json_array(item.labels)
             for entry in item.hashes:
                 rows += (next_id, num, index, entry.type, entry.value, entry.quality,
                          item.list, labels, item.tier, item.expires, int(active))
-                if active:
+                if in_force:
                     if entry.type != hash_type:
                         hash_type = entry.type
                         ids, values = changes.added.setdefault(hash_type, ([], []))

@@ -11,9 +11,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
+from node.api import SERVICE_KEY
 from node.app import create_app
 from node.openapi import openapi_document
 from node.service import NodeService
+from node.store import now_ms
 from tests.conftest import NodeDir
 
 Client = TestClient[Any, Any]
@@ -137,6 +139,26 @@ async def test_expired_item_never_matches(api: Client) -> None:
     await add(api, {"type": "pdq", "value": value}, expires=1)
     [result] = await match(api, {"type": "pdq", "value": value})
     assert result["matches"] == []
+
+
+async def test_an_item_expired_on_arrival_never_enters_the_index(api: Client) -> None:
+    service = api.app[SERVICE_KEY]
+    await add(api, {"type": "pdq", "value": pdq(11)}, expires=1)
+    assert service.matcher.count("pdq") == 0
+
+
+async def test_each_sweep_removes_what_expired_since_the_one_before(api: Client) -> None:
+    service = api.app[SERVICE_KEY]
+    soon = now_ms() + 60_000
+    await add(api, {"type": "pdq", "value": pdq(12)}, expires=soon)
+    await add(api, {"type": "pdq", "value": pdq(13)}, expires=soon + 1_000)
+    assert service.matcher.count("pdq") == 2
+    assert await service.sweep_expired(now=soon - 1) == 0
+    assert await service.sweep_expired(now=soon) == 1
+    assert service.matcher.count("pdq") == 1
+    assert await service.sweep_expired(now=soon + 500) == 0  # not reported twice
+    assert await service.sweep_expired(now=soon + 1_000) == 1
+    assert service.matcher.count("pdq") == 0
 
 
 async def test_uppercase_hash_values_are_normalised(api: Client) -> None:
