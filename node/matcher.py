@@ -39,7 +39,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from math import comb, log2
 from typing import Any
 
@@ -161,11 +161,16 @@ def _xor_masks(width: int, radius: int) -> IntArray:
 
 @dataclass(frozen=True)
 class _Plan:
-    """Probe keys of one threshold, relative to the query: key = (qkey[chunk] ^ xor) + base."""
+    """Probe keys of one threshold, relative to the query: key = (qkey[chunk] ^ xor) + base.
+
+    ``arguments`` is what ``hamming_kernels.search`` takes to probe with it (layout, plan,
+    tables), built once: a single query is ~100 us, and building it per query was a
+    measurable part of that."""
 
     chunk: IntArray
     xor: IntArray
     base: IntArray
+    arguments: tuple[Any, ...]
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,27 +203,6 @@ class _Main:
     bases: IntArray  # where each chunk's offsets table starts in ``offsets``
     rows: npt.NDArray[np.uint32]
     plans: dict[int, _Plan | None] = field(default_factory=dict)
-    probe_cache: dict[int, tuple[Any, ...] | None] = field(default_factory=dict)
-
-    def probe_arguments(self, threshold: int, words: int) -> tuple[Any, ...] | None:
-        """What ``hamming_kernels.search`` takes to probe at ``threshold`` (layout, plan,
-        tables), or None when a scan is cheaper. Cached: a single query is ~100 us, and
-        building this tuple each time was a measurable part of it."""
-        if threshold in self.probe_cache:
-            return self.probe_cache[threshold]
-        plan = self.plan(threshold, words)
-        probe = None if plan is None else (self.chunk_start, self.chunk_width, plan.chunk,
-                                           plan.xor, plan.base, self.offsets, self.rows)
-        self.probe_cache[threshold] = probe
-        return probe
-
-    @cached_property
-    def chunk_start(self) -> IntArray:
-        return np.array([start for start, _ in self.layout.chunks], dtype=np.int64)
-
-    @cached_property
-    def chunk_width(self) -> IntArray:
-        return np.array([width for _, width in self.layout.chunks], dtype=np.int64)
 
     def plan(self, threshold: int, words: int) -> _Plan | None:
         """Probe plan for ``threshold``, or None when a brute-force scan is cheaper."""
@@ -236,7 +220,11 @@ class _Main:
                 chunk_ix.append(np.full(len(masks), c, dtype=np.int64))
                 xors.append(masks)
                 bases.append(np.full(len(masks), self.bases[c], dtype=np.int64))
-            plan = _Plan(np.concatenate(chunk_ix), np.concatenate(xors), np.concatenate(bases))
+            chunk, xor, base = (np.concatenate(parts) for parts in (chunk_ix, xors, bases))
+            starts = np.array([start for start, _ in self.layout.chunks], dtype=np.int64)
+            widths = np.array([width for _, width in self.layout.chunks], dtype=np.int64)
+            plan = _Plan(chunk, xor, base,
+                         (starts, widths, chunk, xor, base, self.offsets, self.rows))
         self.plans[threshold] = plan
         return plan
 
@@ -308,11 +296,11 @@ class HammingIndex:
 
         snap = self._snap
         main = snap.main
-        probe = main.probe_arguments(threshold, self.words) if main is not None else None
-        if main is None or probe is None:
+        plan = main.plan(threshold, self.words) if main is not None else None
+        if main is None or plan is None:
             probe, scan_from = _NO_PROBES, 0
         else:
-            scan_from = main.n
+            probe, scan_from = plan.arguments, main.n
         search: Any = hamming_kernels.search  # a numba dispatcher: its stub takes no arguments
         result: tuple[IntArray, IntArray, npt.NDArray[np.int32]] = search(
             queries, threshold, *probe, snap.hashes, snap.alive, snap.row_ids, scan_from,
