@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from node.hasher import ImageError
+from node.metrics import labelled
 from node.openapi import openapi_document
 from node.requests import (
     parse_add,
@@ -27,7 +28,7 @@ from node.requests import (
     parse_revoke,
     parse_thresholds,
 )
-from node.service import ForbiddenError, NodeService, NotFoundError, labelled
+from node.service import ForbiddenError, NodeService, NotFoundError
 from node.store import StoreError
 from protocol import canonical
 from protocol.errors import EncodingError, ProtocolError

@@ -6,10 +6,23 @@ process, as the federation tests do, without their counters colliding.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
 
-__all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics", "labelled"]
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+@lru_cache(maxsize=1024)
+def labelled(metric: M, *values: str) -> M:
+    """``metric.labels(*values)``, remembered: prometheus-client's lookup costs ~2 µs, a few
+    times per request on the match path."""
+    return metric.labels(*values)
 
 
 class NodeMetrics:

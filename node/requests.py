@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from node.service import HashQuery
+from node.matching import HashQuery
 from protocol.errors import SchemaError
 from protocol.fields import Fields, check_integer, check_string
 from protocol.hashtypes import get_hash_type

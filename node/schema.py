@@ -39,7 +39,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
     records over with ``hashmesh export`` (by the node that wrote it) and ``hashmesh import``.
     """
     db = sqlite_utils.Database(conn)
-    _check_version(conn)
+    check_version(conn)
     db.table("records").create(
         {"num": int, "id": str, "id_key": int, "origin": str, "seq": int, "type": str, "scope": str,
          "grp": str, "jurisdictions": str, "lists": str, "labels": str, "stub": int,
@@ -85,7 +85,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
                  (str(SCHEMA_VERSION),))
 
 
-def _check_version(conn: sqlite3.Connection) -> None:
+def check_version(conn: sqlite3.Connection) -> None:
     """Raise ``SchemaVersionError`` if the database holds another schema version."""
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()

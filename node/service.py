@@ -15,18 +15,15 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from prometheus_client.metrics import MetricWrapperBase
+from typing import TYPE_CHECKING, Any
 
 from node.config import NodeConfig
-from node.hasher import hash_image
 from node.keyfile import read_secret_key
 from node.matcher import Matcher
+from node.matching import ALL_TYPES, HashQuery, Matching
 from node.metrics import NodeMetrics
 from node.peers_config import PeersConfig
-from node.store import AsyncStore, Changes, EntryRow, Store, now_ms
+from node.store import AsyncStore, Changes, Store
 from node.tasks import cancel_and_wait
 from protocol import canonical
 from protocol.errors import SchemaError
@@ -91,67 +88,31 @@ class Identity:
         return cls(root=root, signer=signer, node=node)
 
 
-@dataclass(frozen=True)
-class HashQuery:
-    type: str
-    value: str
-
-
-@dataclass(frozen=True)
-class Match:
-    """One stored hash within the threshold of a query, with its provenance."""
-
-    entry: EntryRow
-    distance: int
-    threshold: int
-    origin_name: str | None
-    feedback: dict[str, int]
-
-    def to_json(self) -> dict[str, Any]:
-        e = self.entry
-        return {
-            "record": e.record,
-            "item": f"{e.record}/{e.item}",
-            "origin": e.origin,
-            "origin_name": self.origin_name,
-            "list": e.list,
-            "labels": list(e.labels),
-            "tier": e.tier,
-            "hash": {"type": e.hash_type, "value": e.value, "quality": e.quality},
-            "distance": self.distance,
-            "threshold": self.threshold,
-            "expires": e.expires,
-            "feedback": self.feedback,
-        }
-
-
 class NodeService:
     """One organisation's node: its store, index and keys."""
 
     def __init__(self, config: NodeConfig, identity: Identity, store: AsyncStore,
-                 matcher: Matcher, peers: PeersConfig) -> None:
+                 peers: PeersConfig) -> None:
         self.config = config
         self.identity = identity
         self.store = store
-        self.matcher = matcher
         self.peers = peers
         self.metrics = NodeMetrics()
+        self.matching = Matching(config, store, self.metrics, self.origin_name)
         self.started = time.time()
         self._sweeper: asyncio.Task[None] | None = None
         self.federation: Federation | None = None
-        self.lookups = IndexLookups(self)
         self._origin_names: tuple[PeersConfig, dict[str, str]] | None = None
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
         self._unapplied_lock = threading.Lock()
-        self._swept_until = 0  # entries that expired up to this time are out of the index
 
     @classmethod
     async def open(cls, config: NodeConfig, identity: Identity | None = None) -> NodeService:
         """Open the store, make sure the signing key is authorised, and load the index."""
         identity = identity or Identity.load(config)
         store = AsyncStore(Store(config.db_path))
-        service = cls(config, identity, store, Matcher(), config.load_peers())
+        service = cls(config, identity, store, config.load_peers())
         started = time.monotonic()
         await asyncio.to_thread(Matcher.warm_up)
         elapsed = time.monotonic() - started
@@ -172,8 +133,12 @@ class NodeService:
     async def close(self) -> None:
         await cancel_and_wait(self._sweeper)
         self._index_writer.shutdown(wait=True)
-        self.lookups.close()
+        self.matching.close()
         self.store.close()
+
+    @property
+    def matcher(self) -> Matcher:
+        return self.matching.matcher
 
     @property
     def origin(self) -> str:
@@ -265,19 +230,7 @@ class NodeService:
             self.matcher.add_many(hash_type, entry_ids, values)
         for entry_id in changes.removed:
             self.matcher.remove(entry_id)
-        self._update_gauges()
-
-    async def reload_index(self) -> None:
-        """(Re)build the matcher from the hashes in force; no signature is re-verified."""
-        self._swept_until = now_ms()  # what expired before now is not loaded
-        matcher = Matcher()
-        types = await self.store.read(lambda s: s.active_hash_types())
-        for hash_type in types:
-            ids, values = await self.store.read(partial(Store.active_entries,
-                                                        hash_type=hash_type))
-            matcher.bulk_load(hash_type, ids, values)
-        self.matcher = matcher
-        self._update_gauges()
+        self.matching.update_gauges()
 
     # -- federation events ----------------------------------------------------------------
 
@@ -322,61 +275,6 @@ class NodeService:
                               f"{kind.max_threshold}, got {override}", path)
         return override
 
-    async def match(self, queries: Sequence[HashQuery], thresholds: dict[str, int],
-                    lists: frozenset[str] | None, actor: str) -> list[dict[str, Any]]:
-        """For each query hash, every stored hash in force within the threshold.
-
-        Index lookups go through ``self.lookups`` (batched, off the event loop). The store is
-        read only when something matched, entries and feedback in one read. A match is
-        audited (who matched which records); the audit row is queued and committed with
-        others within ``AUDIT_FLUSH_SECONDS`` (``AsyncStore.audit_later``), so the answer
-        does not wait for a transaction of its own.
-        """
-        started = time.perf_counter()
-        limits = [thresholds.get(q.type, self.config.match.threshold_for(q.type))
-                  for q in queries]
-        lookups = [self.lookups.query(q.type, q.value, limit)
-                   for q, limit in zip(queries, limits, strict=True)]
-        hits = [(q, limit, await found)
-                for q, limit, found in zip(queries, limits, lookups, strict=True)]
-        for query in queries:
-            labelled(self.metrics.match_queries, query.type).inc()
-        entry_ids = {entry_id for _, _, found in hits for entry_id, _ in found}
-        entries, feedback = (await self.store.read(partial(_provenance, entry_ids=entry_ids))
-                             if entry_ids else ({}, {}))
-        now = now_ms()
-        results = []
-        for query, threshold, found in hits:
-            matches = [
-                Match(entries[entry_id], distance, threshold, self.origin_name(
-                    entries[entry_id].origin), _merge(feedback, entries[entry_id]))
-                for entry_id, distance in found
-                if _in_force(entries.get(entry_id), now, lists)
-            ]
-            if matches:
-                labelled(self.metrics.match_hits, query.type).inc(len(matches))
-            results.append({"query": {"type": query.type, "value": query.value},
-                            "threshold": threshold, "matches": [m.to_json() for m in matches]})
-        self.metrics.match_seconds.observe(time.perf_counter() - started)
-        if any(r["matches"] for r in results):
-            self.store.audit_later(actor, "match", {
-                "queries": len(queries),
-                "matched_records": sorted({e.record for e in entries.values()})})
-        return results
-
-    async def match_image(self, data: bytes, thresholds: dict[str, int],
-                          lists: frozenset[str] | None, actor: str) -> dict[str, Any]:
-        """Hash image bytes in memory (never stored) and match every hash."""
-        loop = asyncio.get_running_loop()
-        computed = await loop.run_in_executor(None, hash_image, data)
-        queries = [HashQuery(h.type, h.value) for h in computed]
-        results = await self.match(queries, thresholds, lists, actor)
-        return {
-            "hashes": [{"type": h.type, "value": h.value, "quality": h.quality}
-                       for h in computed],
-            "results": results,
-        }
-
     def origin_name(self, origin: str) -> str | None:
         if origin == self.origin:
             return self.config.name
@@ -414,17 +312,12 @@ class NodeService:
             "version": VERSION,
             "head": None if head is None else head.to_json(),
             "counts": counts,
-            "index": {t: self.matcher.count(t) for t in _ALL_TYPES if self.matcher.count(t)},
+            "index": {t: self.matcher.count(t) for t in ALL_TYPES if self.matcher.count(t)},
             "frozen_origins": frozen,
             "signing_blocked": await self.store.read(lambda s: s.signing_blocked()),
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
         }
-
-    def _update_gauges(self) -> None:
-        for hash_type in _ALL_TYPES:
-            self.metrics.hashes_active.labels(hash_type).set(self.matcher.count(hash_type))
-        self.metrics.index_bytes.set(self.matcher.memory_bytes())
 
     async def _sweep_expired_forever(self) -> None:
         while True:
@@ -432,97 +325,18 @@ class NodeService:
             await self.sweep_expired()
 
     async def sweep_expired(self, now: int | None = None) -> int:
-        """Drop the hashes that expired since the last sweep from the index (the store keeps
-        them, and match answers filter on expiry too). The index is loaded without the hashes
-        expired by then, so the first sweep starts where that load stopped."""
-        until = now_ms() if now is None else now
-        after, self._swept_until = self._swept_until, max(self._swept_until, until)
-        expired = await self.store.read(lambda s: s.expired_entries(after, until))
-        for entry_id in expired:
-            self.matcher.remove(entry_id)
-        if expired:
-            self._update_gauges()
-        return len(expired)
+        return await self.matching.sweep_expired(now)
 
+    async def reload_index(self) -> None:
+        await self.matching.reload_index()
 
-Found = asyncio.Future[list[tuple[int, int]]]
-M = TypeVar("M", bound=MetricWrapperBase)
+    async def match(self, queries: Sequence[HashQuery], thresholds: dict[str, int],
+                    lists: frozenset[str] | None, actor: str) -> list[dict[str, Any]]:
+        return await self.matching.match(queries, thresholds, lists, actor)
 
-
-@lru_cache(maxsize=1024)
-def labelled(metric: M, *values: str) -> M:
-    """``metric.labels(*values)``, remembered: prometheus-client's lookup costs ~2 µs, a few
-    times per request on the match path."""
-    return metric.labels(*values)
-
-
-class IndexLookups:
-    """Runs the index lookups of concurrent match requests together, on one worker thread.
-
-    Why: at 1M pdq hashes one lookup is ~0.1 ms of memory-bound work. On the event loop it
-    runs in series with all the HTTP work; here it runs beside it (the compiled query kernel
-    releases the GIL). Lookups that arrive while a batch runs wait for the next batch, so
-    under load a batch holds about as many lookups as requests are waiting, and
-    ``Matcher.query_many`` takes each (type, threshold) group in one call. An idle node pays
-    one thread hop per request. Answers are those of ``Matcher.query``; a lookup queued after
-    a revoke was applied never sees the revoked entry.
-    """
-
-    def __init__(self, service: NodeService) -> None:
-        self._service = service
-        self._pending: dict[tuple[str, int], list[tuple[str, Found]]] = {}
-        self._drainer: asyncio.Task[None] | None = None
-        self._thread: ThreadPoolExecutor | None = None
-
-    def query(self, hash_type: str, value: str, threshold: int) -> Found:
-        """A future of ``Matcher.query(hash_type, value, threshold)``."""
-        loop = asyncio.get_running_loop()
-        found: Found = loop.create_future()
-        self._pending.setdefault((hash_type, threshold), []).append((value, found))
-        if self._drainer is None:
-            self._drainer = loop.create_task(self._drain())
-        return found
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, {}
-                try:
-                    answers = await loop.run_in_executor(self._thread, self._lookup, batch)
-                except Exception as exc:  # handed to every request of the batch
-                    for waiting in batch.values():
-                        for _, found in waiting:
-                            if not found.done():
-                                found.set_exception(exc)
-                    continue
-                for waiting, results in zip(batch.values(), answers, strict=True):
-                    for (_, found), result in zip(waiting, results, strict=True):
-                        if not found.done():  # done: the request was cancelled
-                            found.set_result(result)
-        finally:
-            self._drainer = None
-
-    def _lookup(self, batch: dict[tuple[str, int], list[tuple[str, Found]]]
-                ) -> list[list[list[tuple[int, int]]]]:
-        matcher = self._service.matcher  # read here: reload_index may have swapped it
-        return [matcher.query_many(hash_type, [value for value, _ in waiting], threshold)
-                for (hash_type, threshold), waiting in batch.items()]
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None
-
-
-def _provenance(store: Store, entry_ids: set[int]
-                ) -> tuple[dict[int, EntryRow], dict[str, dict[str, int]]]:
-    """The entries behind matches and the feedback on their records and items, in one read."""
-    entries = store.entries(entry_ids)
-    refs = {ref for e in entries.values() for ref in (e.record, f"{e.record}/{e.item}")}
-    return entries, (store.feedback_counts(refs) if refs else {})
+    async def match_image(self, data: bytes, thresholds: dict[str, int],
+                          lists: frozenset[str] | None, actor: str) -> dict[str, Any]:
+        return await self.matching.match_image(data, thresholds, lists, actor)
 
 
 ENVELOPE_ALLOWANCE = 2_048
@@ -548,22 +362,3 @@ def batch_items(items: Sequence[Item], max_items: int) -> list[tuple[Item, ...]]
             size += item_size
         batches.append(tuple(current))
     return batches
-
-
-_ALL_TYPES = ("pdq", "phash", "dhash", "ahash", "whash", "md5", "sha256", "photodna")
-
-
-def _in_force(entry: EntryRow | None, now: int, lists: frozenset[str] | None) -> bool:
-    if entry is None or not entry.active:
-        return False
-    if entry.expires is not None and entry.expires <= now:
-        return False
-    return lists is None or entry.list in lists
-
-
-def _merge(feedback: dict[str, dict[str, int]], entry: EntryRow) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for ref in (entry.record, f"{entry.record}/{entry.item}"):
-        for verdict, n in feedback.get(ref, {}).items():
-            total[verdict] = total.get(verdict, 0) + n
-    return total

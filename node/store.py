@@ -34,7 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from node.schema import create_schema
+from node.schema import check_version, create_schema
 from protocol.errors import ChainError
 from protocol.evidence import Evidence
 from protocol.keys import SigningKey
@@ -127,6 +127,9 @@ class EntryRow:
 WRITER_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=16384")
 
 
+MAX_ENTRY_ID = 2**63 - 1
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -144,13 +147,25 @@ def connect(path: Path) -> sqlite3.Connection:
 class Store:
     """Synchronous store. Write methods must run on one thread (``AsyncStore`` ensures it)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, follower: bool = False) -> None:
+        """Open (and create if need be) the node's database.
+
+        ``follower``: the database belongs to a node running in another process (a match
+        worker's view): it must exist and have this schema version; nothing is created,
+        and the only writes are audit rows.
+        """
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = connect(self.path)
-        for pragma in WRITER_PRAGMAS:
-            self.conn.execute(pragma)
-        create_schema(self.conn)
+        if follower:
+            if not self.path.is_file():
+                raise StoreError(f"{self.path}: no database here (the node creates it)")
+            self.conn = connect(self.path)
+            check_version(self.conn)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = connect(self.path)
+            for pragma in WRITER_PRAGMAS:
+                self.conn.execute(pragma)
+            create_schema(self.conn)
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
 
@@ -365,12 +380,38 @@ class Store:
             "ORDER BY seq", (origin,)).fetchall()
         return [bytes(raw) for (raw,) in rows]
 
-    def active_entries(self, hash_type: str) -> tuple[list[int], list[str]]:
-        """Ids and values of every hash in force of one type, for loading the matcher."""
+    def active_entries(self, hash_type: str, through: int | None = None
+                       ) -> tuple[list[int], list[str]]:
+        """Ids and values of every hash in force of one type, for loading the matcher;
+        with ``through``, only entries with ids up to it."""
         rows = self.reader().execute(
             "SELECT id, value FROM entries WHERE active=1 AND hash_type=? "
-            "AND (expires IS NULL OR expires > ?)", (hash_type, now_ms())).fetchall()
+            "AND (expires IS NULL OR expires > ?) AND id <= ?",
+            (hash_type, now_ms(), MAX_ENTRY_ID if through is None else through)).fetchall()
         return [r[0] for r in rows], [r[1] for r in rows]
+
+    def last_entry_id(self) -> int:
+        """The highest entry id stored (0 if none). Entries are numbered in commit order and
+        never deleted, so a reader that has seen every id up to this one can follow the
+        ones after it."""
+        row = self.reader().execute("SELECT MAX(id) FROM entries").fetchone()
+        return int(row[0] or 0)
+
+    def entries_after(self, entry_id: int, limit: int
+                      ) -> tuple[int, dict[str, tuple[list[int], list[str]]]]:
+        """Up to ``limit`` entries with ids above ``entry_id``, and the highest id read.
+        Those in force come back by hash type (as ``Changes.added`` holds them)."""
+        rows = self.reader().execute(
+            "SELECT id, hash_type, value, active, expires FROM entries WHERE id > ? "
+            "ORDER BY id LIMIT ?", (entry_id, limit)).fetchall()
+        now = now_ms()
+        added: dict[str, tuple[list[int], list[str]]] = {}
+        for row_id, hash_type, value, active, expires in rows:
+            if active and (expires is None or expires > now):
+                ids, values = added.setdefault(hash_type, ([], []))
+                ids.append(row_id)
+                values.append(value)
+        return (rows[-1][0] if rows else entry_id), added
 
     def active_hash_types(self) -> list[str]:
         rows = self.reader().execute(
@@ -635,7 +676,7 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
     """One ``entries`` row per hash of these ``add`` records (with their ``records.num``),
     active unless already revoked. ``changes`` gets the hashes in force: active and not yet
     expired (an item that expired before it arrived never enters the matcher; later expiries
-    are the sweep's, ``NodeService.sweep_expired``).
+    are the sweep's, ``Matching.sweep_expired``).
 
     Entry ids are assigned here (the next rowids, as SQLite would) so that the rows can be
     written in bulk. Revocations are looked up per record, and only for origins that have any.
