@@ -44,7 +44,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.nodes import BenchNode, fill_log, make_node, random_pdq
+from bench.nodes import BenchNode, fill_log, make_node, peak_rss_mb, random_pdq
 from node.cli_support import cli_token_path
 from node.config import load_node_config
 from node.keyfile import read_secret_key
@@ -52,6 +52,7 @@ from node.keyfile import read_secret_key
 HIT_RATIO = 0.10
 MAX_HIT_DISTANCE = 31
 BODIES = 20_000  # distinct request bodies, sent round robin
+WORKER_REPORT_WAIT = 1.5  # match workers report their counters every second
 
 
 # ------------------------------------------------------------------------------------------
@@ -177,10 +178,10 @@ def _task_cpu_seconds(pid: int, tid: int) -> float:
 @dataclass
 class CpuWindow:
     """CPU used during one measured window, in cores (1.0 = one core busy all the time):
-    the node (and its main thread, which runs the event loop), the load generator, and
-    everything else on the machine (other sessions sharing the VM)."""
+    the node with its match workers (and their main threads, which run the event loops),
+    the load generator, and everything else on the machine (other sessions sharing the VM)."""
 
-    node_pid: int
+    node_pids: list[int]  # the node process and its match workers
     generator_pid: int | None = None  # a child generator (wrk); None: this process
     start: tuple[float, ...] = ()
     result: dict[str, float] = field(default_factory=dict)
@@ -189,8 +190,9 @@ class CpuWindow:
         busy, _ = _machine_busy_seconds()
         generator = (_self_cpu_seconds() if self.generator_pid is None
                      else _process_cpu_seconds(self.generator_pid))
-        main = _task_cpu_seconds(self.node_pid, self.node_pid)
-        return time.monotonic(), _process_cpu_seconds(self.node_pid), main, generator, busy
+        main = sum(_task_cpu_seconds(pid, pid) for pid in self.node_pids)
+        node = sum(_process_cpu_seconds(pid) for pid in self.node_pids)
+        return time.monotonic(), node, main, generator, busy
 
     def begin(self) -> None:
         self.start = self._sample()
@@ -234,12 +236,11 @@ async def _aiohttp_load(node: BenchNode, queries: list[Query], connections: int,
                         duration: float, warmup: float) -> LoadResult:
     """C workers, one keep-alive connection each, each sending its next request as soon as the
     previous answer is read (closed loop). Latency of a request = send to last byte read."""
-    url = node.url + "/v1/match"
+    url = node.match_url + "/v1/match"
     headers = {"Authorization": f"Bearer {node.token}", "Content-Type": "application/json"}
     latencies: list[float] = []
     errors = 0
-    assert node.process is not None
-    cpu = CpuWindow(node.process.pid)
+    cpu = CpuWindow(node.pids())
     loop_start = time.perf_counter()
     measure_from = loop_start + warmup
     measure_to = measure_from + duration
@@ -282,10 +283,9 @@ async def _aiohttp_load(node: BenchNode, queries: list[Query], connections: int,
 
 def aiohttp_load(node: BenchNode, queries: list[Query], connections: int, duration: float,
                  warmup: float) -> LoadResult:
-    hits_before = node_counter(node, "hashmesh_match_hits_total")
+    hits_before = node_hits(node)
     result = asyncio.run(_aiohttp_load(node, queries, connections, duration, warmup))
-    result.hits_counted_by_node = int(node_counter(node, "hashmesh_match_hits_total")
-                                      - hits_before)
+    result.hits_counted_by_node = int(node_hits(node) - hits_before)
     return result
 
 
@@ -326,13 +326,13 @@ def wrk_load(node: BenchNode, queries: list[Query], connections: int, duration: 
     script.write_text(f"args_token = {json.dumps(node.token)}\n" + WRK_SCRIPT)
     base = [wrk, "-t1", f"-c{connections}", "--latency", "-s", str(script)]
     if warmup > 0:
-        subprocess.run([*base, f"-d{max(1, round(warmup))}s", node.url, "--", str(bodies)],
-                       check=True, capture_output=True)
-    assert node.process is not None
-    hits_before = node_counter(node, "hashmesh_match_hits_total") if count_hits else 0.0
-    child = subprocess.Popen([*base, f"-d{round(duration)}s", node.url, "--", str(bodies)],
+        subprocess.run([*base, f"-d{max(1, round(warmup))}s", node.match_url, "--",
+                        str(bodies)], check=True, capture_output=True)
+    hits_before = node_hits(node) if count_hits else 0.0
+    child = subprocess.Popen([*base, f"-d{round(duration)}s", node.match_url, "--",
+                              str(bodies)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    cpu = CpuWindow(node.process.pid, generator_pid=child.pid)
+    cpu = CpuWindow(node.pids(), generator_pid=child.pid)
     cpu.begin()
     # wrk's own CPU can only be read while it lives: sample just before it would exit.
     time.sleep(max(0.0, duration - 0.3))
@@ -342,7 +342,7 @@ def wrk_load(node: BenchNode, queries: list[Query], connections: int, duration: 
         raise RuntimeError(f"wrk failed:\n{output}")
     got = {name: float(value) for name, value in re.findall(r"^HM (\w+) (\S+)$", output,
                                                              re.MULTILINE)}
-    hits = node_counter(node, "hashmesh_match_hits_total") - hits_before if count_hits else 0
+    hits = node_hits(node) - hits_before if count_hits else 0
     return LoadResult(
         "wrk", connections, got["seconds"], int(got["requests"]), int(got["errors"]),
         got["requests"] / got["seconds"], got["p50"] / 1e3, got["p95"] / 1e3, got["p99"] / 1e3,
@@ -355,6 +355,15 @@ def node_metrics(node: BenchNode) -> str:
     with urllib.request.urlopen(node.url + "/metrics", timeout=10) as response:
         text: str = response.read().decode()
         return text
+
+
+def node_hits(node: BenchNode) -> float:
+    """Matches the node and its workers answered; workers report once a second, so this
+    waits for their last report when the node has workers."""
+    if node.match_port is not None:
+        time.sleep(WORKER_REPORT_WAIT)
+    return (node_counter(node, "hashmesh_match_hits_total")
+            + node_counter(node, "hashmesh_match_workers_match_hits_total"))
 
 
 def node_counter(node: BenchNode, name: str) -> float:
@@ -393,8 +402,9 @@ async def stage_costs(node: BenchNode, queries: list[Query], connections: int,
     ``NodeService.match`` over the request mix (empty when ``profile_calls`` is 0)."""
     from aiohttp import web
 
+    from node.matching import HashQuery
     from node.requests import parse_match
-    from node.service import HashQuery, NodeService
+    from node.service import NodeService
     from protocol import canonical
 
     config = load_node_config(node.config)
@@ -545,6 +555,9 @@ def main() -> None:
     parser.add_argument("--no-stages", action="store_true", help="skip the in-process stages")
     parser.add_argument("--profile", action="store_true",
                         help="also run the node under cProfile, and profile NodeService.match")
+    parser.add_argument("--match-workers", type=int, default=0, metavar="N",
+                        help="run the node with [match_workers] processes = N and send the "
+                             "load to their port (0: the node's own port)")
     parser.add_argument("--json", type=Path, help="write all figures to this file")
     args = parser.parse_args()
     if args.quick:
@@ -558,8 +571,12 @@ def main() -> None:
         results: list[LoadResult] = []
         print(f"\nPOST /v1/match, one pdq hash per request, {args.hashes:,} hashes, "
               f"{HIT_RATIO:.0%} near-duplicate hits; {machine()}; node and generator share "
-              "the cores.\nCPU columns in cores: node (main = its event-loop thread), load "
-              "generator, everything else on the machine.")
+              "the cores.\nCPU columns in cores: node with its match workers (main = event-loop "
+              "threads), load generator, everything else on the machine.")
+        node.set_match_workers(args.match_workers)
+        served_by = (f"{args.match_workers} match workers" if args.match_workers
+                     else "the node process")
+        print(f"served by: {served_by}")
         print(HEADER)
         node.start()
         try:
@@ -573,13 +590,16 @@ def main() -> None:
                                             args.warmup, wrk, Path(tmp)))
                     print_result(results[-1])
             rss = node.peak_rss_mb()
+            workers_rss = [peak_rss_mb(pid) for pid in node.pids()[1:]]
         finally:
             node.stop()
         if args.floor and wrk:
             results.append(floor_load(queries, args.connections, args.duration, wrk,
                                       Path(tmp)))
             print_result(results[-1])
-        print(f"node peak RSS (VmHWM): {rss:,.0f} MB")
+        print(f"node peak RSS (VmHWM): {rss:,.0f} MB"
+              + (f"; match workers: {', '.join(f'{r:,.0f}' for r in workers_rss)} MB"
+                 if workers_rss else ""))
 
         if args.profile:
             profiled = ProfiledNode(node.name, node.directory, node.host, node.port, node.token,
@@ -610,7 +630,8 @@ def main() -> None:
             args.json.write_text(json.dumps({
                 "hashes": args.hashes, "machine": machine(),
                 "results": [asdict(r) for r in results],
-                "node_peak_rss_mb": rss, "stages_us": stages}, indent=2))
+                "match_workers": args.match_workers, "node_peak_rss_mb": rss,
+                "match_workers_peak_rss_mb": workers_rss, "stages_us": stages}, indent=2))
 
 
 if __name__ == "__main__":

@@ -44,10 +44,41 @@ class BenchNode:
     token: str
     origin: str
     process: subprocess.Popen[bytes] | None = None
+    match_port: int | None = None  # the [match_workers] port, if the node runs workers
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def match_url(self) -> str:
+        """Where matches are served: the match workers' port, or the node's own."""
+        return self.url if self.match_port is None else f"http://{self.host}:{self.match_port}"
+
+    def set_match_workers(self, processes: int) -> None:
+        """Write (or, with 0, remove) the ``[match_workers]`` section of the node's config."""
+        text = self.config.read_text().split("\n[match_workers]\n", 1)[0]
+        self.match_port = None
+        if processes:
+            self.match_port = free_port(self.host)
+            text += (f"\n[match_workers]\nprocesses = {processes}\n"
+                     f"port = {self.match_port}\n")
+        self.config.write_text(text)
+
+    def pids(self) -> list[int]:
+        """The node process and its children (match workers)."""
+        assert self.process is not None
+        parent = self.process.pid
+        found = [parent]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rpartition(")")[2].split()[1]) == parent:
+                    found.append(int(entry.name))
+        return found
 
     @property
     def config(self) -> Path:
@@ -74,10 +105,15 @@ class BenchNode:
             self.process.wait(timeout=30)
 
     def peak_rss_mb(self) -> float:
+        """Peak RSS (VmHWM) of the node process."""
         assert self.process is not None
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("VmHWM"))
-        return int(line.split()[1]) / 1024
+        return peak_rss_mb(self.process.pid)
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()

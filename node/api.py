@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from node.hasher import ImageError
+from node.matching import Matching
 from node.metrics import labelled
 from node.openapi import openapi_document
 from node.requests import (
@@ -37,6 +38,8 @@ from protocol.records import RECORD_ID_PATTERN
 log = logging.getLogger("hashmesh.api")
 
 SERVICE_KEY = web.AppKey("service", NodeService)
+# What the match routes and the middlewares use; a match worker's app has only this key.
+MATCHING_KEY = web.AppKey("matching", Matching)
 ACTOR_KEY = web.RequestKey("actor", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -91,7 +94,7 @@ def classify(exc: BaseException) -> ApiError:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    service = request.app[SERVICE_KEY]
+    metrics = request.app[MATCHING_KEY].metrics
     route = _route_name(request)
     try:
         response = await handler(request)
@@ -99,10 +102,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         error = classify(exc)
         if error.status >= 500:
             log.exception("unhandled error on %s %s", request.method, request.path)
-        labelled(service.metrics.http_requests, route, str(error.status)).inc()
+        labelled(metrics.http_requests, route, str(error.status)).inc()
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
         return error_response(error.status, error.code, error.message, error.field, headers)
-    labelled(service.metrics.http_requests, route, str(response.status)).inc()
+    labelled(metrics.http_requests, route, str(response.status)).inc()
     return response
 
 
@@ -111,13 +114,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route = _route_name(request)
     if route in PUBLIC_ROUTES or route not in ROUTE_SCOPES:
         return await handler(request)
-    service = request.app[SERVICE_KEY]
+    config = request.app[MATCHING_KEY].config
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "UNAUTHORIZED", "missing 'Authorization: Bearer <token>' header",
                        "Authorization")
-    api_token = service.config.find_token(token.strip())
+    api_token = config.find_token(token.strip())
     if api_token is None:
         raise ApiError(401, "UNAUTHORIZED", "unknown API token", "Authorization")
     scope = ROUTE_SCOPES[route]
@@ -135,7 +138,7 @@ def _route_name(request: web.Request) -> str:
 
 async def read_json(request: web.Request) -> object:
     """The request body as strict JSON, within the configured size limit."""
-    limit = request.app[SERVICE_KEY].config.limits.max_body_bytes
+    limit = request.app[MATCHING_KEY].config.limits.max_body_bytes
     body = await read_body(request, limit)
     try:
         return canonical.parse(body)
@@ -187,20 +190,20 @@ async def feedback(request: web.Request) -> web.Response:
 
 
 async def match(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
-    parsed = parse_match(await read_json(request), max_batch=service.config.limits.max_batch)
-    results = await service.match(parsed.hashes, parsed.thresholds, parsed.lists,
-                                  _actor(request))
+    matching = request.app[MATCHING_KEY]
+    parsed = parse_match(await read_json(request), max_batch=matching.config.limits.max_batch)
+    results = await matching.match(parsed.hashes, parsed.thresholds, parsed.lists,
+                                   _actor(request))
     return web.json_response({"results": results})
 
 
 async def match_image(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
-    data = await read_body(request, service.config.limits.max_image_bytes)
+    matching = request.app[MATCHING_KEY]
+    data = await read_body(request, matching.config.limits.max_image_bytes)
     if not data:
         raise ApiError(400, "EMPTY_BODY", "send the image bytes as the request body", "body")
     thresholds, lists = _image_query_options(request)
-    answer = await service.match_image(data, thresholds, lists, _actor(request))
+    answer = await matching.match_image(data, thresholds, lists, _actor(request))
     return web.json_response(answer)
 
 
@@ -254,11 +257,16 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/records", add_records, name="add")
     app.router.add_post("/v1/revocations", revoke, name="revoke")
     app.router.add_post("/v1/feedback", feedback, name="feedback")
-    app.router.add_post("/v1/match", match, name="match")
-    app.router.add_post("/v1/match/image", match_image, name="match_image")
+    add_match_routes(app)
     app.router.add_get("/v1/records/{id}", get_record, name="record")
     app.router.add_get("/v1/status", status, name="status")
     app.router.add_get("/v1/evidence", evidence, name="evidence")
     app.router.add_get("/v1/openapi.json", openapi, name="openapi")
-    app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/metrics", metrics, name="metrics")
+
+
+def add_match_routes(app: web.Application) -> None:
+    """The routes a match worker serves too (``node/match_worker.py``)."""
+    app.router.add_post("/v1/match", match, name="match")
+    app.router.add_post("/v1/match/image", match_image, name="match_image")
+    app.router.add_get("/healthz", healthz, name="healthz")

@@ -7,7 +7,13 @@ import signal
 
 from aiohttp import web
 
-from node.api import SERVICE_KEY, add_routes, auth_middleware, errors_middleware
+from node.api import (
+    MATCHING_KEY,
+    SERVICE_KEY,
+    add_routes,
+    auth_middleware,
+    errors_middleware,
+)
 from node.federation_api import add_federation_routes, peer_auth_middleware
 from node.reload import PeersWatcher
 from node.service import NodeService
@@ -28,6 +34,7 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
         client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1,
     )
     app[SERVICE_KEY] = service
+    app[MATCHING_KEY] = service.matching
     add_routes(app)
     add_federation_routes(app)
 

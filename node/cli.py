@@ -23,13 +23,14 @@ from node.cli_support import CliError
 from node.client import ClientError
 from node.hasher import ImageError
 from node.keyfile import KeyFileError
+from node.match_pool import MatchPoolError
 from node.schema import SchemaVersionError
 from node.store import StoreError
 from node.toml_reader import ConfigError
 from protocol.errors import ProtocolError
 
 EXPECTED_ERRORS = (ConfigError, KeyFileError, ProtocolError, ImageError, ClientError,
-                   StoreError, SchemaVersionError, OSError)
+                   StoreError, SchemaVersionError, MatchPoolError, OSError)
 DEFAULT_CONFIG = "node.toml"
 
 

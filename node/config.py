@@ -78,6 +78,23 @@ class ListenConfig:
 
 
 @dataclass(frozen=True)
+class MatchWorkersConfig:
+    """Processes that serve only matching, on a listener of their own (``node/match_pool.py``).
+
+    One event loop runs Python for one request at a time, so a node in one process answers
+    matches with at most one core. Workers, each with its own copy of the index, answer from
+    as many cores as there are processes.
+    """
+
+    processes: int
+    host: str
+    port: int
+
+
+MAX_MATCH_PROCESSES = 64
+
+
+@dataclass(frozen=True)
 class TlsConfig:
     cert: Path
     key: Path
@@ -149,6 +166,7 @@ class NodeConfig:
     match: MatchConfig
     limits: LimitsConfig
     federation: FederationConfig
+    match_workers: MatchWorkersConfig | None = None
 
     @property
     def db_path(self) -> Path:
@@ -192,8 +210,8 @@ def load_node_config(path: Path) -> NodeConfig:
 def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     """Validate an already-parsed ``node.toml`` document that lives at ``path``."""
     base_dir = path.parent.absolute()
-    top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match", "limits",
-                            "federation"}, what="section")
+    top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
+                           "match_workers", "limits", "federation"}, what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
     name = node.display_name("name")
@@ -205,12 +223,16 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     lists = _parse_lists(top.table("lists", {"default", "allowed"}))
     match = top.table("match", {"thresholds"})
     thresholds = _parse_thresholds(match.table("thresholds", None))
+    match_workers = (_parse_match_workers(
+        top.table("match_workers", {"processes", "host", "port"}), listen)
+        if top.has("match_workers") else None)
     limits = _parse_limits(top.table("limits", set(LimitsConfig.__dataclass_fields__)))
     federation = _parse_federation(top.table("federation", {"peers_file", "public_url", "ca_file",
                                                             "pull_interval_seconds"}), base_dir)
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
-                      match=MatchConfig(thresholds), limits=limits, federation=federation)
+                      match=MatchConfig(thresholds), limits=limits, federation=federation,
+                      match_workers=match_workers)
 
 
 def _parse_keys(keys: Table, base_dir: Path) -> KeysConfig:
@@ -225,6 +247,20 @@ def _parse_listen(listen: Table) -> ListenConfig:
     if not _is_host(host):
         raise ConfigError(f"not an IP address or host name: {host!r:.80}", listen.at("host"))
     return ListenConfig(host=host, port=listen.integer("port", 1, 65535, default=ListenConfig.port))
+
+
+def _parse_match_workers(table: Table, listen: ListenConfig) -> MatchWorkersConfig:
+    if not table.has("port"):
+        raise ConfigError("required: the port the match workers listen on", table.at("port"))
+    host = table.string("host", default=listen.host)
+    if not _is_host(host):
+        raise ConfigError(f"not an IP address or host name: {host!r:.80}", table.at("host"))
+    port = table.integer("port", 1, 65535)
+    if port == listen.port:
+        raise ConfigError(f"must differ from listen.port ({listen.port}): the node itself "
+                          "serves that port", table.at("port"))
+    processes = table.integer("processes", 1, MAX_MATCH_PROCESSES, default=2)
+    return MatchWorkersConfig(processes=processes, host=host, port=port)
 
 
 def _parse_tls(tls: Table, base_dir: Path) -> TlsConfig | None:

@@ -67,18 +67,19 @@ class Match:
 class Matching:
     """A match index loaded from the store, and the match answers read from both.
 
-    ``drop_stale``: remove from the index a candidate that the store says is no longer in
+    ``on_stale`` is called with the ids of candidates that the store says are no longer in
     force (revoked or expired). A match worker learns of revocations this way, on the first
-    lookup that finds one; the node applies them itself and leaves this off.
+    lookup that finds one; the node applies them to its index itself and passes nothing.
     """
 
     def __init__(self, config: NodeConfig, store: AsyncStore, metrics: NodeMetrics,
-                 origin_name: Callable[[str], str | None], *, drop_stale: bool = False) -> None:
+                 origin_name: Callable[[str], str | None], *,
+                 on_stale: Callable[[list[int]], None] | None = None) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
         self.origin_name = origin_name
-        self.drop_stale = drop_stale
+        self.on_stale = on_stale
         self.matcher = Matcher()
         self.lookups = IndexLookups(self)
         self._swept_until = 0  # entries that expired up to this time are out of the index
@@ -139,8 +140,10 @@ class Matching:
         entries, feedback = (await self.store.read(partial(_provenance, entry_ids=entry_ids))
                              if entry_ids else ({}, {}))
         now = now_ms()
-        if self.drop_stale:
-            self._drop_stale(entry_ids, entries, now)
+        if self.on_stale is not None:
+            stale = [i for i in entry_ids if not _in_force(entries.get(i), now, None)]
+            if stale:
+                self.on_stale(stale)
         results = []
         for query, threshold, found in hits:
             matches = [
@@ -173,11 +176,6 @@ class Matching:
                        for h in computed],
             "results": results,
         }
-
-    def _drop_stale(self, entry_ids: set[int], entries: dict[int, EntryRow], now: int) -> None:
-        for entry_id in entry_ids:
-            if not _in_force(entries.get(entry_id), now, None):
-                self.matcher.remove(entry_id)
 
     def close(self) -> None:
         self.lookups.close()

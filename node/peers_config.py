@@ -99,11 +99,21 @@ class PeersConfig:
     peers: tuple[PeerConfig, ...] = ()
     _by_name: Mapping[str, PeerConfig] = field(init=False, repr=False, compare=False)
     _by_node_key: Mapping[str, PeerConfig] = field(init=False, repr=False, compare=False)
+    _names: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", MappingProxyType({p.name: p for p in self.peers}))
         object.__setattr__(self, "_by_node_key",
                            MappingProxyType({p.node_key.id: p for p in self.peers}))
+        names: dict[str, str] = {}
+        for peer in self.peers:
+            if peer.origin is not None:
+                names.setdefault(peer.origin.id, peer.name)
+        object.__setattr__(self, "_names", MappingProxyType(names))
+
+    def origin_name(self, origin: str) -> str | None:
+        """The name of the first peer pinned to ``origin``: match answers' ``origin_name``."""
+        return self._names.get(origin)
 
     def by_name(self, name: str) -> PeerConfig | None:
         return self._by_name.get(name)

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from node.app import create_app
 from node.config import NodeConfig
+from node.match_pool import MatchPool
 from node.service import NodeService
 
 log = logging.getLogger("hashmesh.server")
@@ -44,7 +45,11 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
     await runner.setup()
     context = tls_context(config)
     site = web.TCPSite(runner, config.listen.host, config.listen.port, ssl_context=context)
+    pool = (MatchPool(config, service.origin, service.metrics)
+            if config.match_workers is not None else None)
     try:
+        if pool is not None:  # first: a node that answers on its port has its workers up
+            await pool.start()
         await site.start()
         scheme = "https" if context else "http"
         log.info("hashmesh node %r (origin %s) listening on %s://%s:%d", config.name,
@@ -52,4 +57,6 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
         log.info("shutting down")
     finally:
+        if pool is not None:
+            await pool.stop()
         await runner.cleanup()

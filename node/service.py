@@ -102,7 +102,6 @@ class NodeService:
         self.started = time.time()
         self._sweeper: asyncio.Task[None] | None = None
         self.federation: Federation | None = None
-        self._origin_names: tuple[PeersConfig, dict[str, str]] | None = None
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
         self._unapplied_lock = threading.Lock()
@@ -276,16 +275,7 @@ class NodeService:
         return override
 
     def origin_name(self, origin: str) -> str | None:
-        if origin == self.origin:
-            return self.config.name
-        cached = self._origin_names
-        if cached is None or cached[0] is not self.peers:  # first use, or peers.toml reloaded
-            names: dict[str, str] = {}
-            for peer in self.peers.peers:
-                if peer.origin is not None:
-                    names.setdefault(peer.origin.id, peer.name)
-            cached = self._origin_names = (self.peers, names)
-        return cached[1].get(origin)
+        return self.config.name if origin == self.origin else self.peers.origin_name(origin)
 
     async def record(self, record_id: str) -> dict[str, Any]:
         raw = await self.store.read(lambda s: s.record_bytes(record_id))

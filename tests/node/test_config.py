@@ -81,6 +81,16 @@ def test_node_example_loads_with_documented_values() -> None:
     assert config.federation.pull_interval_seconds == 30
 
 
+def test_match_workers_are_off_unless_configured_and_default_to_two_on_the_listen_host(
+        tmp_path: Path) -> None:
+    assert load_node_config(write(tmp_path, "node.toml", MINIMAL_NODE)).match_workers is None
+    config = load_node_config(write(tmp_path, "node.toml", MINIMAL_NODE + (
+        '[listen]\nhost = "127.0.0.2"\n[match_workers]\nport = 9000\n')))
+    assert config.match_workers is not None
+    assert (config.match_workers.processes, config.match_workers.host,
+            config.match_workers.port) == (2, "127.0.0.2", 9000)
+
+
 def test_node_example_documents_every_limit_at_its_default() -> None:
     from node.config import LimitsConfig
     assert load_node_config(NODE_EXAMPLE).limits == LimitsConfig()
@@ -248,6 +258,13 @@ NODE_ERRORS = [
     ("[federation]\npull_interval_seconds = 1.5\n",
      "federation.pull_interval_seconds: must be an integer between 1 and 86400, got a float"),
     ('[federation]\npeers_file = ""\n', "federation.peers_file: must be a non-empty path"),
+    ("[match_workers]\nprocesses = 2\n", "match_workers.port: required: the port the match "
+                                          "workers listen on"),
+    ("[match_workers]\nport = 8470\n", "match_workers.port: must differ from listen.port"),
+    ("[match_workers]\nport = 8471\nprocesses = 0\n",
+     "match_workers.processes: must be an integer between 1 and 64, got 0"),
+    ('[match_workers]\nport = 8471\nhost = "a b"\n', "match_workers.host: not an IP address"),
+    ("[match_workers]\nport = 8471\nworkers = 2\n", "match_workers.workers: unknown key"),
 ]
 
 

@@ -1,0 +1,258 @@
+"""One match worker: a process that answers ``POST /v1/match`` from the node's store.
+
+The node starts its ``[match_workers]`` processes itself (``node/match_pool.py``) as
+``python -m node.match_worker CONFIG --origin ORIGIN --slot N``; nobody runs this by hand.
+Each worker:
+
+* opens the node's database as a follower (schema checked, nothing created), loads its own
+  index from it without re-verifying any signature, and binds the ``[match_workers]``
+  address with ``SO_REUSEPORT``, so the kernel spreads connections over the workers;
+* follows the entries the node commits, every ``FOLLOW_SECONDS`` (entries are numbered in
+  commit order, ``Store.entries_after``). Revocations and expiries reach it through the
+  store: an answer is always checked against the store (``node/matching.py``), and a
+  candidate the store no longer holds in force is then dropped from this index;
+* writes one JSON line to stdout when it is ready, then its counters every
+  ``REPORT_SECONDS`` (the node exports them, ``node/match_pool.py``);
+* exits when its stdin closes. The node holds the other end: if the node stops or dies, no
+  worker goes on serving its port.
+
+Audit rows of matches are written by the worker, into the same ``audit`` table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from node.api import (
+    MATCHING_KEY,
+    ApiError,
+    add_match_routes,
+    auth_middleware,
+    errors_middleware,
+)
+from node.config import NodeConfig, load_node_config
+from node.matcher import Matcher
+from node.matching import Matching
+from node.metrics import NodeMetrics
+from node.schema import SchemaVersionError
+from node.server import tls_context
+from node.store import AsyncStore, Store, StoreError
+from node.tasks import cancel_and_wait
+from node.toml_reader import ConfigError
+
+log = logging.getLogger("hashmesh.match_worker")
+
+FOLLOW_SECONDS = 0.1
+FOLLOW_BATCH = 100_000
+REPORT_SECONDS = 1.0
+EXPIRY_SWEEP_SECONDS = 60
+PEERS_CHECK_SECONDS = 5.0
+# The node's counters that workers report (renamed by the node, ``node/match_pool.py``).
+REPORTED_METRICS = ("hashmesh_http_requests", "hashmesh_match_queries", "hashmesh_match_hits",
+                    "hashmesh_match_seconds")
+
+
+class MatchWorker:
+    """The state of one worker: a follower store, an index, and the peers' names."""
+
+    def __init__(self, config: NodeConfig, origin: str) -> None:
+        self.config = config
+        self.origin = origin
+        self.metrics = NodeMetrics()
+        self.store = AsyncStore(Store(config.db_path, follower=True))
+        self.peers = config.load_peers()
+        self._peers_stamp = _stamp(config.federation.peers_file)
+        self._stale: list[int] = []
+        self.matching = Matching(config, self.store, self.metrics, self.origin_name,
+                                 on_stale=self._stale.extend)
+        self.followed = 0  # every entry up to this id is in the index (or not in force)
+
+    async def load(self) -> None:
+        await asyncio.to_thread(Matcher.warm_up)
+        self.followed = await self.store.read(lambda s: s.last_entry_id())
+        await self.matching.reload_index(through=self.followed)
+
+    def origin_name(self, origin: str) -> str | None:
+        return self.config.name if origin == self.origin else self.peers.origin_name(origin)
+
+    async def follow(self) -> int:
+        """Index what the node committed since the last call, and drop the stale entries
+        found by answers since then; returns the number of hashes added."""
+        added = 0
+        while True:
+            last, batch = await self.store.read(partial(
+                Store.entries_after, entry_id=self.followed, limit=FOLLOW_BATCH))
+            stale, self._stale[:] = list(self._stale), []
+            await asyncio.to_thread(self._apply, batch, stale)
+            added += sum(len(ids) for ids, _ in batch.values())
+            if last == self.followed:
+                return added
+            self.followed = last
+
+    def _apply(self, added: dict[str, tuple[list[int], list[str]]], stale: list[int]) -> None:
+        matcher = self.matching.matcher
+        for hash_type, (ids, values) in added.items():
+            matcher.add_many(hash_type, ids, values)
+        for entry_id in stale:
+            matcher.remove(entry_id)
+
+    def reload_peers_if_changed(self) -> None:
+        """Pick up an edited peers file (its names appear in match answers)."""
+        stamp = _stamp(self.config.federation.peers_file)
+        if stamp == self._peers_stamp:
+            return
+        self._peers_stamp = stamp
+        try:
+            self.peers = self.config.load_peers()
+        except ConfigError as exc:
+            log.warning("peers file not reloaded (the node reports why): %s", exc)
+
+    def report(self) -> dict[str, Any]:
+        """This worker's counters so far, for the node to export."""
+        families = []
+        for family in self.metrics.registry.collect():
+            if family.name in REPORTED_METRICS:
+                samples = [[s.name, s.labels, s.value] for s in family.samples
+                           if not s.name.endswith("_created")]
+                families.append([family.name, family.type, family.documentation, samples])
+        return {"metrics": families}
+
+    def close(self) -> None:
+        self.matching.close()
+        self.store.close()
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def create_worker_app(worker: MatchWorker) -> web.Application:
+    limits = worker.config.limits
+    app = web.Application(middlewares=[errors_middleware, auth_middleware],
+                          client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1)
+    app[MATCHING_KEY] = worker.matching
+    add_match_routes(app)
+    main = f"{worker.config.listen.host}:{worker.config.listen.port}"
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        raise ApiError(404, "NOT_ON_MATCH_LISTENER",
+                       f"{request.method} {request.path}: this listener serves only POST "
+                       f"/v1/match, POST /v1/match/image and GET /healthz; the node's full API "
+                       f"is on {main}", "path")
+
+    app.router.add_route("*", "/{tail:.*}", elsewhere, name="elsewhere")
+    return app
+
+
+async def every(seconds: float, step: Callable[[], object]) -> None:
+    """Run ``step`` (sync or async) every ``seconds``; an error is logged, not fatal."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            result = step()
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            log.exception("match worker: %s failed", getattr(step, "__name__", step))
+
+
+async def serve_worker(config: NodeConfig, origin: str, slot: int, stop: asyncio.Event) -> None:
+    """Load, bind, report ready, and serve until ``stop`` is set."""
+    assert config.match_workers is not None
+    listen = config.match_workers
+    worker = MatchWorker(config, origin)
+    runner: web.AppRunner | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await worker.load()
+        runner = web.AppRunner(create_worker_app(worker), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, listen.host, listen.port, ssl_context=tls_context(config),
+                           reuse_port=True)
+        await site.start()
+        emit({"ready": {"slot": slot, "pid": os.getpid(),
+                        "hashes": worker.matching.matcher.count()}})
+        tasks = [asyncio.create_task(every(seconds, step)) for seconds, step in (
+            (FOLLOW_SECONDS, worker.follow),
+            (REPORT_SECONDS, lambda: emit(worker.report())),
+            (EXPIRY_SWEEP_SECONDS, worker.matching.sweep_expired),
+            (PEERS_CHECK_SECONDS, worker.reload_peers_if_changed))]
+        await stop.wait()
+    finally:
+        for task in tasks:
+            await cancel_and_wait(task)
+        if runner is not None:
+            await runner.cleanup()
+        await worker.store.flush_audit()
+        worker.close()
+
+
+def stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """The node holds our stdin open while it lives; EOF means it is gone."""
+    def wait() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked in a buffered read aborts the
+        # interpreter at exit
+        while os.read(sys.stdin.fileno(), 65536):
+            pass
+        with contextlib.suppress(RuntimeError):  # the loop has closed already
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait, name="stdin-watch", daemon=True).start()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    config = load_node_config(args.config)
+    if config.match_workers is None:
+        raise ConfigError("no [match_workers] section: this node runs no match workers",
+                          "match_workers")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    stop_when_stdin_closes(loop, stop)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve_worker(config, args.origin, args.slot, stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m node.match_worker",
+                                     description="A match worker (started by `hashmesh run`).")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--origin", required=True)
+    parser.add_argument("--slot", type=int, default=0)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=(
+        f"%(asctime)s %(levelname)s %(name)s[worker {args.slot}]: %(message)s"))
+    try:
+        asyncio.run(main_async(args))
+    except (ConfigError, StoreError, SchemaVersionError, OSError) as exc:
+        log.error("match worker %d stopped: %s", args.slot, " ".join(str(exc).split()))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""``[match_workers]`` with the real CLI: worker processes behind their own port.
+
+The node (``hashmesh run``) starts the workers, restarts one that dies, and takes them down
+with it, even when it is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_process import NodeProcess, hashmesh_command, run_cli
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.serial
+
+VALUE = "f0" * 32
+NEAR = "f1" + "f0" * 31  # 1 bit away
+
+
+class Node:
+    def __init__(self, tmp_path: Path, processes: int = 2) -> None:
+        self.port, self.match_port = free_port(), free_port()
+        directory = tmp_path / "node"
+        run_cli("init", directory, "--port", str(self.port))
+        self.config = directory / "node.toml"
+        with self.config.open("a") as config:
+            config.write(f"\n[match_workers]\nprocesses = {processes}\n"
+                         f"port = {self.match_port}\n")
+        self.token = (directory / "cli-token").read_text().strip()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.match_url = f"http://127.0.0.1:{self.match_port}"
+        self.log = tmp_path / "node.log"
+        self.process = NodeProcess(self.config, self.url, self.log)
+
+    def call(self, url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            url, method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def matched(self, value: str) -> list[str]:
+        status, answer = self.call(self.match_url + "/v1/match", "POST",
+                                   {"hashes": [{"type": "pdq", "value": value}]})
+        assert status == 200, answer
+        return [m["record"] for m in answer["results"][0]["matches"]]
+
+    def workers(self) -> set[int]:
+        assert self.process.process is not None
+        return set(children(self.process.process.pid))
+
+
+def children(pid: int) -> Iterator[int]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                yield int(entry.name)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    started = Node(tmp_path)
+    started.process.start(timeout=60)
+    yield started
+    started.process.stop()
+
+
+def test_workers_answer_what_the_node_adds_and_never_what_it_revoked(node: Node) -> None:
+    assert len(node.workers()) == 2
+    status, added = node.call(node.url + "/v1/records", "POST",
+                              {"items": [{"hashes": [{"type": "pdq", "value": VALUE}]}]})
+    assert status == 201
+    record = added["records"][0]["id"]
+    wait_for(lambda: all(node.matched(NEAR) == [record] for _ in range(8)), 5,
+             "both workers to index the add")
+    status, _ = node.call(node.url + "/v1/revocations", "POST",
+                          {"targets": [record], "reason": "withdrawn"})
+    assert status == 201
+    assert [node.matched(NEAR) for _ in range(8)] == [[]] * 8  # at once, on every worker
+
+    status, answer = node.call(node.match_url + "/v1/status")
+    assert (status, answer["error"]["code"]) == (404, "NOT_ON_MATCH_LISTENER")
+    assert f"127.0.0.1:{node.port}" in answer["error"]["message"]
+    status, answer = node.call(node.match_url + "/v1/match", "POST", {"hashes": []})
+    assert status == 400 and answer["error"]["field"].startswith("hashes")
+
+    def exported() -> float:
+        metrics = urllib.request.urlopen(node.url + "/metrics", timeout=5).read().decode()
+        lines = [line for line in metrics.splitlines() if line.startswith(
+            'hashmesh_match_workers_match_queries_total{hash_type="pdq"}')]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    assert wait_for(lambda: exported() >= 16, 5, "worker counters on /metrics")
+
+
+def test_a_killed_worker_is_replaced_and_all_go_when_the_node_is_killed(node: Node) -> None:
+    first = node.workers()
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    replaced = wait_for(lambda: len(node.workers() - first) == 1 and len(node.workers()) == 2,
+                        30, "a replacement worker")
+    assert replaced and victim not in node.workers()
+    wait_for(lambda: "match worker" in node.log.read_text() and "ready" in
+             node.log.read_text().rpartition("starting it again")[2], 30, "the new worker")
+    assert node.matched(VALUE) == []
+
+    survivors = node.workers()
+    node.process.kill9()
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in survivors), 10,
+             "the workers to exit with the node")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", node.match_port), timeout=2).close()
+
+
+def test_a_worker_that_cannot_bind_stops_the_node_with_its_reason(tmp_path: Path) -> None:
+    node = Node(tmp_path, processes=1)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", node.match_port))
+        squatter.listen()
+        result = run_cli_run(node.config)
+    assert result.returncode == 2
+    assert "address already in use" in result.stderr.lower()
+    assert "hashmesh: error: match worker 0 exited with code 2 before it was ready" in \
+        result.stderr
+
+
+def run_cli_run(config: Path) -> Any:
+    import subprocess
+
+    return subprocess.run([*hashmesh_command(), "run", "--config", str(config)],
+                          capture_output=True, text=True, timeout=120)
