@@ -109,12 +109,6 @@ class BenchNode:
         assert self.process is not None
         return peak_rss_mb(self.process.pid)
 
-
-def peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmHWM"))
-    return int(line.split()[1]) / 1024
-
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
@@ -134,6 +128,12 @@ def peak_rss_mb(pid: int) -> float:
             row = conn.execute("SELECT head_seq FROM origins WHERE origin=?",
                                (origin,)).fetchone()
         return 0 if row is None else int(row[0])
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
 
 
 def make_node(root: Path, name: str, host: str, pull_interval: int = 1,

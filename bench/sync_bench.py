@@ -76,7 +76,7 @@ def propagation(trials: int) -> dict[str, list[float]]:
                 value = random_pdq(rng)
                 query = {"hashes": [{"type": "pdq", "value": value}]}
 
-                def matched_on_c(q: dict[str, object] = query) -> bool:
+                def matched_on_c(q: object = query) -> bool:
                     return bool(c.call("POST", "/v1/match", q)["results"][0]["matches"])
 
                 started = time.monotonic()
