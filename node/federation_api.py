@@ -20,6 +20,7 @@ from node.config import NodeConfig
 from node.httpsig import RequestVerifier, SignatureError, aiohttp_request_parts, url_parts
 from node.peers_config import PeerConfig
 from node.policy import RecordScope, may_send_body
+from node.store import Store
 from protocol.fields import Fields, check_integer
 from protocol.keys import PublicKey
 from protocol.records import SignedRecord
@@ -97,17 +98,22 @@ async def log_page(request: web.Request) -> web.Response:
     after = _query_int(request, "after", 0, 2**53 - 1, default=0)
     limit = _query_int(request, "limit", 1, limits.max_page_records,
                        default=limits.max_page_records)
-    rows = await service.store.read(lambda s: s.log_rows(origin, after, limit))
-    lines: list[bytes] = []
-    size = 0
-    decisions: dict[tuple[Any, ...], bool] = {}
     our_origin = service.origin  # encoded from our key on each access: once per page
-    for row in rows:
-        line = _line_for(row, origin, peer, our_origin, decisions)
-        if lines and size + len(line) + 1 > limits.max_page_bytes:
-            break
-        lines.append(line)
-        size += len(line) + 1
+
+    def page(store: Store) -> list[bytes]:
+        """The page's lines, read on a store reader thread until the byte cap is reached."""
+        lines: list[bytes] = []
+        size = 0
+        decisions: dict[tuple[Any, ...], bool] = {}
+        for row in store.log_rows(origin, after, limit):
+            line = _line_for(row, origin, peer, our_origin, decisions)
+            if lines and size + len(line) + 1 > limits.max_page_bytes:
+                break
+            lines.append(line)
+            size += len(line) + 1
+        return lines
+
+    lines = await service.store.read(page)
     head = await service.store.read(lambda s: s.head(origin))
     headers = {"Hashmesh-Head-Seq": str(head.seq if head else 0)}
     body = b"\n".join(lines) + b"\n" if lines else b""

@@ -101,6 +101,7 @@ class NodeService:
         self.matching = Matching(config, store, self.metrics, self.origin_name)
         self.started = time.time()
         self._sweeper: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
         self.federation: Federation | None = None
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
@@ -112,16 +113,7 @@ class NodeService:
         identity = identity or Identity.load(config)
         store = AsyncStore(Store(config.db_path))
         service = cls(config, identity, store, config.load_peers())
-        started = time.monotonic()
-        await asyncio.to_thread(Matcher.warm_up)
-        elapsed = time.monotonic() - started
-        if elapsed > 1:
-            from node.hamming_kernels import CACHE_ON_DISK  # imports numba: only here
-
-            log.info("compiled the match kernel in %.1f s (%s)", elapsed,
-                     "first start after an install; cached for later starts" if CACHE_ON_DISK
-                     else "numba has no writable cache directory: set NUMBA_CACHE_DIR to "
-                     "skip this at every start")
+        service._warming = asyncio.create_task(_warm_up_kernel())
         await service._authorise_signer()
         await service.reload_index()
         return service
@@ -130,6 +122,8 @@ class NodeService:
         self._sweeper = asyncio.create_task(self._sweep_expired_forever())
 
     async def close(self) -> None:
+        if self._warming is not None:
+            await self._warming
         await cancel_and_wait(self._sweeper)
         self._index_writer.shutdown(wait=True)
         self.matching.close()
@@ -327,6 +321,26 @@ class NodeService:
     async def match_image(self, data: bytes, thresholds: dict[str, int],
                           lists: frozenset[str] | None, actor: str) -> dict[str, Any]:
         return await self.matching.match_image(data, thresholds, lists, actor)
+
+
+async def _warm_up_kernel() -> None:
+    """Compile the match kernel, or load it from numba's cache (~0.7 s), beside the node's
+    start rather than before it: the node syncs and serves at once, and a match that comes
+    sooner waits for the kernel on the index thread, not on the event loop."""
+    started = time.monotonic()
+    try:
+        await asyncio.to_thread(Matcher.warm_up)
+    except Exception:  # the first match will compile it, or fail with the reason
+        log.exception("could not compile the match kernel in advance")
+        return
+    elapsed = time.monotonic() - started
+    if elapsed > 2:
+        from node.hamming_kernels import CACHE_ON_DISK  # imports numba: only here
+
+        log.info("compiled the match kernel in %.1f s (%s)", elapsed,
+                 "first start after an install; cached for later starts" if CACHE_ON_DISK
+                 else "numba has no writable cache directory: set NUMBA_CACHE_DIR to "
+                 "skip this at every start")
 
 
 ENVELOPE_ALLOWANCE = 2_048
