@@ -4,7 +4,8 @@
 (``node/match_worker.py``). The node starts them after its own listener is up and waits for
 every one to report ready (index loaded, port bound); if one cannot start, the node stops
 with that worker's reason in its log. A worker that dies later is started again after a
-pause that doubles up to ``MAX_RESTART_SECONDS``; the others go on serving meanwhile.
+pause that doubles up to ``MAX_RESTART_SECONDS`` (and starts again from one second once a
+worker has run for ``STABLE_SECONDS``); the others go on serving meanwhile.
 
 Workers report their counters as JSON lines on stdout. ``WorkerMetrics`` adds them up and
 exports them on the node's ``/metrics`` under ``hashmesh_match_workers_*`` names (e.g.
@@ -18,6 +19,7 @@ import contextlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,7 @@ STARTUP_SECONDS = 300.0  # loading 10M hashes takes ~10 s; a first numba compile
 STOP_SECONDS = 10.0
 FIRST_RESTART_SECONDS = 1.0
 MAX_RESTART_SECONDS = 30.0
+STABLE_SECONDS = 300.0  # a worker that ran this long restarts after the first pause again
 READ_LIMIT = 16 * 2**20  # longest stdout line accepted from a worker
 
 
@@ -149,11 +152,14 @@ class MatchPool:
     async def _supervise(self, slot: int, ready: asyncio.Future[None]) -> None:
         pause = FIRST_RESTART_SECONDS
         while not self._stopping:
+            started = time.monotonic()
             try:
                 code = await self._run_once(slot, ready)
             except OSError as exc:  # could not even start the process
                 log.error("match worker %d: %s", slot, exc)
                 code = None
+            if time.monotonic() - started > STABLE_SECONDS:
+                pause = FIRST_RESTART_SECONDS  # it had been running fine: a new failure
             self.metrics.retire(slot)
             if self._stopping:
                 return

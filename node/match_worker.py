@@ -231,8 +231,10 @@ async def main_async(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     stop_when_stdin_closes(loop, stop)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # Ctrl-C reaches the whole process group; the node stops us itself, so a worker that
+    # stopped first would only be reported as died and restarted
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     await serve_worker(config, args.origin, args.slot, stop)
 
 

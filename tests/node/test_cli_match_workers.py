@@ -152,6 +152,25 @@ def test_a_worker_that_cannot_bind_stops_the_node_with_its_reason(tmp_path: Path
         result.stderr
 
 
+def test_ctrl_c_stops_the_node_and_all_its_workers(tmp_path: Path) -> None:
+    import subprocess
+
+    node = Node(tmp_path)
+    with node.log.open("wb") as log:  # a session of its own: Ctrl-C reaches the whole group
+        process = subprocess.Popen([*hashmesh_command(), "run", "--config", str(node.config)],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "match workers serving" in node.log.read_text(), 60, "the workers")
+        workers = set(children(process.pid))
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert len(workers) == 2
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
 def run_cli_run(config: Path) -> Any:
     import subprocess
 
