@@ -5,8 +5,9 @@ A peer must know *who* sends a request (``/v1/log`` reads may be restricted to p
 request must not be usable twice (nonces) nor, when the verifier knows its own authority, at
 another node. Every node already has an Ed25519 key that its peers pin, so peer requests carry
 an HTTP Message Signature made with it (DESIGN.md, decision 10). We implement only the subset
-below, with our own strict parser, because the general libraries are built around other HTTP
-stacks; anything outside the subset is refused rather than interpreted.
+below, with our own strict parser (``node.structured_fields``), because the general libraries
+are built around other HTTP stacks; anything outside the subset is refused rather than
+interpreted.
 
 Profile (hashmesh v1)
 ---------------------
@@ -96,7 +97,6 @@ replayed to another location.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import heapq
 import hmac
@@ -110,6 +110,15 @@ from typing import TYPE_CHECKING, ClassVar
 
 from yarl import URL
 
+from node.structured_fields import (
+    BareItem,
+    Item,
+    Member,
+    Params,
+    parse_dictionary,
+    serialise_bare_item,
+    serialise_string,
+)
 from protocol.keys import PublicKey, SigningKey, b64url_encode
 
 if TYPE_CHECKING:
@@ -189,229 +198,14 @@ class NonceCacheFullError(SignatureError):
 
 
 # --------------------------------------------------------------------------------------------
-# Structured Field Values (RFC 8941): the strict subset the profile needs.
-# Dictionaries, inner lists, parameters; bare items integer, string, token, byte sequence and
-# boolean. Decimals are refused. Duplicate keys are refused rather than "last one wins", so a
-# header cannot say two things at once.
-
-
-class Token(str):
-    """An sf-token, kept apart from sf-string: ``alg=ed25519`` is not ``alg="ed25519"``."""
-
-    __slots__ = ()
-
-
-BareItem = int | str | bytes | bool
-Params = dict[str, BareItem]
-Item = tuple[BareItem, Params]
-Member = tuple[BareItem | list[Item], Params]
-
-
-class _SFError(ValueError):
-    pass
-
-
-_KEY_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz*")
-_KEY_REST = _KEY_FIRST | frozenset("0123456789_-.")
-_ALPHA = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_DIGITS = frozenset("0123456789")
-_TCHAR = _ALPHA | _DIGITS | frozenset("!#$%&'*+-.^_`|~")
-_BASE64 = _ALPHA | _DIGITS | frozenset("+/=")
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-
-    def fail(self, expected: str) -> _SFError:
-        if self.pos >= len(self.text):
-            return _SFError(f"expected {expected} at end of value")
-        return _SFError(f"expected {expected} at offset {self.pos}, found {self.text[self.pos]!r}")
-
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def skip(self, chars: str) -> None:
-        while self.peek() and self.peek() in chars:
-            self.pos += 1
-
-    def dictionary(self) -> dict[str, Member]:
-        self.skip(" ")
-        result: dict[str, Member] = {}
-        while self.pos < len(self.text):
-            start = self.pos
-            key = self.key()
-            if key in result:
-                self.pos = start
-                raise self.fail(f"no duplicate key (found {key!r} twice)")
-            if self.peek() == "=":
-                self.pos += 1
-                result[key] = self.item_or_inner_list()
-            else:
-                result[key] = (True, self.parameters())
-            self.skip(" \t")
-            if self.pos == len(self.text):
-                return result
-            if self.peek() != ",":
-                raise self.fail("',' between members")
-            self.pos += 1
-            self.skip(" \t")
-            if self.pos == len(self.text):
-                raise self.fail("a member after ','")
-        return result
-
-    def item_or_inner_list(self) -> Member:
-        if self.peek() != "(":
-            return self.item()
-        self.pos += 1
-        items: list[Item] = []
-        while True:
-            self.skip(" ")
-            if self.peek() == ")":
-                self.pos += 1
-                return items, self.parameters()
-            items.append(self.item())
-            if self.peek() not in (" ", ")"):
-                raise self.fail("' ' or ')' in inner list")
-
-    def item(self) -> Item:
-        return self.bare_item(), self.parameters()
-
-    def parameters(self) -> Params:
-        params: Params = {}
-        while self.peek() == ";":
-            self.pos += 1
-            self.skip(" ")
-            start = self.pos
-            key = self.key()
-            if key in params:
-                self.pos = start
-                raise self.fail(f"no duplicate parameter (found {key!r} twice)")
-            value: BareItem = True
-            if self.peek() == "=":
-                self.pos += 1
-                value = self.bare_item()
-            params[key] = value
-        return params
-
-    def key(self) -> str:
-        start = self.pos
-        if self.peek() not in _KEY_FIRST or not self.peek():
-            raise self.fail("a key (lowercase letter or '*')")
-        while self.peek() and self.peek() in _KEY_REST:
-            self.pos += 1
-        return self.text[start:self.pos]
-
-    def bare_item(self) -> BareItem:
-        char = self.peek()
-        if char == "-" or (char and char in _DIGITS):
-            return self.integer()
-        if char == '"':
-            return self.string()
-        if char == ":":
-            return self.byte_sequence()
-        if char == "?":
-            return self.boolean()
-        if char == "*" or (char and char in _ALPHA):
-            return self.token()
-        raise self.fail("an integer, string, token, byte sequence or boolean")
-
-    def integer(self) -> int:
-        start = self.pos
-        if self.peek() == "-":
-            self.pos += 1
-        digits = self.pos
-        while self.peek() and self.peek() in _DIGITS:
-            self.pos += 1
-        if self.pos == digits:
-            raise self.fail("a digit")
-        if self.pos - digits > 15:
-            self.pos = start
-            raise self.fail("an integer of at most 15 digits")
-        if self.peek() == ".":
-            raise self.fail("an integer (decimals are not used in this profile)")
-        return int(self.text[start:self.pos])
-
-    def string(self) -> str:
-        self.pos += 1
-        chars: list[str] = []
-        while self.pos < len(self.text):
-            char = self.text[self.pos]
-            self.pos += 1
-            if char == "\\":
-                if self.peek() not in ('"', "\\") or not self.peek():
-                    raise self.fail("'\"' or '\\\\' after '\\\\' in a string")
-                chars.append(self.peek())
-                self.pos += 1
-            elif char == '"':
-                return "".join(chars)
-            elif not " " <= char <= "~":
-                self.pos -= 1
-                raise self.fail("a printable ASCII character in a string")
-            else:
-                chars.append(char)
-        raise self.fail("'\"' to close the string")
-
-    def token(self) -> Token:
-        start = self.pos
-        self.pos += 1
-        while self.peek() and (self.peek() in _TCHAR or self.peek() in ":/"):
-            self.pos += 1
-        return Token(self.text[start:self.pos])
-
-    def byte_sequence(self) -> bytes:
-        self.pos += 1
-        start = self.pos
-        while self.peek() and self.peek() in _BASE64:
-            self.pos += 1
-        if self.peek() != ":":
-            raise self.fail("':' to close the byte sequence")
-        encoded = self.text[start:self.pos]
-        self.pos += 1
-        try:
-            raw = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raw = None
-        if raw is None or base64.b64encode(raw).decode("ascii") != encoded:
-            self.pos = start
-            raise self.fail("canonical padded base64 in the byte sequence")
-        return raw
-
-    def boolean(self) -> bool:
-        self.pos += 1
-        if self.peek() not in ("0", "1") or not self.peek():
-            raise self.fail("'0' or '1' after '?'")
-        self.pos += 1
-        return self.text[self.pos - 1] == "1"
-
-
-def parse_dictionary(text: str) -> dict[str, Member]:
-    """Parse an RFC 8941 Dictionary strictly; raises ``ValueError`` naming the offset."""
-    return _Parser(text).dictionary()
-
-
-def _serialise_string(value: str) -> str:
-    if not all(" " <= char <= "~" for char in value):
-        raise ValueError(f"{value!r:.80} is not printable ASCII, so not an sf-string")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _serialise_bare_item(value: int | str) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"only integers and strings are serialised here, got {value!r:.80}")
-    if isinstance(value, str):
-        return _serialise_string(value)
-    if abs(value) >= 10**15:
-        raise ValueError(f"integer {value} has more than 15 digits")
-    return str(value)
+# Signature parameters, serialised with the strict structured-field subset
 
 
 def serialise_signature_params(components: Sequence[str],
                                params: Mapping[str, int | str]) -> str:
     """The ``@signature-params`` value, also the ``Signature-Input`` member after ``hm=``."""
-    inner = " ".join(_serialise_string(name) for name in components)
-    rest = "".join(f";{key}={_serialise_bare_item(value)}" for key, value in params.items())
+    inner = " ".join(serialise_string(name) for name in components)
+    rest = "".join(f";{key}={serialise_bare_item(value)}" for key, value in params.items())
     return f"({inner}){rest}"
 
 
@@ -433,7 +227,7 @@ def signature_base(values: Sequence[tuple[str, str]], signature_params: str) -> 
     for name, value in [*values, ("@signature-params", signature_params)]:
         if not all(" " <= char <= "~" for char in value):
             raise ValueError(f"{name}: value {value!r:.80} is not printable ASCII")
-        lines.append(f"{_serialise_string(name)}: {value}")
+        lines.append(f"{serialise_string(name)}: {value}")
     return "\n".join(lines).encode("ascii")
 
 

@@ -144,6 +144,8 @@ PATHS: dict[str, Any] = {
     }},
     "/v1/match": {"post": {
         "summary": "Match a batch of hashes against the hashes in force",
+        "description": "Also served, with the same tokens and answers, by the node's match "
+                       "workers on their own port when node.toml has [match_workers].",
         "requestBody": _json_body({
             "type": "object", "required": ["hashes"],
             "properties": {
