@@ -80,6 +80,9 @@ def prepare(root: Path, hashes: int) -> BenchNode:
 
 def _existing_node(directory: Path) -> BenchNode:
     config_path = directory / "node.toml"
+    text = config_path.read_text()  # a node made before the metrics scope existed gets it
+    config_path.write_text(text.replace('scopes = ["read", "write"]',
+                                        'scopes = ["read", "write", "metrics"]'))
     config = load_node_config(config_path)
     token = cli_token_path(config_path).read_text().strip()
     origin = read_secret_key(config.keys.root).id
@@ -352,7 +355,9 @@ def wrk_load(node: BenchNode, queries: list[Query], connections: int, duration: 
 def node_metrics(node: BenchNode) -> str:
     import urllib.request
 
-    with urllib.request.urlopen(node.url + "/metrics", timeout=10) as response:
+    request = urllib.request.Request(node.url + "/metrics",
+                                     headers={"Authorization": f"Bearer {node.token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
         text: str = response.read().decode()
         return text
 

@@ -2,7 +2,8 @@
 
 Authentication is ``Authorization: Bearer <token>``; the config holds only SHA-256 hashes
 of tokens, and each token has scopes (``read``: match, status, records; ``write``: add,
-revoke, feedback). Every error, whatever raised it, leaves as one JSON shape::
+revoke, feedback; ``metrics``: ``/metrics``, unless ``[api] public_metrics``). Every error,
+whatever raised it, leaves as one JSON shape::
 
     {"error": {"code": "BAD_HASH_VALUE", "message": "hashes[0].value: ...", "field": "..."}}
 
@@ -43,11 +44,11 @@ MATCHING_KEY = web.AppKey("matching", Matching)
 ACTOR_KEY = web.RequestKey("actor", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PUBLIC_ROUTES = frozenset({"healthz", "metrics", "openapi"})
+PUBLIC_ROUTES = frozenset({"healthz", "openapi"})
 ROUTE_SCOPES = {
     "add": "write", "revoke": "write", "feedback": "write",
     "match": "read", "match_image": "read", "record": "read", "status": "read",
-    "evidence": "read",
+    "evidence": "read", "metrics": "metrics",
 }
 
 
@@ -112,9 +113,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = _route_name(request)
-    if route in PUBLIC_ROUTES or route not in ROUTE_SCOPES:
-        return await handler(request)
     config = request.app[MATCHING_KEY].config
+    if (route in PUBLIC_ROUTES or route not in ROUTE_SCOPES
+            or (route == "metrics" and config.public_metrics)):
+        return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -48,7 +48,7 @@ from protocol.records import (
 
 DEFAULT_PEERS_FILE = "peers.toml"
 DATABASE_FILE = "hashmesh.db"
-SCOPES: frozenset[str] = frozenset({"read", "write"})
+SCOPES: frozenset[str] = frozenset({"read", "write", "metrics"})
 PEER_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TOKEN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
@@ -167,6 +167,8 @@ class NodeConfig:
     limits: LimitsConfig
     federation: FederationConfig
     match_workers: MatchWorkersConfig | None = None
+    # /metrics without a token: only for a listener that nobody else can reach
+    public_metrics: bool = False
 
     @property
     def db_path(self) -> Path:
@@ -219,7 +221,9 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     keys = _parse_keys(top.table("keys", {"root", "signing", "node"}, required=True), base_dir)
     listen = _parse_listen(top.table("listen", {"host", "port"}))
     tls = _parse_tls(top.table("tls", {"cert", "key"}), base_dir)
-    api_tokens = _parse_tokens(top.table("api", {"tokens"}))
+    api = top.table("api", {"tokens", "public_metrics"})
+    api_tokens = _parse_tokens(api)
+    public_metrics = api.boolean("public_metrics", default=False)
     lists = _parse_lists(top.table("lists", {"default", "allowed"}))
     match = top.table("match", {"thresholds"})
     thresholds = _parse_thresholds(match.table("thresholds", None))
@@ -232,7 +236,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=MatchConfig(thresholds), limits=limits, federation=federation,
-                      match_workers=match_workers)
+                      match_workers=match_workers, public_metrics=public_metrics)
 
 
 def _parse_keys(keys: Table, base_dir: Path) -> KeysConfig:
@@ -381,7 +385,7 @@ port = {port}
 [[api.tokens]]
 name = "local"
 sha256 = {token_sha256}
-scopes = ["read", "write"]
+scopes = ["read", "write", "metrics"]
 
 [lists]
 default = "ncii"

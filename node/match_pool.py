@@ -105,6 +105,8 @@ class MatchPool:
         metrics.registry.register(self.metrics)
         self._supervisors: list[asyncio.Task[None]] = []
         self._processes: dict[int, asyncio.subprocess.Process] = {}
+        self._ready: set[int] = set()
+        self._restarts = 0
         self._stopping = False
 
     async def start(self) -> None:
@@ -146,8 +148,12 @@ class MatchPool:
         for task in self._supervisors:
             await cancel_and_wait(task)
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._processes.values()]
+    def status(self) -> dict[str, Any]:
+        """For ``/v1/status``: how many workers serve now, of how many, and restarts so far."""
+        listen = self.config.match_workers
+        assert listen is not None
+        return {"host": listen.host, "port": listen.port, "processes": self.count,
+                "ready": len(self._ready), "restarts": self._restarts}
 
     async def _supervise(self, slot: int, ready: asyncio.Future[None]) -> None:
         pause = FIRST_RESTART_SECONDS
@@ -170,6 +176,7 @@ class MatchPool:
                 return
             log.error("match worker %d exited with code %s; starting it again in %.0f s",
                       slot, code, pause)
+            self._restarts += 1
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_RESTART_SECONDS)
 
@@ -188,6 +195,7 @@ class MatchPool:
             return await process.wait()
         finally:
             self._processes.pop(slot, None)
+            self._ready.discard(slot)
 
     def _on_message(self, slot: int, line: bytes, ready: asyncio.Future[None]) -> None:
         try:
@@ -201,5 +209,6 @@ class MatchPool:
             info = message["ready"]
             log.info("match worker %d ready (pid %s, %s hashes)", slot, info.get("pid"),
                      info.get("hashes"))
+            self._ready.add(slot)
             if not ready.done():
                 ready.set_result(None)

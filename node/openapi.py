@@ -215,8 +215,12 @@ PATHS: dict[str, Any] = {
                                  "responses": {"200": _ok("OpenAPI document")}}},
     "/healthz": {"get": {"summary": "Liveness", "security": [],
                          "responses": {"200": _ok("Alive")}}},
-    "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
-                         "responses": {"200": {"description": "text exposition format"}}}},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics (a token with the metrics scope, unless node.toml sets "
+                   "[api] public_metrics = true)",
+        "responses": {"200": {"description": "text exposition format"},
+                      "401": _error_response("Missing or unknown token"),
+                      "403": _error_response("The token lacks the metrics scope")}}},
 }
 
 

@@ -47,6 +47,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
     site = web.TCPSite(runner, config.listen.host, config.listen.port, ssl_context=context)
     pool = (MatchPool(config, service.origin, service.metrics)
             if config.match_workers is not None else None)
+    service.match_pool = pool
     try:
         if pool is not None:  # first: a node that answers on its port has its workers up
             await pool.start()

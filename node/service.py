@@ -43,6 +43,7 @@ from protocol.records import (
 )
 
 if TYPE_CHECKING:
+    from node.match_pool import MatchPool
     from node.sync import Federation
 
 log = logging.getLogger("hashmesh.node")
@@ -103,6 +104,7 @@ class NodeService:
         self._sweeper: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         self.federation: Federation | None = None
+        self.match_pool: MatchPool | None = None  # set by the server when it runs workers
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
         self._unapplied_lock = threading.Lock()
@@ -301,6 +303,7 @@ class NodeService:
             "signing_blocked": await self.store.read(lambda s: s.signing_blocked()),
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
+            "match_workers": None if self.match_pool is None else self.match_pool.status(),
         }
 
     async def _sweep_expired_forever(self) -> None:

@@ -174,6 +174,12 @@ class Table:
                               self.at(key))
         return value
 
+    def boolean(self, key: str, *, default: Any = MISSING) -> bool:
+        value = self._raw(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"must be true or false, got {type_name(value)}", self.at(key))
+        return value
+
     def integer(self, key: str, minimum: int, maximum: int, *, default: Any = MISSING) -> int:
         value = self._raw(key, default)
         if isinstance(value, bool) or not isinstance(value, int):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from node.api import SERVICE_KEY
 from node.app import create_app
+from node.config import hash_token
 from node.openapi import openapi_document
 from node.service import NodeService
 from node.store import now_ms
@@ -188,14 +189,45 @@ async def test_status_reports_counts_and_origin(api: Client, node_dir: NodeDir) 
     assert body["index"] == {"pdq": 1}
 
 
-async def test_health_and_metrics_need_no_token(api: Client) -> None:
+async def test_health_needs_no_token_and_metrics_need_the_metrics_scope(api: Client) -> None:
     await add(api, {"type": "pdq", "value": pdq(12)})
-    del api.session.headers["Authorization"]
-    assert (await api.get("/healthz")).status == 200
     response = await api.get("/metrics")
     text = await response.text()
     assert 'hashmesh_hashes_active{hash_type="pdq"} 1.0' in text
     assert "hashmesh_records_signed_total" in text
+    del api.session.headers["Authorization"]
+    assert (await api.get("/healthz")).status == 200
+    response = await api.get("/metrics")
+    assert response.status == 401
+    assert (await response.json())["error"]["field"] == "Authorization"
+
+
+async def test_a_read_token_cannot_scrape_metrics_and_a_metrics_token_cannot_match(
+        make_node_dir: Any, aiohttp_client: Any) -> None:
+    node_dir = make_node_dir()
+    text = node_dir.config_path.read_text().replace('scopes = ["read", "write", "metrics"]',
+                                                    'scopes = ["read"]')
+    text += (f'[[api.tokens]]\nname = "prometheus"\nsha256 = "{hash_token("scrape")}"\n'
+             'scopes = ["metrics"]\n')
+    node_dir.config_path.write_text(text)
+    client = await aiohttp_client(create_app(await NodeService.open(node_dir.config())))
+    reader = {"Authorization": f"Bearer {node_dir.token}"}
+    scraper = {"Authorization": "Bearer scrape"}
+    response = await client.get("/metrics", headers=reader)
+    assert response.status == 403 and "metrics" in (await response.json())["error"]["message"]
+    assert (await client.get("/metrics", headers=scraper)).status == 200
+    response = await client.post("/v1/match", headers=scraper,
+                                 json={"hashes": [{"type": "pdq", "value": pdq(1)}]})
+    assert response.status == 403
+
+
+async def test_public_metrics_need_no_token(make_node_dir: Any, aiohttp_client: Any) -> None:
+    node_dir = make_node_dir()
+    node_dir.config_path.write_text(node_dir.config_path.read_text().replace(
+        "[[api.tokens]]", "public_metrics = true\n[[api.tokens]]", 1))
+    client = await aiohttp_client(create_app(await NodeService.open(node_dir.config())))
+    assert (await client.get("/metrics")).status == 200
+    assert (await client.post("/v1/match", json={"hashes": []})).status == 401
 
 
 async def test_match_image_hashes_in_memory_and_matches_a_resized_copy(
@@ -347,7 +379,7 @@ async def test_read_only_token_cannot_write(node_dir: NodeDir, aiohttp_client: A
     from node.config import hash_token
 
     text = node_dir.config_path.read_text().replace(
-        'scopes = ["read", "write"]', 'scopes = ["read"]')
+        'scopes = ["read", "write", "metrics"]', 'scopes = ["read"]')
     node_dir.config_path.write_text(text)
     assert 'scopes = ["read"]' in text
     service = await NodeService.open(node_dir.config())

@@ -43,13 +43,15 @@ class Node:
         self.log = tmp_path / "node.log"
         self.process = NodeProcess(self.config, self.url, self.log)
 
-    def call(self, url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    def call(self, url: str, method: str = "GET", body: Any = None,
+             text: bool = False) -> tuple[int, Any]:
         request = urllib.request.Request(
             url, method=method, data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {self.token}"})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read())
+                answer = response.read()
+                return response.status, answer.decode() if text else json.loads(answer)
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
@@ -95,6 +97,9 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 def test_workers_answer_what_the_node_adds_and_never_what_it_revoked(node: Node) -> None:
     assert len(node.workers()) == 2
+    status, answer = node.call(node.url + "/v1/status")
+    assert answer["match_workers"] == {"host": "127.0.0.1", "port": node.match_port,
+                                       "processes": 2, "ready": 2, "restarts": 0}
     status, added = node.call(node.url + "/v1/records", "POST",
                               {"items": [{"hashes": [{"type": "pdq", "value": VALUE}]}]})
     assert status == 201
@@ -113,7 +118,8 @@ def test_workers_answer_what_the_node_adds_and_never_what_it_revoked(node: Node)
     assert status == 400 and answer["error"]["field"].startswith("hashes")
 
     def exported() -> float:
-        metrics = urllib.request.urlopen(node.url + "/metrics", timeout=5).read().decode()
+        status, metrics = node.call(node.url + "/metrics", text=True)
+        assert status == 200
         lines = [line for line in metrics.splitlines() if line.startswith(
             'hashmesh_match_workers_match_queries_total{hash_type="pdq"}')]
         return float(lines[0].split()[-1]) if lines else 0.0
@@ -128,8 +134,14 @@ def test_a_killed_worker_is_replaced_and_all_go_when_the_node_is_killed(node: No
     replaced = wait_for(lambda: len(node.workers() - first) == 1 and len(node.workers()) == 2,
                         30, "a replacement worker")
     assert replaced and victim not in node.workers()
-    wait_for(lambda: "match worker" in node.log.read_text() and "ready" in
-             node.log.read_text().rpartition("starting it again")[2], 30, "the new worker")
+    def workers_status() -> dict[str, int]:
+        answer: dict[str, int] = node.call(node.url + "/v1/status")[1]["match_workers"]
+        return answer
+
+    wait_for(lambda: workers_status()["ready"] == 2, 30, "the replacement to be ready")
+    assert workers_status()["restarts"] == 1
+    assert "match worker 0 exited with code -9; starting it again" in node.log.read_text() \
+        or "match worker 1 exited with code -9; starting it again" in node.log.read_text()
     assert node.matched(VALUE) == []
 
     survivors = node.workers()

@@ -79,6 +79,7 @@ def test_node_example_loads_with_documented_values() -> None:
     assert config.federation.peers_file == CONFIGS / "peers.toml"
     assert config.federation.peers_file_is_default
     assert config.federation.pull_interval_seconds == 30
+    assert config.match_workers is None and not config.public_metrics
 
 
 def test_match_workers_are_off_unless_configured_and_default_to_two_on_the_listen_host(
@@ -228,7 +229,7 @@ NODE_ERRORS = [
     (T + T, "api.tokens[1].name: duplicate token name 't'"),
     (T + T.replace('"t"', '"u"'), "api.tokens[1].sha256: duplicate token hash"),
     (T.replace('["read"]', '["read", "admin"]'),
-     "api.tokens[0].scopes[1]: unknown value 'admin' (expected one of: read, write)"),
+     "api.tokens[0].scopes[1]: unknown value 'admin' (expected one of: metrics, read, write)"),
     (T.replace('["read"]', '["read", "read"]'), "api.tokens[0].scopes[1]: duplicate scope"),
     (T.replace('["read"]', "[]"), "api.tokens[0].scopes: needs at least 1 entries"),
     (T.replace('scopes = ["read"]\n', ""), "api.tokens[0].scopes: missing required key"),
@@ -265,6 +266,8 @@ NODE_ERRORS = [
      "match_workers.processes: must be an integer between 1 and 64, got 0"),
     ('[match_workers]\nport = 8471\nhost = "a b"\n', "match_workers.host: not an IP address"),
     ("[match_workers]\nport = 8471\nworkers = 2\n", "match_workers.workers: unknown key"),
+    ('[api]\npublic_metrics = "yes"\n', "api.public_metrics: must be true or false, got a "
+                                          "string"),
 ]
 
 
@@ -553,7 +556,7 @@ def test_rendered_node_config_loads_with_the_given_values(tmp_path: Path) -> Non
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 9000)
     assert config.data_dir == tmp_path / "state"
     token = config.find_token(TOKEN)
-    assert token is not None and token.scopes == {"read", "write"}
+    assert token is not None and token.scopes == {"read", "write", "metrics"}
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
