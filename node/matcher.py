@@ -653,9 +653,19 @@ class Matcher:
     def bulk_load(
         self, hash_type: str, entry_ids: Sequence[int] | np.ndarray, values: Sequence[str]
     ) -> None:
+        self.bulk_load_packed(hash_type, entry_ids, pack_many(hash_type, values))
+
+    def bulk_load_packed(self, hash_type: str, entry_ids: Sequence[int] | np.ndarray,
+                         packed: bytes | bytearray) -> None:
+        """``bulk_load`` of values already packed (``pack_many``): loading from the store
+        packs a chunk at a time rather than holding every value as a string."""
         index = self._index(hash_type)
-        ids = self._claim_ids(hash_type, entry_ids, values, "bulk_load")
-        index.bulk_load(ids, _pack_many(hash_type, values))
+        width = TYPE_SPECS[hash_type].bits // 8  # photodna: its SHA-256
+        if len(packed) != width * len(entry_ids):
+            raise ValueError(f"bulk_load_packed: {len(entry_ids)} entry ids but "
+                             f"{len(packed)} bytes of {width}-byte values")
+        ids = self._claim_ids(hash_type, entry_ids, len(entry_ids), "bulk_load")
+        index.bulk_load(ids, bytes(packed))
 
     def query(self, hash_type: str, value: str, threshold: int) -> list[tuple[int, int]]:
         index = self._index(hash_type)
@@ -703,15 +713,15 @@ class Matcher:
     ) -> None:
         """``add`` for many entries of one type, vectorised (``HammingIndex.add_many``)."""
         index = self._index(hash_type)
-        ids = self._claim_ids(hash_type, entry_ids, values, "add_many")
-        index.add_many(ids, _pack_many(hash_type, values))
+        ids = self._claim_ids(hash_type, entry_ids, len(values), "add_many")
+        index.add_many(ids, pack_many(hash_type, values))
 
     def _claim_ids(self, hash_type: str, entry_ids: Sequence[int] | np.ndarray,
-                   values: Sequence[str], caller: str) -> np.ndarray:
+                   values: int, caller: str) -> np.ndarray:
         """The ids as an array, after removing any of them held under another hash type."""
         ids = np.asarray(entry_ids, dtype=np.int64)
-        if len(ids) != len(values):
-            raise ValueError(f"{caller}: {len(ids)} entry ids but {len(values)} values")
+        if len(ids) != values:
+            raise ValueError(f"{caller}: {len(ids)} entry ids but {values} values")
         for name, other in self._indexes.items():
             if name != hash_type and len(other):
                 for dup in other._present_among(ids).tolist():
@@ -743,7 +753,7 @@ def _pack(hash_type: str, value: str) -> bytes:
     return packed
 
 
-def _pack_many(hash_type: str, values: Sequence[str]) -> bytes:
+def pack_many(hash_type: str, values: Sequence[str]) -> bytes:
     """Packed bits of many values; a bad one is reported with its position."""
     if hash_type == "photodna":
         return b"".join(hashlib.sha256(v.encode("ascii")).digest() for v in values)

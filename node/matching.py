@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from node.config import NodeConfig
 from node.hasher import hash_image
-from node.matcher import Matcher
+from node.matcher import Matcher, pack_many
 from node.metrics import NodeMetrics, labelled
 from node.store import AsyncStore, EntryRow, Store, now_ms
 
@@ -93,9 +97,9 @@ class Matching:
         matcher = Matcher()
         types = await self.store.read(lambda s: s.active_hash_types())
         for hash_type in types:
-            ids, values = await self.store.read(partial(Store.active_entries,
-                                                        hash_type=hash_type, through=through))
-            matcher.bulk_load(hash_type, ids, values)
+            ids, packed = await self.store.read(partial(_read_packed, hash_type=hash_type,
+                                                        through=through))
+            matcher.bulk_load_packed(hash_type, ids, packed)
         self.matcher = matcher
         self.update_gauges()
 
@@ -240,6 +244,18 @@ class IndexLookups:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
+
+
+def _read_packed(store: Store, hash_type: str, through: int | None
+                 ) -> tuple[npt.NDArray[np.int64], bytearray]:
+    """The ids and packed values of every hash in force of one type, read and packed a chunk
+    at a time (on a store reader thread), so that loading never holds them all as strings."""
+    ids = array("q")
+    packed = bytearray()
+    for chunk_ids, values in store.active_entries(hash_type, through):
+        ids.extend(chunk_ids)
+        packed += pack_many(hash_type, values)
+    return np.frombuffer(ids, dtype=np.int64), packed
 
 
 def _provenance(store: Store, entry_ids: set[int]

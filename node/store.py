@@ -387,15 +387,23 @@ class Store:
             "ORDER BY seq", (origin,)).fetchall()
         return [bytes(raw) for (raw,) in rows]
 
-    def active_entries(self, hash_type: str, through: int | None = None
-                       ) -> tuple[list[int], list[str]]:
-        """Ids and values of every hash in force of one type, for loading the matcher;
-        with ``through``, only entries with ids up to it."""
-        rows = self.reader().execute(
+    def active_entries(self, hash_type: str, through: int | None = None,
+                       chunk: int = 100_000) -> Iterator[tuple[list[int], list[str]]]:
+        """Ids and values of every hash in force of one type, for loading the matcher, in
+        chunks of up to ``chunk`` rows; with ``through``, only entries with ids up to it.
+
+        Chunks, so that the caller can pack each one and drop its strings: 1M values held
+        at once as Python strings are ~150 MB, which the allocator then keeps.
+        """
+        cursor = self.reader().execute(
             "SELECT id, value FROM entries WHERE active=1 AND hash_type=? "
             "AND (expires IS NULL OR expires > ?) AND id <= ?",
-            (hash_type, now_ms(), MAX_ENTRY_ID if through is None else through)).fetchall()
-        return [r[0] for r in rows], [r[1] for r in rows]
+            (hash_type, now_ms(), MAX_ENTRY_ID if through is None else through))
+        try:
+            while rows := cursor.fetchmany(chunk):
+                yield [r[0] for r in rows], [r[1] for r in rows]
+        finally:
+            cursor.close()
 
     def last_entry_id(self) -> int:
         """The highest entry id stored (0 if none). Entries are numbered in commit order and

@@ -298,3 +298,17 @@ def test_merge_and_compaction_keep_results_exact() -> None:
         assert list(zip(ids.tolist(), dist.tolist(), strict=True)) == by_distance(
             brute(model, q, 12)
         )
+
+
+def test_bulk_load_packed_answers_as_bulk_load_and_checks_the_length() -> None:
+    rng = np.random.default_rng(3)
+    values = [bytes(v).hex() for v in rng.integers(0, 256, (MIN_INDEXED_ROWS * 2, 32),
+                                                      dtype=np.uint8)]
+    ids = list(range(1, len(values) + 1))
+    from_hex, packed = Matcher(), Matcher()
+    from_hex.bulk_load("pdq", ids, values)
+    packed.bulk_load_packed("pdq", ids, bytearray(b"".join(bytes.fromhex(v) for v in values)))
+    for value in values[:50]:
+        assert packed.query("pdq", value, 31) == from_hex.query("pdq", value, 31)
+    with pytest.raises(ValueError, match="2 entry ids but 96 bytes of 32-byte values"):
+        Matcher().bulk_load_packed("pdq", [1, 2], bytes(96))

@@ -178,3 +178,18 @@ def test_a_database_of_another_schema_version_is_refused(tmp_path: Path) -> None
         conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     with pytest.raises(SchemaVersionError, match="schema version 1; this node needs"):
         Store(tmp_path / "s" / "store.db")
+
+
+def test_active_entries_come_in_chunks_that_cover_exactly_the_hashes_in_force(
+        tmp_path: Path) -> None:
+    store = store_at(tmp_path / "s")
+    store.ingest(mixed_log(), source="peer")
+    chunks = list(store.active_entries("pdq", chunk=2))
+    assert [len(ids) for ids, _ in chunks] == [2, 2, 1]
+    loaded = {i: v for ids, values in chunks for i, v in zip(ids, values, strict=True)}
+    assert loaded == {i: v for i, v in active_entries(tmp_path / "s").items()
+                      if len(v) == 64}
+    last_pdq = max(loaded)
+    assert {i for ids, _ in store.active_entries("pdq", through=last_pdq - 1) for i in ids} \
+        == set(loaded) - {last_pdq}
+    store.close()
