@@ -13,8 +13,9 @@ from node.api import (
     add_routes,
     auth_middleware,
     errors_middleware,
+    healthz,
 )
-from node.federation_api import add_federation_routes, peer_auth_middleware
+from node.federation_api import MAX_NOTIFY_BYTES, add_federation_routes, peer_auth_middleware
 from node.reload import PeersWatcher
 from node.service import NodeService
 from node.sync import Federation
@@ -25,18 +26,22 @@ WATCHER_KEY = web.AppKey("peers_watcher", PeersWatcher)
 def create_app(service: NodeService, *, federate: bool = True) -> web.Application:
     """The node's aiohttp application; closing it closes the service.
 
-    With ``federate`` the app also pulls from and notifies its peers, and reloads the peers
-    file on change or SIGHUP.
+    It serves the local API, and the peer routes too unless ``[federation.listen]`` gives
+    peers a listener of their own (``create_peer_app``). With ``federate`` the node also pulls
+    from and notifies its peers, and reloads the peers file on change or SIGHUP.
     """
     limits = service.config.limits
+    shared = service.config.federation.listen is None
     app = web.Application(
-        middlewares=[errors_middleware, peer_auth_middleware, auth_middleware],
+        middlewares=([errors_middleware, peer_auth_middleware, auth_middleware] if shared
+                     else [errors_middleware, auth_middleware]),
         client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1,
     )
     app[SERVICE_KEY] = service
     app[MATCHING_KEY] = service.matching
     add_routes(app)
-    add_federation_routes(app)
+    if shared:
+        add_federation_routes(app)
 
     async def start(app: web.Application) -> None:
         await service.start_background()
@@ -57,6 +62,18 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
+    return app
+
+
+def create_peer_app(service: NodeService) -> web.Application:
+    """The peer routes alone (``/v1/heads``, ``/v1/log``, ``/v1/notify``) and ``/healthz``,
+    for ``[federation.listen]``. The app of ``create_app`` owns the service's life."""
+    app = web.Application(middlewares=[errors_middleware, peer_auth_middleware],
+                          client_max_size=MAX_NOTIFY_BYTES + 1)
+    app[SERVICE_KEY] = service
+    app[MATCHING_KEY] = service.matching
+    add_federation_routes(app)
+    app.router.add_get("/healthz", healthz, name="healthz")
     return app
 
 

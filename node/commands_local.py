@@ -94,7 +94,7 @@ def show_id(args: argparse.Namespace) -> int:
     node_key = root if config.keys.node == config.keys.root else read_secret_key(
         config.keys.node)
     scheme = "https" if config.tls else "http"
-    url = f"{scheme}://{config.listen.host}:{config.listen.port}"
+    url = f"{scheme}://{config.peer_listen.host}:{config.peer_listen.port}"
     peer_name = "".join(c if c.isalnum() else "-" for c in config.name.lower()).strip("-")
     print_json({"name": config.name, "origin": root.id, "node_key": node_key.id, "url": url,
                 "peers_toml": {"name": peer_name[:64] or "peer", "url": url,

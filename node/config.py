@@ -148,6 +148,8 @@ class FederationConfig:
     pull_interval_seconds: int = 30
     public_url: str | None = None
     ca_file: Path | None = None
+    # A listener of its own for peers (``[federation.listen]``); None: peers use ``[listen]``
+    listen: ListenConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,11 @@ class NodeConfig:
     @property
     def db_path(self) -> Path:
         return self.data_dir / DATABASE_FILE
+
+    @property
+    def peer_listen(self) -> ListenConfig:
+        """Where peers reach this node: ``[federation.listen]``, else ``[listen]``."""
+        return self.federation.listen or self.listen
 
     def find_token(self, token: str) -> ApiToken | None:
         """The API token whose hash matches ``token``, compared in constant time.
@@ -231,8 +238,9 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
         top.table("match_workers", {"processes", "host", "port"}), listen)
         if top.has("match_workers") else None)
     limits = _parse_limits(top.table("limits", set(LimitsConfig.__dataclass_fields__)))
-    federation = _parse_federation(top.table("federation", {"peers_file", "public_url", "ca_file",
-                                                            "pull_interval_seconds"}), base_dir)
+    federation = _parse_federation(top.table("federation", {
+        "peers_file", "public_url", "ca_file", "pull_interval_seconds", "listen"}), base_dir,
+        listen, match_workers)
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=MatchConfig(thresholds), limits=limits, federation=federation,
@@ -254,17 +262,25 @@ def _parse_listen(listen: Table) -> ListenConfig:
 
 
 def _parse_match_workers(table: Table, listen: ListenConfig) -> MatchWorkersConfig:
+    address = _extra_listener(table, listen, "the port the match workers listen on",
+                              {listen.port: "listen.port"})
+    processes = table.integer("processes", 1, MAX_MATCH_PROCESSES, default=2)
+    return MatchWorkersConfig(processes=processes, host=address.host, port=address.port)
+
+
+def _extra_listener(table: Table, listen: ListenConfig, port_is: str,
+                    taken: dict[int, str]) -> ListenConfig:
+    """A listener besides ``[listen]``: a required port not ``taken`` by another, and a host
+    that defaults to ``listen.host``."""
     if not table.has("port"):
-        raise ConfigError("required: the port the match workers listen on", table.at("port"))
+        raise ConfigError(f"required: {port_is}", table.at("port"))
     host = table.string("host", default=listen.host)
     if not _is_host(host):
         raise ConfigError(f"not an IP address or host name: {host!r:.80}", table.at("host"))
     port = table.integer("port", 1, 65535)
-    if port == listen.port:
-        raise ConfigError(f"must differ from listen.port ({listen.port}): the node itself "
-                          "serves that port", table.at("port"))
-    processes = table.integer("processes", 1, MAX_MATCH_PROCESSES, default=2)
-    return MatchWorkersConfig(processes=processes, host=host, port=port)
+    if port in taken:
+        raise ConfigError(f"must differ from {taken[port]} ({port})", table.at("port"))
+    return ListenConfig(host=host, port=port)
 
 
 def _parse_tls(tls: Table, base_dir: Path) -> TlsConfig | None:
@@ -334,8 +350,12 @@ def _parse_limits(limits: Table) -> LimitsConfig:
     )
 
 
-def _parse_federation(federation: Table, base_dir: Path) -> FederationConfig:
+def _parse_federation(federation: Table, base_dir: Path, listen: ListenConfig,
+                      match_workers: MatchWorkersConfig | None) -> FederationConfig:
     raw = federation.string("peers_file", default=DEFAULT_PEERS_FILE)
+    peer_listen = (_parse_peer_listen(federation.table("listen", {"host", "port"}), listen,
+                                      match_workers)
+                   if federation.has("listen") else None)
     return FederationConfig(
         peers_file=federation.file_path("peers_file", base_dir, default=DEFAULT_PEERS_FILE),
         peers_file_is_default=raw == DEFAULT_PEERS_FILE,
@@ -345,7 +365,18 @@ def _parse_federation(federation: Table, base_dir: Path) -> FederationConfig:
                     if federation.has("public_url") else None),
         ca_file=(federation.file_path("ca_file", base_dir) if federation.has("ca_file")
                  else None),
+        listen=peer_listen,
     )
+
+
+def _parse_peer_listen(table: Table, listen: ListenConfig,
+                       match_workers: MatchWorkersConfig | None) -> ListenConfig:
+    """``[federation.listen]``: peers get a port of their own, and the local API stays on
+    ``[listen]``, which can then be bound where only the organisation's services reach it."""
+    taken = {listen.port: "listen.port"}
+    if match_workers is not None:
+        taken[match_workers.port] = "match_workers.port"
+    return _extra_listener(table, listen, "the port peers connect to", taken)
 
 
 def _is_host(host: str) -> bool:

@@ -70,13 +70,15 @@ def make_verifier(app: web.Application) -> RequestVerifier:
 
 
 def own_authorities(config: NodeConfig) -> frozenset[str]:
-    """The ``host:port`` values a peer's signed request may name: our public URL and listener.
+    """The ``host:port`` values a peer's signed request may name: our public URL and the
+    listener peers use (``NodeConfig.peer_listen``).
 
     Binding signatures to our authority stops a peer from replaying, to us, a request that
     another node's peer signed for that node.
     """
     scheme = "https" if config.tls else "http"
-    urls = [f"{scheme}://{config.listen.host}:{config.listen.port}"]
+    listen = config.peer_listen
+    urls = [f"{scheme}://{listen.host}:{listen.port}"]
     if config.federation.public_url:
         urls.append(config.federation.public_url)
     return frozenset(url_parts(url)[0] for url in urls)

@@ -10,8 +10,8 @@ import ssl
 
 from aiohttp import web
 
-from node.app import create_app
-from node.config import NodeConfig
+from node.app import create_app, create_peer_app
+from node.config import ListenConfig, NodeConfig
 from node.match_pool import MatchPool
 from node.service import NodeService
 
@@ -40,24 +40,36 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     service = await NodeService.open(config)
-    app = create_app(service)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(create_app(service), handle_signals=False, access_log=None)
     await runner.setup()
+    peer_runner = (web.AppRunner(create_peer_app(service), handle_signals=False,
+                                 access_log=None)
+                   if config.federation.listen is not None else None)
     context = tls_context(config)
-    site = web.TCPSite(runner, config.listen.host, config.listen.port, ssl_context=context)
     pool = (MatchPool(config, service.origin, service.metrics)
             if config.match_workers is not None else None)
     service.match_pool = pool
     try:
         if pool is not None:  # first: a node that answers on its port has its workers up
             await pool.start()
-        await site.start()
-        scheme = "https" if context else "http"
-        log.info("hashmesh node %r (origin %s) listening on %s://%s:%d", config.name,
-                 service.origin, scheme, config.listen.host, config.listen.port)
+        await _start_site(runner, config.listen, context, f"node {config.name!r} (origin "
+                          f"{service.origin}) listening")
+        if peer_runner is not None:
+            await peer_runner.setup()
+            await _start_site(peer_runner, config.peer_listen, context,
+                              "listening for peers")
         await stop.wait()
         log.info("shutting down")
     finally:
         if pool is not None:
             await pool.stop()
+        if peer_runner is not None:
+            await peer_runner.cleanup()
         await runner.cleanup()
+
+
+async def _start_site(runner: web.AppRunner, listen: ListenConfig,
+                      context: ssl.SSLContext | None, what: str) -> None:
+    await web.TCPSite(runner, listen.host, listen.port, ssl_context=context).start()
+    log.info("hashmesh %s on %s://%s:%d", what, "https" if context else "http", listen.host,
+             listen.port)

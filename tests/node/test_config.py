@@ -92,6 +92,16 @@ def test_match_workers_are_off_unless_configured_and_default_to_two_on_the_liste
             config.match_workers.port) == (2, "127.0.0.2", 9000)
 
 
+def test_peers_use_the_api_listener_unless_federation_listen_gives_them_their_own(
+        tmp_path: Path) -> None:
+    config = load_node_config(write(tmp_path, "node.toml", MINIMAL_NODE))
+    assert config.federation.listen is None and config.peer_listen == config.listen
+    config = load_node_config(write(tmp_path, "node.toml", MINIMAL_NODE + (
+        '[federation.listen]\nhost = "0.0.0.0"\nport = 8480\n')))
+    assert (config.peer_listen.host, config.peer_listen.port) == ("0.0.0.0", 8480)
+    assert (config.listen.host, config.listen.port) == ("127.0.0.1", 8470)
+
+
 def test_node_example_documents_every_limit_at_its_default() -> None:
     from node.config import LimitsConfig
     assert load_node_config(NODE_EXAMPLE).limits == LimitsConfig()
@@ -268,6 +278,14 @@ NODE_ERRORS = [
     ("[match_workers]\nport = 8471\nworkers = 2\n", "match_workers.workers: unknown key"),
     ('[api]\npublic_metrics = "yes"\n', "api.public_metrics: must be true or false, got a "
                                           "string"),
+    ("[federation.listen]\nhost = \"0.0.0.0\"\n",
+     "federation.listen.port: required: the port peers connect to"),
+    ("[federation.listen]\nport = 8470\n", "federation.listen.port: must differ from "
+                                            "listen.port (8470)"),
+    ("[match_workers]\nport = 9000\n[federation.listen]\nport = 9000\n",
+     "federation.listen.port: must differ from match_workers.port (9000)"),
+    ("[federation.listen]\nport = 9000\nhots = \"x\"\n",
+     "federation.listen.hots: unknown key 'hots', did you mean 'host'?"),
 ]
 
 
