@@ -93,14 +93,25 @@ def show_id(args: argparse.Namespace) -> int:
     root = read_secret_key(config.keys.root)
     node_key = root if config.keys.node == config.keys.root else read_secret_key(
         config.keys.node)
-    scheme = "https" if config.tls else "http"
-    url = f"{scheme}://{config.peer_listen.host}:{config.peer_listen.port}"
+    url = peer_url(config)
     peer_name = "".join(c if c.isalnum() else "-" for c in config.name.lower()).strip("-")
     print_json({"name": config.name, "origin": root.id, "node_key": node_key.id, "url": url,
                 "peers_toml": {"name": peer_name[:64] or "peer", "url": url,
                                "node_key": node_key.id, "origin": root.id,
                                "accept_origins": [root.id]}})
     return 0
+
+
+def peer_url(config: NodeConfig) -> str:
+    """The URL peers should use: ``federation.public_url``, else the peer listener's address
+    (with a warning when that is a wildcard address no peer can dial)."""
+    if config.federation.public_url:
+        return config.federation.public_url
+    listen = config.peer_listen
+    if listen.host in ("0.0.0.0", "::"):
+        print(f"hashmesh: warning: peers cannot connect to {listen.host}; set "
+              "federation.public_url in node.toml to the URL they should use", file=sys.stderr)
+    return f"{'https' if config.tls else 'http'}://{listen.host}:{listen.port}"
 
 
 def hash_paths(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ the tests load both.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -37,7 +38,14 @@ from types import MappingProxyType
 from typing import Any
 
 from node.peers_config import PeersConfig, check_url, load_peers_config
-from node.toml_reader import ConfigError, Table, check_unused, read_toml, toml_value
+from node.toml_reader import (
+    ConfigError,
+    Table,
+    check_unused,
+    parse_toml,
+    read_text,
+    toml_value,
+)
 from protocol.errors import ProtocolError
 from protocol.hashtypes import get_hash_type
 from protocol.records import (
@@ -171,6 +179,8 @@ class NodeConfig:
     match_workers: MatchWorkersConfig | None = None
     # /metrics without a token: only for a listener that nobody else can reach
     public_metrics: bool = False
+    # the file's text as loaded, handed to match workers so they run on the same config
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def db_path(self) -> Path:
@@ -209,9 +219,15 @@ def hash_token(token: str) -> str:
 
 def load_node_config(path: Path) -> NodeConfig:
     """Read and validate ``node.toml``; raise ``ConfigError`` naming the file and the field."""
-    data = read_toml(path)
+    return node_config_from_text(read_text(path), path)
+
+
+def node_config_from_text(text: str, path: Path) -> NodeConfig:
+    """``load_node_config`` of ``text`` as if read from ``path`` (match workers get the text
+    the node loaded, not whatever the file holds when they start)."""
     try:
-        return parse_node_config(data, path=path)
+        return dataclasses.replace(parse_node_config(parse_toml(text, path), path=path),
+                                   text=text)
     except ConfigError as exc:
         raise exc.in_file(path) from None
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from prometheus_client.metrics_core import Metric
 
 from node.config import NodeConfig
 from node.metrics import NodeMetrics
+from node.store import database_identity
 from node.tasks import cancel_and_wait
 
 log = logging.getLogger("hashmesh.match_pool")
@@ -89,6 +91,21 @@ class WorkerMetrics:
             yield metric
 
 
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Close the worker's stdin (it exits on EOF) and wait; kill it if it is slow."""
+    if process.returncode is not None:
+        return
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        await asyncio.wait_for(process.wait(), STOP_SECONDS)
+    except TimeoutError:
+        log.warning("match worker pid %d did not stop; killing it", process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
 def _exported(name: str) -> str:
     return name.replace("hashmesh_", "hashmesh_match_workers_", 1)
 
@@ -108,10 +125,13 @@ class MatchPool:
         self._ready: set[int] = set()
         self._restarts = 0
         self._stopping = False
+        self._database = (0, 0)  # the (device, inode) of the node's database, at start
 
     async def start(self) -> None:
         """Start every worker and wait until all are serving; raise ``MatchPoolError`` (after
         stopping the others) if one cannot start."""
+        self._check_port_free()
+        self._database = database_identity(self.config.db_path)
         loop = asyncio.get_running_loop()
         ready = [loop.create_future() for _ in range(self.count)]
         self._supervisors = [asyncio.create_task(self._supervise(slot, ready[slot]))
@@ -134,19 +154,22 @@ class MatchPool:
     async def stop(self) -> None:
         """Close every worker's stdin (they exit on EOF), then wait; kill the slow ones."""
         self._stopping = True
-        for process in list(self._processes.values()):
-            if process.stdin is not None:
-                process.stdin.close()
-        for process in list(self._processes.values()):
-            try:
-                await asyncio.wait_for(process.wait(), STOP_SECONDS)
-            except TimeoutError:
-                log.warning("match worker pid %d did not stop; killing it", process.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        await asyncio.gather(*(_end(process) for process in list(self._processes.values())))
         for task in self._supervisors:
             await cancel_and_wait(task)
+
+    def _check_port_free(self) -> None:
+        """Refuse a port that something already listens on. Workers bind it with
+        ``SO_REUSEPORT``, which another process of the same user could share silently (a
+        second node with the same config would split our queries); a plain bind cannot."""
+        listen = self.config.match_workers
+        assert listen is not None
+        try:
+            with socket.create_server((listen.host, listen.port)):
+                pass
+        except OSError as exc:
+            raise MatchPoolError(f"match_workers.port: cannot listen on {listen.host}:"
+                                 f"{listen.port}: {exc.strerror or exc}") from None
 
     def status(self) -> dict[str, Any]:
         """For ``/v1/status``: how many workers serve now, of how many, and restarts so far."""
@@ -161,8 +184,8 @@ class MatchPool:
             started = time.monotonic()
             try:
                 code = await self._run_once(slot, ready)
-            except OSError as exc:  # could not even start the process
-                log.error("match worker %d: %s", slot, exc)
+            except Exception as exc:  # a process we cannot start or read: logged, replaced
+                log.error("match worker %d: %s: %s", slot, type(exc).__name__, exc)
                 code = None
             if time.monotonic() - started > STABLE_SECONDS:
                 pause = FIRST_RESTART_SECONDS  # it had been running fine: a new failure
@@ -181,27 +204,39 @@ class MatchPool:
             pause = min(pause * 2, MAX_RESTART_SECONDS)
 
     async def _run_once(self, slot: int, ready: asyncio.Future[None]) -> int | None:
-        """Run one worker process until it exits; returns its exit code."""
+        """Run one worker process until it exits; returns its exit code. Whatever ends
+        this (the worker's exit, a fault reading it, cancellation), the process is gone
+        when it returns."""
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "node.match_worker", str(self.config.path.absolute()),
-            "--origin", self.origin, "--slot", str(slot),
+            "--slot", str(slot),
             "--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel()),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=READ_LIMIT)
         self._processes[slot] = process
-        assert process.stdout is not None
+        assert process.stdin is not None and process.stdout is not None
         try:
+            process.stdin.write(json.dumps({
+                "origin": self.origin, "config": self.config.text,
+                "database": list(self._database)}).encode() + b"\n")
+            await process.stdin.drain()
+            if self._stopping:
+                process.stdin.close()
             async for line in process.stdout:
                 self._on_message(slot, line, ready)
             return await process.wait()
         finally:
             self._processes.pop(slot, None)
             self._ready.discard(slot)
+            await asyncio.shield(_end(process))
 
     def _on_message(self, slot: int, line: bytes, ready: asyncio.Future[None]) -> None:
         try:
             message = json.loads(line)
         except ValueError:
-            log.warning("match worker %d wrote a line that is not JSON: %.200r", slot, line)
+            message = None
+        if not isinstance(message, dict):
+            log.warning("match worker %d wrote a line that is not a JSON object: %.200r",
+                        slot, line)
             return
         if "metrics" in message:
             self.metrics.update(slot, message["metrics"])

@@ -1,8 +1,11 @@
 """One match worker: a process that answers ``POST /v1/match`` from the node's store.
 
 The node starts its ``[match_workers]`` processes itself (``node/match_pool.py``) as
-``python -m node.match_worker CONFIG --origin ORIGIN --slot N``; nobody runs this by hand.
-Each worker:
+``python -m node.match_worker CONFIG --slot N``; nobody runs this by hand. The first line on
+its stdin gives it the node's origin, the text of ``node.toml`` *as the node loaded it*, and
+the identity (device, inode) of the database the node has open: a worker started again after
+an operator edited the file, or moved the database, must answer as the running node does, or
+not at all. Each worker:
 
 * opens the node's database as a follower (schema checked, nothing created), loads its own
   index from it without re-verifying any signature, and binds the ``[match_workers]``
@@ -44,13 +47,13 @@ from node.api import (
     auth_middleware,
     errors_middleware,
 )
-from node.config import NodeConfig, load_node_config
+from node.config import NodeConfig, node_config_from_text
 from node.matcher import Matcher
 from node.matching import Matching
 from node.metrics import NodeMetrics
 from node.schema import SchemaVersionError
 from node.server import tls_context
-from node.store import AsyncStore, Store, StoreError
+from node.store import AsyncStore, Store, StoreError, database_identity
 from node.tasks import cancel_and_wait
 from node.toml_reader import ConfigError
 
@@ -66,14 +69,21 @@ REPORTED_METRICS = ("hashmesh_http_requests", "hashmesh_match_queries", "hashmes
                     "hashmesh_match_seconds")
 
 
+class DatabaseMovedError(Exception):
+    """The database file is no longer the one the node has open."""
+
+
 class MatchWorker:
     """The state of one worker: a follower store, an index, and the peers' names."""
 
-    def __init__(self, config: NodeConfig, origin: str) -> None:
+    def __init__(self, config: NodeConfig, origin: str,
+                 database: tuple[int, int] | None = None) -> None:
         self.config = config
         self.origin = origin
+        self.database = database
         self.metrics = NodeMetrics()
         self.store = AsyncStore(Store(config.db_path, follower=True))
+        self.check_database()
         self.peers = config.load_peers()
         self._peers_stamp = _stamp(config.federation.peers_file)
         self._stale: list[int] = []
@@ -89,9 +99,24 @@ class MatchWorker:
     def origin_name(self, origin: str) -> str | None:
         return self.config.name if origin == self.origin else self.peers.origin_name(origin)
 
+    def check_database(self) -> None:
+        """Raise ``DatabaseMovedError`` unless ``config.db_path`` is still the file the node
+        has open (when the node said which)."""
+        if self.database is None:
+            return
+        try:
+            found = database_identity(self.config.db_path)
+        except OSError:
+            found = None
+        if found != tuple(self.database):
+            raise DatabaseMovedError(
+                f"{self.config.db_path} is no longer the database the node has open (moved "
+                "or replaced); restart the node")
+
     async def follow(self) -> int:
         """Index what the node committed since the last call, and drop the stale entries
         found by answers since then; returns the number of hashes added."""
+        self.check_database()
         added = 0
         while True:
             last, batch = await self.store.read(partial(
@@ -155,35 +180,48 @@ def create_worker_app(worker: MatchWorker) -> web.Application:
                           client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1)
     app[MATCHING_KEY] = worker.matching
     add_match_routes(app)
-    main = f"{worker.config.listen.host}:{worker.config.listen.port}"
-
     async def elsewhere(request: web.Request) -> web.Response:
         raise ApiError(404, "NOT_ON_MATCH_LISTENER",
                        f"{request.method} {request.path}: this listener serves only POST "
-                       f"/v1/match, POST /v1/match/image and GET /healthz; the node's full API "
-                       f"is on {main}", "path")
+                       "/v1/match, POST /v1/match/image and GET /healthz; the rest of the API "
+                       "is on the node's own port", "path")
 
     app.router.add_route("*", "/{tail:.*}", elsewhere, name="elsewhere")
     return app
 
 
-async def every(seconds: float, step: Callable[[], object]) -> None:
-    """Run ``step`` (sync or async) every ``seconds``; an error is logged, not fatal."""
+class Stop(asyncio.Event):
+    """Set to stop the worker; ``error`` says why, when it is a fault (the exit code is 2)."""
+
+    error: Exception | None = None
+
+    def fail(self, error: Exception) -> None:
+        self.error = error
+        self.set()
+
+
+async def every(seconds: float, step: Callable[[], object], stop: Stop) -> None:
+    """Run ``step`` (sync or async) every ``seconds``; an error is logged, not fatal, except
+    ``DatabaseMovedError``, which stops the worker."""
     while True:
         await asyncio.sleep(seconds)
         try:
             result = step()
             if asyncio.iscoroutine(result):
                 await result
+        except DatabaseMovedError as exc:
+            stop.fail(exc)
+            return
         except Exception:
             log.exception("match worker: %s failed", getattr(step, "__name__", step))
 
 
-async def serve_worker(config: NodeConfig, origin: str, slot: int, stop: asyncio.Event) -> None:
+async def serve_worker(config: NodeConfig, origin: str, slot: int, stop: Stop,
+                       database: tuple[int, int] | None = None) -> None:
     """Load, bind, report ready, and serve until ``stop`` is set."""
     assert config.match_workers is not None
     listen = config.match_workers
-    worker = MatchWorker(config, origin)
+    worker = MatchWorker(config, origin, database)
     runner: web.AppRunner | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -195,12 +233,14 @@ async def serve_worker(config: NodeConfig, origin: str, slot: int, stop: asyncio
         await site.start()
         emit({"ready": {"slot": slot, "pid": os.getpid(),
                         "hashes": worker.matching.matcher.count()}})
-        tasks = [asyncio.create_task(every(seconds, step)) for seconds, step in (
+        tasks = [asyncio.create_task(every(seconds, step, stop)) for seconds, step in (
             (FOLLOW_SECONDS, worker.follow),
             (REPORT_SECONDS, lambda: emit(worker.report())),
             (EXPIRY_SWEEP_SECONDS, worker.matching.sweep_expired),
             (PEERS_CHECK_SECONDS, worker.reload_peers_if_changed))]
         await stop.wait()
+        if stop.error is not None:
+            raise stop.error
     finally:
         for task in tasks:
             await cancel_and_wait(task)
@@ -223,26 +263,38 @@ def stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event)
     threading.Thread(target=wait, name="stdin-watch", daemon=True).start()
 
 
+def read_handshake(config_path: Path) -> tuple[NodeConfig, str, tuple[int, int]]:
+    """The node's first line on our stdin: its origin, its config text and its database."""
+    line = sys.stdin.buffer.readline()
+    try:
+        message = json.loads(line)
+        config = node_config_from_text(message["config"], config_path)
+        origin, database = str(message["origin"]), message["database"]
+        return config, origin, (int(database[0]), int(database[1]))
+    except (ValueError, LookupError, TypeError) as exc:
+        raise ConfigError(f"no valid start message from the node on stdin ({exc})",
+                          "stdin") from None
+
+
 async def main_async(args: argparse.Namespace) -> None:
-    config = load_node_config(args.config)
+    config, origin, database = read_handshake(args.config)
     if config.match_workers is None:
         raise ConfigError("no [match_workers] section: this node runs no match workers",
                           "match_workers")
-    stop = asyncio.Event()
+    stop = Stop()
     loop = asyncio.get_running_loop()
     stop_when_stdin_closes(loop, stop)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     # Ctrl-C reaches the whole process group; the node stops us itself, so a worker that
     # stopped first would only be reported as died and restarted
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    await serve_worker(config, args.origin, args.slot, stop)
+    await serve_worker(config, origin, args.slot, stop, database)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m node.match_worker",
                                      description="A match worker (started by `hashmesh run`).")
     parser.add_argument("config", type=Path)
-    parser.add_argument("--origin", required=True)
     parser.add_argument("--slot", type=int, default=0)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -250,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         f"%(asctime)s %(levelname)s %(name)s[worker {args.slot}]: %(message)s"))
     try:
         asyncio.run(main_async(args))
-    except (ConfigError, StoreError, SchemaVersionError, OSError) as exc:
+    except (ConfigError, StoreError, SchemaVersionError, DatabaseMovedError, OSError) as exc:
         log.error("match worker %d stopped: %s", args.slot, " ".join(str(exc).split()))
         return 2
     return 0

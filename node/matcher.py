@@ -335,7 +335,7 @@ class HammingIndex:
     def contains(self, entry_id: int) -> bool:
         return self._find_row(entry_id) is not None
 
-    def bulk_load(self, entry_ids: IntArray, packed: bytes) -> None:
+    def bulk_load(self, entry_ids: IntArray, packed: bytes | bytearray) -> None:
         """Add many entries in one go and (re)build the CSR part: the start-up path.
 
         Ids already present (or repeated within the batch) are replaced by their last value.
@@ -665,7 +665,7 @@ class Matcher:
             raise ValueError(f"bulk_load_packed: {len(entry_ids)} entry ids but "
                              f"{len(packed)} bytes of {width}-byte values")
         ids = self._claim_ids(hash_type, entry_ids, len(entry_ids), "bulk_load")
-        index.bulk_load(ids, bytes(packed))
+        index.bulk_load(ids, packed)
 
     def query(self, hash_type: str, value: str, threshold: int) -> list[tuple[int, int]]:
         index = self._index(hash_type)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import signal
 import ssl
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +17,7 @@ from node.app import create_app, create_peer_app
 from node.config import ListenConfig, NodeConfig
 from node.match_pool import MatchPool
 from node.service import NodeService
+from node.tasks import cancel_and_wait
 
 log = logging.getLogger("hashmesh.server")
 
@@ -39,6 +43,9 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if config.public_metrics and not _is_loopback(config.listen.host):
+        log.warning("api.public_metrics is on and %s is not a loopback address: anyone who "
+                    "reaches it can read /metrics, which names your peers", config.listen.host)
     service = await NodeService.open(config)
     runner = web.AppRunner(create_app(service), handle_signals=False, access_log=None)
     await runner.setup()
@@ -50,8 +57,9 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
             if config.match_workers is not None else None)
     service.match_pool = pool
     try:
-        if pool is not None:  # first: a node that answers on its port has its workers up
-            await pool.start()
+        # first: a node that answers on its port has its workers up
+        if pool is not None and not await _unless_stopped(pool.start(), stop):
+            return
         await _start_site(runner, config.listen, context, f"node {config.name!r} (origin "
                           f"{service.origin}) listening")
         if peer_runner is not None:
@@ -66,6 +74,28 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
         if peer_runner is not None:
             await peer_runner.cleanup()
         await runner.cleanup()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (SIGTERM while match workers load): then
+    cancel it and return False."""
+    working = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not working.done():
+        await cancel_and_wait(working)
+        log.info("stopped while starting")
+        return False
+    working.result()  # raises what the work raised
+    return True
 
 
 async def _start_site(runner: web.AppRunner, listen: ListenConfig,

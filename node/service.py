@@ -116,8 +116,12 @@ class NodeService:
         store = AsyncStore(Store(config.db_path))
         service = cls(config, identity, store, config.load_peers())
         service._warming = asyncio.create_task(_warm_up_kernel())
-        await service._authorise_signer()
-        await service.reload_index()
+        try:
+            await service._authorise_signer()
+            await service.reload_index()
+        except BaseException:
+            await service.close()
+            raise
         return service
 
     async def start_background(self) -> None:

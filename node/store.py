@@ -130,6 +130,12 @@ WRITER_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=16384")
 MAX_ENTRY_ID = 2**63 - 1
 
 
+def database_identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of a database file: which file a path names right now."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -159,6 +165,8 @@ class Store:
             if not self.path.is_file():
                 raise StoreError(f"{self.path}: no database here (the node creates it)")
             self.conn = connect(self.path)
+            # its audit commits must not checkpoint the WAL: the node tunes that for syncs
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
             check_version(self.conn)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -90,3 +90,18 @@ def test_records_travel_through_the_peer_listener_and_the_ports_stay_apart(
     finally:
         b.stop()
         a.stop()
+
+
+def test_with_a_peer_listener_peers_must_sign_for_it_not_for_the_api_port(
+        tmp_path: Path) -> None:
+    from node.config import load_node_config
+    from node.federation_api import own_authorities
+
+    config_path, _, api_port = make_node(tmp_path, "a", "127.0.0.2",
+                                         "\n[federation.listen]\nport = 9999\n")
+    assert own_authorities(load_node_config(config_path)) == {"127.0.0.2:9999"}
+    config_path.write_text(config_path.read_text().replace(
+        "[federation.listen]", 'public_url = "https://peers.example.org"\n[federation.listen]'))
+    assert own_authorities(load_node_config(config_path)) == {"127.0.0.2:9999",
+                                                              "peers.example.org"}
+    assert f"127.0.0.2:{api_port}" not in own_authorities(load_node_config(config_path))

@@ -14,9 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from node.match_pool import WorkerMetrics
-from node.match_worker import MatchWorker
+from node.match_worker import DatabaseMovedError, MatchWorker
 from node.service import HashQuery, NodeService
-from node.store import Store, StoreError, now_ms
+from node.store import Store, StoreError, database_identity, now_ms
 from protocol.records import Distribution, HashEntry, Item, Target
 from tests.conftest import NodeDir
 from tests.node.test_match_path import add_pdq, flip, match_audits, pdq
@@ -108,6 +108,22 @@ async def test_a_worker_names_origins_from_the_peers_file_it_rereads(
                           f'node_key = "{other}"\norigin = "{other}"\n')
     worker.reload_peers_if_changed()
     assert worker.origin_name(other) == "helpline-x"
+
+
+async def test_a_worker_refuses_a_database_that_is_not_the_one_the_node_has_open(
+        service: NodeService, node_dir: NodeDir) -> None:
+    config = node_dir.config()
+    with pytest.raises(DatabaseMovedError, match="no longer the database the node has open"):
+        MatchWorker(config, service.origin, database=(0, 0))
+    worker = MatchWorker(config, service.origin, database_identity(config.db_path))
+    try:
+        await worker.load()
+        config.db_path.rename(config.db_path.with_suffix(".moved"))
+        config.db_path.write_bytes(b"")
+        with pytest.raises(DatabaseMovedError):
+            await worker.follow()
+    finally:
+        worker.close()
 
 
 def test_a_worker_needs_the_node_database_and_creates_none(tmp_path: Any) -> None:
