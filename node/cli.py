@@ -24,13 +24,14 @@ from node.client import ClientError
 from node.hasher import ImageError
 from node.keyfile import KeyFileError
 from node.match_pool import MatchPoolError
+from node.migrate import MigrationError
 from node.schema import SchemaVersionError
 from node.store import StoreError
 from node.toml_reader import ConfigError
 from protocol.errors import ProtocolError
 
 EXPECTED_ERRORS = (ConfigError, KeyFileError, ProtocolError, ImageError, ClientError,
-                   StoreError, SchemaVersionError, MatchPoolError, OSError)
+                   StoreError, SchemaVersionError, MatchPoolError, MigrationError, OSError)
 DEFAULT_CONFIG = "node.toml"
 
 
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Federated hash-sharing node against non-consensual intimate image abuse.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for register in (_init, _run, _id, _hash, _add, _revoke, _feedback, _match, _status,
-                     _verify, _export, _import, _peers, _key, _unfreeze):
+                     _verify, _export, _import, _migrate, _peers, _key, _unfreeze):
         register(sub)
     return parser
 
@@ -200,6 +201,14 @@ def _import(sub: Sub) -> None:
                  "verify and store records from an export (run with the node stopped)")
     _config_arg(p)
     p.add_argument("input", type=Path, metavar="FILE")
+
+
+def _migrate(sub: Sub) -> None:
+    p = _command(sub, "migrate", commands_local.migrate,
+                 "upgrade the database to this version's schema (node stopped)",
+                 "Copy a schema version 1 database into a new version 2 file, check the copy "
+                 "and swap it in; the old file is kept as hashmesh.db.v1-backup.")
+    _config_arg(p)
 
 
 def _peers(sub: Sub) -> None:

@@ -27,7 +27,7 @@ SIGNING_LINE = re.compile(r"^#?\s*signing\s*=.*$", re.MULTILINE)
 def rotate(args: argparse.Namespace) -> int:
     """Authorise a fresh signing key, revoke the old one (unless it is the root key)."""
     config = load_node_config(args.config)
-    _refuse_if_running(config)
+    refuse_if_running(config)
     root = read_secret_key(config.keys.root)
     old = read_secret_key(config.keys.signing)
     new = SigningKey.generate()
@@ -61,7 +61,7 @@ def rotate_signing_key(config: NodeConfig, *, root: SigningKey, old: SigningKey,
 def revoke_key(args: argparse.Namespace) -> int:
     """Revoke a (compromised) signing key; the node then signs with the root key."""
     config = load_node_config(args.config)
-    _refuse_if_running(config)
+    refuse_if_running(config)
     root = read_secret_key(config.keys.root)
     key = PublicKey.from_id(args.key, "KEY").id
     if key == root.id:
@@ -94,13 +94,14 @@ def unfreeze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_if_running(config: NodeConfig) -> None:
+def refuse_if_running(config: NodeConfig) -> None:
+    """Commands that rewrite the store (key rotation, migration) need the node stopped."""
     host = "127.0.0.1" if config.listen.host in ("0.0.0.0", "::") else config.listen.host
     with socket.socket() as sock:
         sock.settimeout(0.5)
         if sock.connect_ex((host, config.listen.port)) == 0:
             raise CliError(f"a node is listening on {host}:{config.listen.port}; stop it "
-                           "first (`hashmesh key` commands write to its log)")
+                           "first (this command rewrites its database)")
 
 
 def _point_config_at(config_path: Path, key_file: Path) -> None:

@@ -17,6 +17,7 @@ from node.cli_support import (
     print_json,
     print_json_line,
 )
+from node.commands_keys import refuse_if_running
 from node.config import (
     DEFAULT_PEERS_FILE,
     NodeConfig,
@@ -26,6 +27,7 @@ from node.config import (
 )
 from node.hasher import ImageError, hash_file, iter_image_files
 from node.keyfile import atomic_write, read_secret_key, write_secret_key
+from node.migrate import migrate_v1, schema_version
 from node.peers_config import (
     PeerConfig,
     add_peer,
@@ -33,6 +35,7 @@ from node.peers_config import (
     peer_to_toml_dict,
     remove_peer,
 )
+from node.schema import SCHEMA_VERSION
 from node.server import serve
 from node.store import Store
 from node.toml_reader import ConfigError
@@ -231,6 +234,21 @@ def import_lines(store: Store, path: Path, batch: int = 1000) -> tuple[int, int]
                 pending = []
     store.ingest(pending, source="import")
     return imported + len(pending), skipped
+
+
+def migrate(args: argparse.Namespace) -> int:
+    config = load_node_config(args.config)
+    if not config.db_path.exists():
+        raise CliError(f"{config.db_path}: no database yet (has the node run?)")
+    version = schema_version(config.db_path)
+    if version == SCHEMA_VERSION:
+        print(f"{config.db_path} is at schema version {SCHEMA_VERSION}: nothing to do")
+        return 0
+    refuse_if_running(config)
+    done = migrate_v1(config.db_path)
+    print_json({"migrated": f"schema {version} -> {SCHEMA_VERSION}", "records": done.records,
+                "entries": done.entries, "backup": str(done.backup)})
+    return 0
 
 
 def _open_existing_store(config: NodeConfig) -> Store:

@@ -90,7 +90,10 @@ def check_version(conn: sqlite3.Connection) -> None:
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None and row[0] != str(SCHEMA_VERSION):
+            how = ("Upgrade it with `hashmesh migrate` (node stopped; the old file is kept as "
+                   "hashmesh.db.v1-backup)" if row[0] == "1" else
+                   "Export its records with the node version that wrote it (hashmesh export) "
+                   "and import them into a new node directory (hashmesh import)")
             raise SchemaVersionError(
                 f"the database has schema version {row[0]}; this node needs {SCHEMA_VERSION}. "
-                "Export its records with the node version that wrote it (hashmesh export) and "
-                "import them into a new node directory (hashmesh import)")
+                + how)

@@ -114,17 +114,17 @@ def test_import_refuses_a_tampered_export(running_node: tuple[Path, NodeProcess]
     assert "Traceback" not in result.stderr
 
 
-def test_a_database_of_an_older_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_database_of_another_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     directory = tmp_path / "node"
     run_cli("init", directory, "--port", str(free_port()))
     database = load_node_config(directory / "node.toml").db_path
     Store(database).close()
     with sqlite3.connect(database) as conn:
-        conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+        conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
     result = run_cli("verify", "--config", directory / "node.toml", check=False)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
-    assert "schema version 1; this node needs" in result.stderr
+    assert "schema version 3; this node needs" in result.stderr
     assert "hashmesh export" in result.stderr
 
 
