@@ -110,11 +110,14 @@ def _copy_rows(conn: sqlite3.Connection) -> None:
     for table in UNCHANGED_TABLES:
         names = ", ".join(row[1] for row in conn.execute(f"PRAGMA v1.table_info({table})"))
         conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM v1.{table}")
+    # meta also holds state that must survive, e.g. signing_blocked after a restored backup
+    conn.execute("INSERT INTO meta (key, value) SELECT key, value FROM v1.meta "
+                 "WHERE key != 'schema_version'")
 
 
 def _check_counts(conn: sqlite3.Connection) -> dict[str, int]:
     counts = {}
-    for table in ("records", "entries", *UNCHANGED_TABLES):
+    for table in ("records", "entries", *UNCHANGED_TABLES, "meta"):
         (old,) = conn.execute(f"SELECT COUNT(*) FROM v1.{table}").fetchone()
         (new,) = conn.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()
         if old != new:

@@ -74,6 +74,7 @@ async def fill(node_dir: NodeDir) -> Path:
         await service.revoke([Target(first.id, 1)], "withdrawn", "token:t")
         await service.feedback(Target(first.id, 0), "confirmed", None, "token:t")
         await service.store.write(lambda s: s.ingest(mixed_log(), source="peer"))
+        await service.store.write(lambda s: s.block_signing("restored from a backup"))
         return service.config.db_path
     finally:
         await service.close()
