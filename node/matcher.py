@@ -664,7 +664,7 @@ class Matcher:
         if len(packed) != width * len(entry_ids):
             raise ValueError(f"bulk_load_packed: {len(entry_ids)} entry ids but "
                              f"{len(packed)} bytes of {width}-byte values")
-        ids = self._claim_ids(hash_type, entry_ids, len(entry_ids), "bulk_load")
+        ids = self._claim_ids(hash_type, entry_ids)
         index.bulk_load(ids, packed)
 
     def query(self, hash_type: str, value: str, threshold: int) -> list[tuple[int, int]]:
@@ -713,15 +713,14 @@ class Matcher:
     ) -> None:
         """``add`` for many entries of one type, vectorised (``HammingIndex.add_many``)."""
         index = self._index(hash_type)
-        ids = self._claim_ids(hash_type, entry_ids, len(values), "add_many")
+        if len(entry_ids) != len(values):
+            raise ValueError(f"add_many: {len(entry_ids)} entry ids but {len(values)} values")
+        ids = self._claim_ids(hash_type, entry_ids)
         index.add_many(ids, pack_many(hash_type, values))
 
-    def _claim_ids(self, hash_type: str, entry_ids: Sequence[int] | np.ndarray,
-                   values: int, caller: str) -> np.ndarray:
+    def _claim_ids(self, hash_type: str, entry_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """The ids as an array, after removing any of them held under another hash type."""
         ids = np.asarray(entry_ids, dtype=np.int64)
-        if len(ids) != values:
-            raise ValueError(f"{caller}: {len(ids)} entry ids but {values} values")
         for name, other in self._indexes.items():
             if name != hash_type and len(other):
                 for dup in other._present_among(ids).tolist():
