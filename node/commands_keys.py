@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from node.cli_support import CliError, print_json
-from node.config import NodeConfig, load_node_config
+from node.config import WILDCARD_HOSTS, NodeConfig, load_node_config
 from node.keyfile import read_secret_key, write_secret_key
 from node.store import Store
 from protocol.keys import PublicKey, SigningKey
@@ -96,7 +96,7 @@ def unfreeze(args: argparse.Namespace) -> int:
 
 def refuse_if_running(config: NodeConfig) -> None:
     """Commands that rewrite the store (key rotation, migration) need the node stopped."""
-    host = "127.0.0.1" if config.listen.host in ("0.0.0.0", "::") else config.listen.host
+    host = "127.0.0.1" if config.listen.host in WILDCARD_HOSTS else config.listen.host
     with socket.socket() as sock:
         sock.settimeout(0.5)
         if sock.connect_ex((host, config.listen.port)) == 0:

@@ -20,6 +20,7 @@ from node.cli_support import (
 from node.commands_keys import refuse_if_running
 from node.config import (
     DEFAULT_PEERS_FILE,
+    WILDCARD_HOSTS,
     NodeConfig,
     hash_token,
     load_node_config,
@@ -111,7 +112,7 @@ def peer_url(config: NodeConfig) -> str:
     if config.federation.public_url:
         return config.federation.public_url
     listen = config.peer_listen
-    if listen.host in ("0.0.0.0", "::"):
+    if listen.host in WILDCARD_HOSTS:
         print(f"hashmesh: warning: peers cannot connect to {listen.host}; set "
               "federation.public_url in node.toml to the URL they should use", file=sys.stderr)
     return f"{'https' if config.tls else 'http'}://{listen.host}:{listen.port}"

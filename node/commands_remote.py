@@ -11,7 +11,7 @@ from typing import Any
 
 from node.cli_support import CliError, cli_token_path, print_json
 from node.client import LocalClient
-from node.config import load_node_config
+from node.config import WILDCARD_HOSTS, load_node_config
 from node.hasher import hash_file
 from protocol.hashtypes import get_hash_type
 
@@ -23,7 +23,7 @@ def client_for(args: argparse.Namespace) -> LocalClient:
         config = load_node_config(args.config)
         if url is None:
             host = config.listen.host
-            host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            host = "127.0.0.1" if host in WILDCARD_HOSTS else host
             url = f"{'https' if config.tls else 'http'}://{host}:{config.listen.port}"
         if token is None:
             token = _read_cli_token(cli_token_path(args.config))

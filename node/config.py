@@ -66,6 +66,8 @@ HOSTNAME_PATTERN = re.compile(
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_LENGTH = 200
 GIB = 2**30
+# Addresses that listen everywhere but that no client can connect to.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 
 
 # --- node.toml ----------------------------------------------------------------------------
@@ -271,10 +273,15 @@ def _parse_keys(keys: Table, base_dir: Path) -> KeysConfig:
 
 
 def _parse_listen(listen: Table) -> ListenConfig:
-    host = listen.string("host", default=ListenConfig.host)
+    return ListenConfig(host=_host(listen, ListenConfig.host),
+                        port=listen.integer("port", 1, 65535, default=ListenConfig.port))
+
+
+def _host(table: Table, default: str) -> str:
+    host = table.string("host", default=default)
     if not _is_host(host):
-        raise ConfigError(f"not an IP address or host name: {host!r:.80}", listen.at("host"))
-    return ListenConfig(host=host, port=listen.integer("port", 1, 65535, default=ListenConfig.port))
+        raise ConfigError(f"not an IP address or host name: {host!r:.80}", table.at("host"))
+    return host
 
 
 def _parse_match_workers(table: Table, listen: ListenConfig) -> MatchWorkersConfig:
@@ -290,9 +297,7 @@ def _extra_listener(table: Table, listen: ListenConfig, port_is: str,
     that defaults to ``listen.host``."""
     if not table.has("port"):
         raise ConfigError(f"required: {port_is}", table.at("port"))
-    host = table.string("host", default=listen.host)
-    if not _is_host(host):
-        raise ConfigError(f"not an IP address or host name: {host!r:.80}", table.at("host"))
+    host = _host(table, listen.host)
     port = table.integer("port", 1, 65535)
     if port in taken:
         raise ConfigError(f"must differ from {taken[port]} ({port})", table.at("port"))
