@@ -45,9 +45,9 @@ from pathlib import Path
 import aiohttp
 
 from bench.nodes import BenchNode, fill_log, make_node, peak_rss_mb, random_pdq
-from node.cli_support import cli_token_path
-from node.config import load_node_config
-from node.keyfile import read_secret_key
+from hashmesh.node.cli.support import cli_token_path
+from hashmesh.node.config.keyfile import read_secret_key
+from hashmesh.node.config.node import load_node_config
 
 HIT_RATIO = 0.10
 MAX_HIT_DISTANCE = 31
@@ -98,7 +98,7 @@ class ProfiledNode(BenchNode):
         self.profile_path = self.directory / "node.prof"
         log = open(self.directory / "node.log", "ab")  # noqa: SIM115 - owned by the child
         command = [sys.executable, "-m", "cProfile", "-o", str(self.profile_path),
-                   "-m", "node.cli", "run", "--config", str(self.config),
+                   "-m", "hashmesh.node.cli.main", "run", "--config", str(self.config),
                    "--log-level", "WARNING"]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -407,10 +407,10 @@ async def stage_costs(node: BenchNode, queries: list[Query], connections: int,
     ``NodeService.match`` over the request mix (empty when ``profile_calls`` is 0)."""
     from aiohttp import web
 
-    from node.matching import HashQuery
-    from node.requests import parse_match
-    from node.service import NodeService
-    from protocol import canonical
+    from hashmesh.node.api.requests import parse_match
+    from hashmesh.node.matching.answers import HashQuery
+    from hashmesh.node.service import NodeService
+    from hashmesh.protocol import canonical
 
     config = load_node_config(node.config)
     service = await NodeService.open(config)

@@ -1,4 +1,5 @@
-"""How fast node.hasher is on large photos, and what its reduced decode costs in PDQ accuracy.
+"""How fast the image hasher (``node/matching/hasher.py``) is on large photos, and what its
+reduced decode costs in PDQ accuracy.
 
     python bench/hash_bench.py [--quick]
 
@@ -7,7 +8,7 @@ Table 1: median time of ``hash_image`` (all computable types, and PDQ alone) for
 (``short_side=None``) and the default reduced way, with the PDQ distance between the two paths.
 
 Table 2: the distance between the two paths over many scikit-image images and crops, upscaled to
-4000x3000 and 3000x4000 and saved as JPEG q88 -- the figures quoted in ``node/hasher.py``.
+4000x3000 and 3000x4000 and saved as JPEG q88 -- the figures quoted in ``node/matching/hasher.py``.
 Textures and scanned pages are included on purpose: they move most.
 """
 
@@ -24,8 +25,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from node.hasher import WORKING_SHORT_SIDE, decode_image, hash_image
-from protocol.hashtypes import HASH_TYPES
+from hashmesh.node.matching.hasher import WORKING_SHORT_SIDE, decode_image, hash_image
+from hashmesh.protocol.hashtypes import HASH_TYPES
 
 PERCEPTUAL = ["pdq", "phash", "dhash", "ahash", "whash"]
 SAMPLES = [

@@ -117,7 +117,7 @@ def throughput(fn: Any, queries: list[str], repeats: int, threads: int) -> float
 
 
 def run_hashmesh(n: int, dataset: str, nq: int, repeats: int, threads: int) -> dict[str, Any]:
-    from node.matcher import Matcher
+    from hashmesh.node.matching.matcher import Matcher
 
     hashes = make_hashes(n, dataset)
     values = to_hex(hashes)
@@ -231,7 +231,7 @@ def run_other_types(n: int, nq: int, repeats: int, threads: int) -> dict[str, An
 def bench_type(
     hash_type: str, words: int, threshold: int, n: int, nq: int, repeats: int, threads: int
 ) -> dict[str, Any]:
-    from node.matcher import Matcher
+    from hashmesh.node.matching.matcher import Matcher
 
     hashes = make_hashes(n, "uniform", words=words)
     values = to_hex(hashes)

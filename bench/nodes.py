@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.commands_local import create_node_dir
-from node.config import load_node_config
-from node.keyfile import read_secret_key
-from node.peers_config import PeerConfig, add_peer
-from node.store import Store
-from protocol.keys import PublicKey, SigningKey
-from protocol.log import LogHead, append
-from protocol.records import AddBody, HashEntry, Item, SignedRecord
+from hashmesh.node.cli.local import create_node_dir
+from hashmesh.node.config.keyfile import read_secret_key
+from hashmesh.node.config.node import load_node_config
+from hashmesh.node.config.peers import PeerConfig, add_peer
+from hashmesh.node.store.sqlite import Store
+from hashmesh.protocol.keys import PublicKey, SigningKey
+from hashmesh.protocol.log import LogHead, append
+from hashmesh.protocol.records import AddBody, HashEntry, Item, SignedRecord
 
 
 def free_port(host: str) -> int:
@@ -86,8 +86,8 @@ class BenchNode:
 
     def start(self, timeout: float = 60) -> None:
         log = open(self.directory / "node.log", "ab")  # noqa: SIM115 - owned by the child
-        command = [sys.executable, "-m", "node.cli", "run", "--config", str(self.config),
-                   "--log-level", "WARNING"]
+        command = [sys.executable, "-m", "hashmesh.node.cli.main", "run",
+                   "--config", str(self.config), "--log-level", "WARNING"]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout

@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocol.keys import SigningKey  # noqa: E402
-from protocol.records import MAX_ITEMS, AddBody, SignedRecord  # noqa: E402
-from protocol.signing import KeyGrant, KeyRing, sign_record, verify  # noqa: E402
+from hashmesh.protocol.keys import SigningKey  # noqa: E402
+from hashmesh.protocol.records import MAX_ITEMS, AddBody, SignedRecord  # noqa: E402
+from hashmesh.protocol.signing import KeyGrant, KeyRing, sign_record, verify  # noqa: E402
 
 ROOT = SigningKey(bytes(range(32)))
 SIGNER = SigningKey(bytes(range(32, 64)))

@@ -3,7 +3,7 @@
 ``NodeService`` joins the config, the identity keys, the store and the in-memory matcher.
 Every write goes store-first: the record is signed and committed, then the matcher is
 updated with the committed changes, so the index never shows what the store could lose.
-The HTTP layer (``node/api.py``) and federation call into this class.
+The HTTP layer (``node/api/routes.py``) and federation call into this class.
 """
 
 from __future__ import annotations
@@ -12,25 +12,24 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from node.config import NodeConfig
-from node.keyfile import read_secret_key
-from node.matcher import Matcher
-from node.matching import ALL_TYPES, HashQuery, Matching
-from node.metrics import NodeMetrics
-from node.peers_config import PeersConfig
-from node.store import AsyncStore, Changes, Store
-from node.tasks import cancel_and_wait
-from protocol import canonical
-from protocol.errors import SchemaError
-from protocol.evidence import Evidence
-from protocol.hashtypes import get_hash_type
-from protocol.keys import SigningKey
-from protocol.records import (
+from hashmesh.node.config.identity import Identity
+from hashmesh.node.config.node import NodeConfig
+from hashmesh.node.config.peers import PeersConfig
+from hashmesh.node.federation.sync import Federation
+from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
+from hashmesh.node.matching.matcher import Matcher
+from hashmesh.node.runtime.metrics import NodeMetrics
+from hashmesh.node.runtime.tasks import cancel_and_wait
+from hashmesh.node.store.sqlite import AsyncStore, Changes, Store
+from hashmesh.protocol import canonical
+from hashmesh.protocol.errors import SchemaError
+from hashmesh.protocol.evidence import Evidence
+from hashmesh.protocol.hashtypes import get_hash_type
+from hashmesh.protocol.records import (
     MAX_RECORD_BYTES,
     AddBody,
     Distribution,
@@ -41,10 +40,6 @@ from protocol.records import (
     SignedRecord,
     Target,
 )
-
-if TYPE_CHECKING:
-    from node.match_pool import MatchPool
-    from node.sync import Federation
 
 log = logging.getLogger("hashmesh.node")
 
@@ -68,27 +63,6 @@ class ForbiddenError(Exception):
         self.path = path
 
 
-@dataclass(frozen=True)
-class Identity:
-    """This node's keys: the origin's root key, the log signer and the transport key."""
-
-    root: SigningKey
-    signer: SigningKey
-    node: SigningKey
-
-    @property
-    def origin(self) -> str:
-        return self.root.id
-
-    @classmethod
-    def load(cls, config: NodeConfig) -> Identity:
-        root = read_secret_key(config.keys.root)
-        signer = (root if config.keys.signing == config.keys.root
-                  else read_secret_key(config.keys.signing))
-        node = root if config.keys.node == config.keys.root else read_secret_key(config.keys.node)
-        return cls(root=root, signer=signer, node=node)
-
-
 class NodeService:
     """One organisation's node: its store, index and keys."""
 
@@ -104,7 +78,8 @@ class NodeService:
         self._sweeper: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         self.federation: Federation | None = None
-        self.match_pool: MatchPool | None = None  # set by the server when it runs workers
+        # what the server's match workers report, when it runs them
+        self.worker_status: Callable[[], dict[str, Any]] | None = None
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
         self._unapplied_lock = threading.Lock()
@@ -307,7 +282,7 @@ class NodeService:
             "signing_blocked": await self.store.read(lambda s: s.signing_blocked()),
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
-            "match_workers": None if self.match_pool is None else self.match_pool.status(),
+            "match_workers": None if self.worker_status is None else self.worker_status(),
         }
 
     async def _sweep_expired_forever(self) -> None:
@@ -342,7 +317,7 @@ async def _warm_up_kernel() -> None:
         return
     elapsed = time.monotonic() - started
     if elapsed > 2:
-        from node.hamming_kernels import CACHE_ON_DISK  # imports numba: only here
+        from hashmesh.node.matching.hamming_kernels import CACHE_ON_DISK  # imports numba: only here
 
         log.info("compiled the match kernel in %.1f s (%s)", elapsed,
                  "first start after an install; cached for later starts" if CACHE_ON_DISK

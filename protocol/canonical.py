@@ -28,7 +28,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from protocol.errors import EncodingError, NonCanonicalError, OversizeError
+from hashmesh.protocol.errors import EncodingError, NonCanonicalError, OversizeError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -22,16 +22,13 @@ HTTP API returns unchanged, so that a peer or a platform can act on it without p
     ├── ChainError                      BAD_CHAIN
     │   ├── GapError                    GAP
     │   ├── PrevMismatchError           WRONG_PREV
-    │   └── EquivocationError           EQUIVOCATION   (carries the evidence)
+    │   └── EquivocationError           EQUIVOCATION   (in evidence.py, beside what it carries)
     └── EvidenceError                   BAD_EVIDENCE
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
-
-if TYPE_CHECKING:
-    from protocol.evidence import Evidence
+from typing import ClassVar
 
 
 class ProtocolError(ValueError):
@@ -145,16 +142,6 @@ class PrevMismatchError(ChainError):
     """``prev`` is not the id of the record at ``seq - 1``."""
 
     code = "WRONG_PREV"
-
-
-class EquivocationError(ChainError):
-    """Two valid records claim the same ``(origin, seq)``; ``evidence`` proves it offline."""
-
-    code = "EQUIVOCATION"
-
-    def __init__(self, message: str, evidence: Evidence, path: str = "") -> None:
-        super().__init__(message, path)
-        self.evidence = evidence
 
 
 class EvidenceError(ProtocolError):

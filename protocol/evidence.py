@@ -15,10 +15,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from protocol.errors import EvidenceError, ProtocolError
-from protocol.fields import Fields
-from protocol.records import KeyBody, SignedRecord
-from protocol.signing import verify_signature
+from hashmesh.protocol.errors import ChainError, EvidenceError, ProtocolError
+from hashmesh.protocol.fields import Fields
+from hashmesh.protocol.records import KeyBody, SignedRecord
+from hashmesh.protocol.signing import verify_signature
+
+
+class EquivocationError(ChainError):
+    """Two valid records claim the same ``(origin, seq)``; ``evidence`` proves it offline.
+
+    Part of the tree in ``errors.py``; defined here, beside the evidence it carries, so that
+    the error module imports nothing of the protocol's.
+    """
+
+    code = "EQUIVOCATION"
+
+    def __init__(self, message: str, evidence: Evidence, path: str = "") -> None:
+        super().__init__(message, path)
+        self.evidence = evidence
 
 
 @dataclass(frozen=True)

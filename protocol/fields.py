@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from protocol.canonical import join, type_name
-from protocol.errors import SchemaError, UnknownFieldError, UnknownTypeError
+from hashmesh.protocol.canonical import join, type_name
+from hashmesh.protocol.errors import SchemaError, UnknownFieldError, UnknownTypeError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
 
-from protocol.errors import HashValueError, UnknownHashTypeError
+from hashmesh.protocol.errors import HashValueError, UnknownHashTypeError
 
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
-from protocol.errors import KeyFormatError
+from hashmesh.protocol.errors import KeyFormatError
 
 PUBLIC_PREFIX = "ed25519:"
 SECRET_PREFIX = "ed25519-secret:"

@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.errors import ChainError, EquivocationError, GapError, PrevMismatchError
-from protocol.evidence import Evidence
-from protocol.fields import Fields
-from protocol.keys import PublicKey, SigningKey
-from protocol.records import Body, Distribution, KeyBody, SignedRecord, check_record_id
-from protocol.signing import sign_record
+from hashmesh.protocol.errors import ChainError, GapError, PrevMismatchError
+from hashmesh.protocol.evidence import EquivocationError, Evidence
+from hashmesh.protocol.fields import Fields
+from hashmesh.protocol.keys import PublicKey, SigningKey
+from hashmesh.protocol.records import Body, Distribution, KeyBody, SignedRecord, check_record_id
+from hashmesh.protocol.signing import sign_record
 
 
 @dataclass(frozen=True)

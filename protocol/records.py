@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
-from protocol import canonical
-from protocol.errors import (
+from hashmesh.protocol import canonical
+from hashmesh.protocol.errors import (
     DigestMismatchError,
     NonCanonicalError,
     OversizeError,
@@ -38,9 +38,9 @@ from protocol.errors import (
     SchemaError,
     UnknownTypeError,
 )
-from protocol.fields import Fields, check_integer, check_string, check_unique
-from protocol.hashtypes import HASH_TYPES, get_hash_type
-from protocol.keys import PublicKey, b64url_decode, b64url_encode
+from hashmesh.protocol.fields import Fields, check_integer, check_string, check_unique
+from hashmesh.protocol.hashtypes import HASH_TYPES, get_hash_type
+from hashmesh.protocol.keys import PublicKey, b64url_decode, b64url_encode
 
 VERSION = 1
 DOMAIN = b"hashmesh/record/v1\n"

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protocol.errors import (
+from hashmesh.protocol.errors import (
     BadSignatureError,
     KeyNotAuthorisedError,
     KeyRevokedError,
     SchemaError,
 )
-from protocol.keys import PublicKey, SigningKey
-from protocol.records import (
+from hashmesh.protocol.keys import PublicKey, SigningKey
+from hashmesh.protocol.records import (
     Body,
     Distribution,
     Head,

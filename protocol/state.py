@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from protocol.records import AddBody, FeedbackBody, Item, RevokeBody, SignedRecord
+from hashmesh.protocol.records import AddBody, FeedbackBody, Item, RevokeBody, SignedRecord
 
 
 @dataclass(frozen=True)

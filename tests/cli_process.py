@@ -16,7 +16,7 @@ from typing import Any
 def hashmesh_command() -> list[str]:
     """The installed console script, or the module if the script is not on this venv."""
     script = Path(sys.executable).parent / "hashmesh"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "node.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hashmesh.node.cli.main"]
 
 
 def run_cli(*args: str | Path, check: bool = True,

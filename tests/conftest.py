@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from node.app import create_app
-from node.commands_local import create_node_dir
-from node.config import NodeConfig, load_node_config
-from node.service import NodeService
+from hashmesh.node.api.app import create_app
+from hashmesh.node.cli.local import create_node_dir
+from hashmesh.node.config.node import NodeConfig, load_node_config
+from hashmesh.node.service import NodeService
 
 
 @dataclass

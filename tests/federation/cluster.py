@@ -11,14 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
-from node.app import create_app
-from node.commands_local import create_node_dir
-from node.config import load_node_config
-from node.peers_config import PeerConfig, add_peer, remove_peer
-from node.server import tls_context
-from node.service import HashQuery, NodeService
-from protocol.keys import PublicKey
-from protocol.records import Distribution, HashEntry, Item, Target
+from hashmesh.node.api.app import create_app
+from hashmesh.node.api.server import tls_context
+from hashmesh.node.cli.local import create_node_dir
+from hashmesh.node.config.node import load_node_config
+from hashmesh.node.config.peers import PeerConfig, add_peer, remove_peer
+from hashmesh.node.service import HashQuery, NodeService
+from hashmesh.protocol.keys import PublicKey
+from hashmesh.protocol.records import Distribution, HashEntry, Item, Target
 from tests.conftest import free_port
 
 
@@ -132,9 +132,9 @@ class Cluster:
     def reload_peers(self, name: str) -> None:
         node = self.nodes[name]
         assert node.service is not None
-        from node.reload import PeersWatcher
+        from hashmesh.node.federation.reload import PeersWatcher
 
-        assert PeersWatcher(node.service).reload()
+        assert PeersWatcher(node.service, node.service.federation).reload()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0,

@@ -25,11 +25,11 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from node.httpsig import sign_request
-from node.peers_config import PeerConfig
-from protocol.keys import PublicKey, SigningKey
-from protocol.log import LogHead, append
-from protocol.records import (
+from hashmesh.node.config.peers import PeerConfig
+from hashmesh.node.federation.httpsig import sign_request
+from hashmesh.protocol.keys import PublicKey, SigningKey
+from hashmesh.protocol.log import LogHead, append
+from hashmesh.protocol.records import (
     AddBody,
     Body,
     HashEntry,

@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.records import SignedRecord
-from protocol.state import State
+from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.state import State
 from tests.federation.cluster import Cluster, eventually
 
 

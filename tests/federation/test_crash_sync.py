@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from node.keyfile import read_secret_key
-from node.peers_config import PeerConfig, add_peer
-from protocol.keys import PublicKey
-from protocol.log import LogHead, append
-from protocol.records import AddBody, HashEntry, Item
+from hashmesh.node.config.keyfile import read_secret_key
+from hashmesh.node.config.peers import PeerConfig, add_peer
+from hashmesh.protocol.keys import PublicKey
+from hashmesh.protocol.log import LogHead, append
+from hashmesh.protocol.records import AddBody, HashEntry, Item
 from tests.cli_process import NodeProcess, run_cli
 from tests.conftest import free_port
 

@@ -29,12 +29,12 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from node import sync
-from node.cli_support import cli_token_path
-from node.config import LimitsConfig
-from node.peers_config import PeerConfig, add_peer
-from node.sync import Federation, PeerProtocolError, RecordRefusedError
-from protocol.errors import (
+from hashmesh.node.cli.support import cli_token_path
+from hashmesh.node.config.node import LimitsConfig
+from hashmesh.node.config.peers import PeerConfig, add_peer
+from hashmesh.node.federation import sync
+from hashmesh.node.federation.sync import Federation, PeerProtocolError, RecordRefusedError
+from hashmesh.protocol.errors import (
     BadSignatureError,
     ChainError,
     DigestMismatchError,
@@ -46,11 +46,11 @@ from protocol.errors import (
     ProtocolError,
     SchemaError,
 )
-from protocol.evidence import Evidence
-from protocol.keys import SigningKey, b64url_encode
-from protocol.log import LogHead, append
-from protocol.records import SignedRecord
-from protocol.signing import sign_record
+from hashmesh.protocol.evidence import Evidence
+from hashmesh.protocol.keys import SigningKey, b64url_encode
+from hashmesh.protocol.log import LogHead, append
+from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.signing import sign_record
 from tests.conftest import free_port
 from tests.federation.cluster import Cluster, Node, eventually
 from tests.federation.hostile import (

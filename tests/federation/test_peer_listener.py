@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from node.peers_config import PeerConfig, add_peer
-from protocol.keys import PublicKey
+from hashmesh.node.config.peers import PeerConfig, add_peer
+from hashmesh.protocol.keys import PublicKey
 from tests.cli_process import NodeProcess, run_cli, run_json
 from tests.conftest import free_port
 
@@ -94,8 +94,8 @@ def test_records_travel_through_the_peer_listener_and_the_ports_stay_apart(
 
 def test_with_a_peer_listener_peers_must_sign_for_it_not_for_the_api_port(
         tmp_path: Path) -> None:
-    from node.config import load_node_config
-    from node.federation_api import own_authorities
+    from hashmesh.node.config.node import load_node_config
+    from hashmesh.node.federation.routes import own_authorities
 
     config_path, _, api_port = make_node(tmp_path, "a", "127.0.0.2",
                                          "\n[federation.listen]\nport = 9999\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.keys import SigningKey
+from hashmesh.protocol.keys import SigningKey
 from tests.cli_process import NodeProcess, run_cli
 from tests.conftest import free_port
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.records import Distribution
+from hashmesh.protocol.records import Distribution
 from tests.federation.cluster import Cluster, eventually
 
 
@@ -142,7 +142,7 @@ async def test_group_scoped_record_reaches_only_group_members(cluster: Cluster) 
     for name in "abc":
         cluster.make(name)
     add_group = {"groups": ("apac",)}
-    from node.peers_config import add_peer
+    from hashmesh.node.config.peers import add_peer
 
     add_peer(cluster.nodes["a"].peers_file, cluster.peer_entry(cluster.nodes["b"], **add_group))
     add_peer(cluster.nodes["b"].peers_file, cluster.peer_entry(cluster.nodes["a"]))
@@ -174,9 +174,9 @@ async def test_invalid_peers_edit_is_refused_and_old_config_kept(cluster: Cluste
     a = cluster.nodes["a"]
     before = a.svc.peers
     a.peers_file.write_text(a.peers_file.read_text() + '\n[[peer]]\nname = "x"\nurl = "ftp://no"\n')
-    from node.reload import PeersWatcher
+    from hashmesh.node.federation.reload import PeersWatcher
 
-    assert PeersWatcher(a.svc).reload() is False
+    assert PeersWatcher(a.svc, a.svc.federation).reload() is False
     assert a.svc.peers is before
     await a.add(pdq(700))
     await eventually(lambda: matches_on(cluster, "b", pdq(700)), what="old config still works")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from node.commands_keys import rotate_signing_key
-from node.config import load_node_config
-from node.keyfile import read_secret_key
-from node.service import HashQuery
-from node.store import OriginFrozenError
-from protocol.keys import SigningKey
-from protocol.records import Target
+from hashmesh.node.cli.keys import rotate_signing_key
+from hashmesh.node.config.keyfile import read_secret_key
+from hashmesh.node.config.node import load_node_config
+from hashmesh.node.service import HashQuery
+from hashmesh.node.store.sqlite import OriginFrozenError
+from hashmesh.protocol.keys import SigningKey
+from hashmesh.protocol.records import Target
 from tests.federation.cluster import Cluster, eventually
 
 
@@ -43,7 +43,7 @@ async def test_signing_key_rotation_and_revocation_propagate(chain: Cluster,
     rotate_signing_key(config, root=root, old=root, new=first)
     rotate_signing_key(config, root=root, old=first, new=second)
     key_file = a.directory / "keys" / "second.key"
-    from node.keyfile import write_secret_key
+    from hashmesh.node.config.keyfile import write_secret_key
 
     write_secret_key(key_file, second)
     text = (a.directory / "node.toml").read_text()

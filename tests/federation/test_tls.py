@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from node.peers_config import PeerConfig, add_peer
-from node.service import HashQuery
-from protocol.keys import PublicKey
+from hashmesh.node.config.peers import PeerConfig, add_peer
+from hashmesh.node.service import HashQuery
+from hashmesh.protocol.keys import PublicKey
 from tests.federation.cluster import Cluster, Node, eventually
 
 VALUE = "ab" * 32

@@ -11,12 +11,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from node.api import SERVICE_KEY
-from node.app import create_app
-from node.config import hash_token
-from node.openapi import openapi_document
-from node.service import NodeService
-from node.store import now_ms
+from hashmesh.node.api.app import create_app
+from hashmesh.node.api.openapi import openapi_document
+from hashmesh.node.api.routes import SERVICE_KEY
+from hashmesh.node.config.node import hash_token
+from hashmesh.node.service import NodeService
+from hashmesh.node.store.sqlite import now_ms
 from tests.conftest import NodeDir
 
 Client = TestClient[Any, Any]
@@ -376,7 +376,7 @@ async def test_unknown_route_uses_the_error_shape(api: Client) -> None:
 
 
 async def test_read_only_token_cannot_write(node_dir: NodeDir, aiohttp_client: Any) -> None:
-    from node.config import hash_token
+    from hashmesh.node.config.node import hash_token
 
     text = node_dir.config_path.read_text().replace(
         'scopes = ["read", "write", "metrics"]', 'scopes = ["read"]')

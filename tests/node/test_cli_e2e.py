@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from node.config import load_node_config
-from node.store import Store
+from hashmesh.node.config.node import load_node_config
+from hashmesh.node.store.sqlite import Store
 from tests.cli_process import NodeProcess, run_cli, run_json
 from tests.conftest import free_port
 

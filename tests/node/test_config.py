@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from node.config import (
+from hashmesh.node.config.node import (
     ApiToken,
     NodeConfig,
     hash_token,
     load_node_config,
     render_node_config,
 )
-from node.peers_config import (
+from hashmesh.node.config.peers import (
     PeerConfig,
     PeersConfig,
     add_peer,
@@ -26,8 +26,8 @@ from node.peers_config import (
     peer_to_toml_dict,
     remove_peer,
 )
-from node.toml_reader import ConfigError
-from protocol.keys import PublicKey, SigningKey
+from hashmesh.node.config.toml_reader import ConfigError
+from hashmesh.protocol.keys import PublicKey, SigningKey
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NODE_EXAMPLE = CONFIGS / "node.example.toml"
@@ -103,7 +103,7 @@ def test_peers_use_the_api_listener_unless_federation_listen_gives_them_their_ow
 
 
 def test_node_example_documents_every_limit_at_its_default() -> None:
-    from node.config import LimitsConfig
+    from hashmesh.node.config.node import LimitsConfig
     assert load_node_config(NODE_EXAMPLE).limits == LimitsConfig()
 
 
@@ -173,7 +173,7 @@ def test_config_objects_are_frozen(tmp_path: Path) -> None:
 
 
 def test_threshold_override_and_fallback_to_hash_type_default(tmp_path: Path) -> None:
-    from protocol.hashtypes import get_hash_type
+    from hashmesh.protocol.hashtypes import get_hash_type
     config = load_node_config(write(tmp_path, "node.toml", MINIMAL_NODE + "[match.thresholds]\n"
                                                                           "pdq = 20\n"))
     assert config.match.threshold_for("pdq") == 20

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from node.config import load_node_config
-from node.store import Store
-from protocol.records import SignedRecord
+from hashmesh.node.config.node import load_node_config
+from hashmesh.node.store.sqlite import Store
+from hashmesh.protocol.records import SignedRecord
 from tests.cli_process import NodeProcess, run_cli
 from tests.conftest import free_port
 

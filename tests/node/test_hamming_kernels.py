@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from node.matcher import MIN_INDEXED_ROWS, HammingIndex
+from hashmesh.node.matching.matcher import MIN_INDEXED_ROWS, HammingIndex
 
 
 def random_index(rows: int, seed: int = 3) -> tuple[HammingIndex, np.ndarray]:

@@ -1,4 +1,4 @@
-"""node.hasher on real photographs (scikit-image's sample data), not synthetic noise.
+"""The image hasher on real photographs (scikit-image's sample data), not synthetic noise.
 
 Measured with these tests' photos and variants (resized to 50%/75% and JPEG q80, or re-encoded
 at q70/q85), the largest distance from the original and the closest pair of different photos:
@@ -33,7 +33,7 @@ import pytest
 import skimage
 from PIL import Image
 
-from node.hasher import (
+from hashmesh.node.matching.hasher import (
     COMPUTABLE_TYPES,
     WORKING_SHORT_SIDE,
     ComputedHash,
@@ -43,8 +43,8 @@ from node.hasher import (
     hash_image,
     iter_image_files,
 )
-from protocol.errors import UnknownHashTypeError
-from protocol.hashtypes import HASH_TYPES
+from hashmesh.protocol.errors import UnknownHashTypeError
+from hashmesh.protocol.hashtypes import HASH_TYPES
 
 DATA = Path(skimage.__file__).parent / "data"
 PHOTOS = [

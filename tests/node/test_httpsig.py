@@ -17,7 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL as YarlURL
 
-from node.httpsig import (
+from hashmesh.node.federation.httpsig import (
     COVERED_COMPONENTS,
     NonceCache,
     RequestVerifier,
@@ -32,7 +32,7 @@ from node.httpsig import (
     url_parts,
     verify_aiohttp_request,
 )
-from protocol.keys import PublicKey, SigningKey, b64url_encode
+from hashmesh.protocol.keys import PublicKey, SigningKey, b64url_encode
 
 T0 = 1_700_000_000
 KEY = SigningKey(bytes(range(32)))

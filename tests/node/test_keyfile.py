@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from node.keyfile import KeyFileError, atomic_write, read_secret_key, write_secret_key
-from protocol.keys import SigningKey
+from hashmesh.node.config.keyfile import (
+    KeyFileError,
+    atomic_write,
+    read_secret_key,
+    write_secret_key,
+)
+from hashmesh.protocol.keys import SigningKey
 
 SEED = bytes(range(32))
 

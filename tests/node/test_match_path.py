@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-import node.store
-from node.service import HashQuery, NodeService
-from node.store import AUDIT_FLUSH_SECONDS, Store
-from protocol.records import Distribution, HashEntry, Item
+import hashmesh.node.store.sqlite
+from hashmesh.node.service import HashQuery, NodeService
+from hashmesh.node.store.sqlite import AUDIT_FLUSH_SECONDS, Store
+from hashmesh.protocol.records import Distribution, HashEntry, Item
 from tests.conftest import NodeDir
 
 
@@ -76,7 +76,8 @@ async def test_match_audit_row_is_committed_within_the_flush_interval(
 
 async def test_queued_match_audit_rows_are_written_when_the_node_closes(
         node_dir: NodeDir, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(node.store, "AUDIT_FLUSH_SECONDS", 600.0)  # only close() can write
+    # only close() can write
+    monkeypatch.setattr(hashmesh.node.store.sqlite, "AUDIT_FLUSH_SECONDS", 600.0)
     service = await NodeService.open(node_dir.config())
     value = pdq(3)
     record = await add_pdq(service, value)

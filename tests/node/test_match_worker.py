@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from node.match_pool import WorkerMetrics
-from node.match_worker import DatabaseMovedError, MatchWorker
-from node.service import HashQuery, NodeService
-from node.store import Store, StoreError, database_identity, now_ms
-from protocol.records import Distribution, HashEntry, Item, Target
+from hashmesh.node.api.match_pool import WorkerMetrics
+from hashmesh.node.api.match_worker import DatabaseMovedError, MatchWorker
+from hashmesh.node.service import HashQuery, NodeService
+from hashmesh.node.store.sqlite import Store, StoreError, database_identity, now_ms
+from hashmesh.protocol.records import Distribution, HashEntry, Item, Target
 from tests.conftest import NodeDir
 from tests.node.test_match_path import add_pdq, flip, match_audits, pdq
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.matcher import MIN_INDEXED_ROWS, HammingIndex, Matcher, choose_layout
-from protocol.errors import UnknownHashTypeError
+from hashmesh.node.matching.matcher import MIN_INDEXED_ROWS, HammingIndex, Matcher, choose_layout
+from hashmesh.protocol.errors import UnknownHashTypeError
 
 PDQ_MAX = 63
 

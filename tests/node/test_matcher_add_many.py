@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from node.matcher import Matcher
+from hashmesh.node.matching.matcher import Matcher
 
 
 def pdq(rng: random.Random) -> str:

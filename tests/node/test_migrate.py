@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from node.migrate import MigrationError, migrate_v1, schema_version
-from node.service import NodeService
-from node.store import Store
-from protocol.records import Distribution, HashEntry, Item, Target
+from hashmesh.node.service import NodeService
+from hashmesh.node.store.migrate import MigrationError, migrate_v1, schema_version
+from hashmesh.node.store.sqlite import Store
+from hashmesh.protocol.records import Distribution, HashEntry, Item, Target
 from tests.cli_process import run_cli
 from tests.conftest import NodeDir
 from tests.node.test_store_ingest import mixed_log

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from node.commands_local import peer_url
-from node.config import ListenConfig
-from node.server import _unless_stopped
+from hashmesh.node.api.server import _unless_stopped
+from hashmesh.node.cli.local import peer_url
+from hashmesh.node.config.node import ListenConfig
 from tests.conftest import NodeDir
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from node.schema import SchemaVersionError
-from node.store import Changes, Store
-from protocol.errors import GapError
-from protocol.records import AddBody, HashEntry, Item, SignedRecord
+from hashmesh.node.store.schema import SchemaVersionError
+from hashmesh.node.store.sqlite import Changes, Store
+from hashmesh.protocol.errors import GapError
+from hashmesh.protocol.records import AddBody, HashEntry, Item, SignedRecord
 from tests.protocol.builders import (
     SIGNER,
     Chain,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.structured_fields import (
+from hashmesh.node.federation.structured_fields import (
     SFError,
     Token,
     parse_dictionary,

@@ -6,11 +6,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 
-from protocol import canonical
-from protocol.hashtypes import HASH_TYPES
-from protocol.keys import SigningKey, b64url_encode
-from protocol.log import LogHead, append
-from protocol.records import (
+from hashmesh.protocol import canonical
+from hashmesh.protocol.hashtypes import HASH_TYPES
+from hashmesh.protocol.keys import SigningKey, b64url_encode
+from hashmesh.protocol.log import LogHead, append
+from hashmesh.protocol.records import (
     DOMAIN,
     AddBody,
     Body,
@@ -21,7 +21,7 @@ from protocol.records import (
     RevokeBody,
     SignedRecord,
 )
-from protocol.signing import KeyGrant, KeyRing
+from hashmesh.protocol.signing import KeyGrant, KeyRing
 
 # Property tests run on a shared 2-core machine: no per-example deadline, no slowness check.
 PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])

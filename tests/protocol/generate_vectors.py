@@ -29,21 +29,21 @@ from typing import Any
 
 import rfc8785
 
-from protocol import canonical
-from protocol.errors import ProtocolError
-from protocol.evidence import Evidence
-from protocol.hashtypes import HASH_TYPES
-from protocol.keys import SigningKey, b64url_encode
-from protocol.log import LogHead, check_next, detect_equivocation
-from protocol.records import (
+from hashmesh.protocol import canonical
+from hashmesh.protocol.errors import ProtocolError
+from hashmesh.protocol.evidence import Evidence
+from hashmesh.protocol.hashtypes import HASH_TYPES
+from hashmesh.protocol.keys import SigningKey, b64url_encode
+from hashmesh.protocol.log import LogHead, check_next, detect_equivocation
+from hashmesh.protocol.records import (
     BODY_CLASSES,
     DOMAIN,
     MAX_RECORD_BYTES,
     Distribution,
     SignedRecord,
 )
-from protocol.signing import KeyRing, sign_record, verify
-from protocol.state import State
+from hashmesh.protocol.signing import KeyRing, sign_record, verify
+from hashmesh.protocol.state import State
 
 VECTORS_DIR = Path(__file__).resolve().parents[2] / "protocol" / "vectors"
 

@@ -10,8 +10,8 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import canonical
-from protocol.errors import EncodingError, NonCanonicalError, OversizeError
+from hashmesh.protocol import canonical
+from hashmesh.protocol.errors import EncodingError, NonCanonicalError, OversizeError
 from tests.protocol.builders import PROPERTY
 
 SAFE = canonical.MAX_SAFE_INTEGER

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from protocol.errors import EquivocationError, ProtocolError
-from protocol.evidence import Evidence
-from protocol.keys import b64url_encode
-from protocol.log import detect_equivocation, raise_equivocation
-from protocol.records import SignedRecord
-from protocol.signing import sign_record
+from hashmesh.protocol.errors import ProtocolError
+from hashmesh.protocol.evidence import EquivocationError, Evidence
+from hashmesh.protocol.keys import b64url_encode
+from hashmesh.protocol.log import detect_equivocation, raise_equivocation
+from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.signing import sign_record
 from tests.protocol.builders import (
     ORIGIN,
     PDQ,

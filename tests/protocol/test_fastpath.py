@@ -20,10 +20,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-import protocol
-from protocol.errors import ProtocolError
-from protocol.hashtypes import HASH_TYPES
-from protocol.records import (
+import hashmesh.protocol
+from hashmesh.protocol.errors import ProtocolError
+from hashmesh.protocol.hashtypes import HASH_TYPES
+from hashmesh.protocol.records import (
     AddBody,
     Body,
     Distribution,
@@ -37,10 +37,10 @@ from protocol.records import (
     Target,
     _from_bytes_fast,
 )
-from protocol.signing import sign_record
+from hashmesh.protocol.signing import sign_record
 from tests.protocol.builders import PROPERTY, ROOT, SIGNER, T0
 
-VECTORS = Path(protocol.__file__).parent / "vectors"
+VECTORS = Path(hashmesh.protocol.__file__).parent / "vectors"
 
 
 def located(data: bytes) -> SignedRecord | ProtocolError:

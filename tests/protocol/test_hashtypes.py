@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import HashValueError, UnknownHashTypeError
-from protocol.hashtypes import (
+from hashmesh.protocol.errors import HashValueError, UnknownHashTypeError
+from hashmesh.protocol.hashtypes import (
     HASH_TYPES,
     AhashType,
     DhashType,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.errors import KeyFormatError
-from protocol.keys import PublicKey, SigningKey, b64url_encode
+from hashmesh.protocol.errors import KeyFormatError
+from hashmesh.protocol.keys import PublicKey, SigningKey, b64url_encode
 from tests.protocol.builders import ROOT
 
 

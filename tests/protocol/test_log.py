@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.errors import ChainError, GapError, KeyFormatError, PrevMismatchError
-from protocol.log import LogHead, append, check_next, check_run
-from protocol.records import SignedRecord
-from protocol.signing import sign_record
+from hashmesh.protocol.errors import ChainError, GapError, KeyFormatError, PrevMismatchError
+from hashmesh.protocol.log import LogHead, append, check_next, check_run
+from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.signing import sign_record
 from tests.protocol.builders import (
     ORIGIN,
     PDQ,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from protocol import canonical
-from protocol.errors import OversizeError, ProtocolError, SchemaError
-from protocol.hashtypes import HASH_TYPES
-from protocol.records import (
+from hashmesh.protocol import canonical
+from hashmesh.protocol.errors import OversizeError, ProtocolError, SchemaError
+from hashmesh.protocol.hashtypes import HASH_TYPES
+from hashmesh.protocol.records import (
     BODY_CLASSES,
     MAX_RECORD_BYTES,
     AddBody,
@@ -22,7 +22,7 @@ from protocol.records import (
     Target,
     body_digest,
 )
-from protocol.signing import sign_record
+from hashmesh.protocol.signing import sign_record
 from tests.protocol import generate_vectors
 from tests.protocol.builders import (
     ORIGIN,

@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import (
+from hashmesh.protocol.errors import (
     BadSignatureError,
     KeyNotAuthorisedError,
     KeyRevokedError,
     ProtocolError,
     SchemaError,
 )
-from protocol.hashtypes import HASH_TYPES
-from protocol.records import (
+from hashmesh.protocol.hashtypes import HASH_TYPES
+from hashmesh.protocol.records import (
     DOMAIN,
     AddBody,
     Distribution,
@@ -25,7 +25,7 @@ from protocol.records import (
     SignedRecord,
     signed_message,
 )
-from protocol.signing import (
+from hashmesh.protocol.signing import (
     KeyGrant,
     KeyRing,
     sign_record,

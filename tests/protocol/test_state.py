@@ -7,8 +7,8 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.records import SignedRecord
-from protocol.state import State
+from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.state import State
 from tests.protocol.builders import (
     PROPERTY,
     ROOT,

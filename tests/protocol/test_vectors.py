@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 
-import protocol
-from protocol import canonical, errors
-from protocol.errors import ProtocolError
-from protocol.evidence import Evidence
-from protocol.keys import SigningKey, b64url_encode
-from protocol.log import LogHead, check_next, detect_equivocation
-from protocol.records import BODY_CLASSES, DOMAIN, Distribution, SignedRecord
-from protocol.signing import KeyRing, sign_record, verify, verify_signature
-from protocol.state import State
+import hashmesh.protocol
+from hashmesh.protocol import canonical, errors
+from hashmesh.protocol.errors import ProtocolError
+from hashmesh.protocol.evidence import Evidence
+from hashmesh.protocol.keys import SigningKey, b64url_encode
+from hashmesh.protocol.log import LogHead, check_next, detect_equivocation
+from hashmesh.protocol.records import BODY_CLASSES, DOMAIN, Distribution, SignedRecord
+from hashmesh.protocol.signing import KeyRing, sign_record, verify, verify_signature
+from hashmesh.protocol.state import State
 from tests.protocol import generate_vectors
 
-VECTORS = Path(protocol.__file__).parent / "vectors"
+VECTORS = Path(hashmesh.protocol.__file__).parent / "vectors"
 
 
 def load(name: str) -> dict[str, Any]:

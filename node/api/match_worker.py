@@ -1,0 +1,312 @@
+"""One match worker: a process that answers ``POST /v1/match`` from the node's store.
+
+The node starts its ``[match_workers]`` processes itself (``node/api/match_pool.py``) as
+``python -m hashmesh.node.api.match_worker CONFIG --slot N``; nobody runs this by hand. The
+first line on its stdin gives it the node's origin, the text of ``node.toml`` *as the node
+loaded it*, and the identity (device, inode) of the database the node has open: a worker
+started again after an operator edited the file, or moved the database, must answer as the
+running node does, or not at all. Each worker:
+
+* opens the node's database as a follower (schema checked, nothing created), loads its own
+  index from it without re-verifying any signature, and binds the ``[match_workers]``
+  address with ``SO_REUSEPORT``, so the kernel spreads connections over the workers;
+* follows the entries the node commits, every ``FOLLOW_SECONDS`` (entries are numbered in
+  commit order, ``Store.entries_after``). Revocations and expiries reach it through the
+  store: an answer is always checked against the store (``node/matching/answers.py``), and a
+  candidate the store no longer holds in force is then dropped from this index;
+* writes one JSON line to stdout when it is ready, then its counters every
+  ``REPORT_SECONDS`` (the node exports them, ``node/api/match_pool.py``);
+* exits when its stdin closes. The node holds the other end: if the node stops or dies, no
+  worker goes on serving its port.
+
+Audit rows of matches are written by the worker, into the same ``audit`` table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hashmesh.node.api.routes import (
+    MATCHING_KEY,
+    add_match_routes,
+    auth_middleware,
+    errors_middleware,
+)
+from hashmesh.node.api.server import tls_context
+from hashmesh.node.config.node import NodeConfig, node_config_from_text
+from hashmesh.node.config.toml_reader import ConfigError
+from hashmesh.node.matching.answers import Matching
+from hashmesh.node.matching.matcher import Matcher
+from hashmesh.node.runtime.metrics import NodeMetrics
+from hashmesh.node.runtime.tasks import cancel_and_wait
+from hashmesh.node.runtime.web import ApiError
+from hashmesh.node.store.schema import SchemaVersionError
+from hashmesh.node.store.sqlite import AsyncStore, Store, StoreError, database_identity
+
+log = logging.getLogger("hashmesh.match_worker")
+
+FOLLOW_SECONDS = 0.1
+FOLLOW_BATCH = 100_000
+REPORT_SECONDS = 1.0
+EXPIRY_SWEEP_SECONDS = 60
+PEERS_CHECK_SECONDS = 5.0
+# The node's counters that workers report (renamed by the node, ``node/api/match_pool.py``).
+REPORTED_METRICS = ("hashmesh_http_requests", "hashmesh_match_queries", "hashmesh_match_hits",
+                    "hashmesh_match_seconds")
+
+
+class DatabaseMovedError(Exception):
+    """The database file is no longer the one the node has open."""
+
+
+class MatchWorker:
+    """The state of one worker: a follower store, an index, and the peers' names."""
+
+    def __init__(self, config: NodeConfig, origin: str,
+                 database: tuple[int, int] | None = None) -> None:
+        self.config = config
+        self.origin = origin
+        self.database = database
+        self.metrics = NodeMetrics()
+        self.store = AsyncStore(Store(config.db_path, follower=True))
+        self.check_database()
+        self.peers = config.load_peers()
+        self._peers_stamp = _stamp(config.federation.peers_file)
+        self._stale: list[int] = []
+        self.matching = Matching(config, self.store, self.metrics, self.origin_name,
+                                 on_stale=self._stale.extend)
+        self.followed = 0  # every entry up to this id is in the index (or not in force)
+
+    async def load(self) -> None:
+        await asyncio.to_thread(Matcher.warm_up)
+        self.followed = await self.store.read(lambda s: s.last_entry_id())
+        await self.matching.reload_index(through=self.followed)
+
+    def origin_name(self, origin: str) -> str | None:
+        return self.config.name if origin == self.origin else self.peers.origin_name(origin)
+
+    def check_database(self) -> None:
+        """Raise ``DatabaseMovedError`` unless ``config.db_path`` is still the file the node
+        has open (when the node said which)."""
+        if self.database is None:
+            return
+        try:
+            found = database_identity(self.config.db_path)
+        except OSError:
+            found = None
+        if found != tuple(self.database):
+            raise DatabaseMovedError(
+                f"{self.config.db_path} is no longer the database the node has open (moved "
+                "or replaced); restart the node")
+
+    async def follow(self) -> int:
+        """Index what the node committed since the last call, and drop the stale entries
+        found by answers since then; returns the number of hashes added."""
+        self.check_database()
+        added = 0
+        while True:
+            last, batch = await self.store.read(partial(
+                Store.entries_after, entry_id=self.followed, limit=FOLLOW_BATCH))
+            stale, self._stale[:] = list(self._stale), []
+            await asyncio.to_thread(self._apply, batch, stale)
+            added += sum(len(ids) for ids, _ in batch.values())
+            if last == self.followed:
+                return added
+            self.followed = last
+
+    def _apply(self, added: dict[str, tuple[list[int], list[str]]], stale: list[int]) -> None:
+        matcher = self.matching.matcher
+        for hash_type, (ids, values) in added.items():
+            matcher.add_many(hash_type, ids, values)
+        for entry_id in stale:
+            matcher.remove(entry_id)
+
+    def reload_peers_if_changed(self) -> None:
+        """Pick up an edited peers file (its names appear in match answers)."""
+        stamp = _stamp(self.config.federation.peers_file)
+        if stamp == self._peers_stamp:
+            return
+        self._peers_stamp = stamp
+        try:
+            self.peers = self.config.load_peers()
+        except ConfigError as exc:
+            log.warning("peers file not reloaded (the node reports why): %s", exc)
+
+    def report(self) -> dict[str, Any]:
+        """This worker's counters so far, for the node to export."""
+        families = []
+        for family in self.metrics.registry.collect():
+            if family.name in REPORTED_METRICS:
+                samples = [[s.name, s.labels, s.value] for s in family.samples
+                           if not s.name.endswith("_created")]
+                families.append([family.name, family.type, family.documentation, samples])
+        return {"metrics": families}
+
+    def close(self) -> None:
+        self.matching.close()
+        self.store.close()
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def create_worker_app(worker: MatchWorker) -> web.Application:
+    limits = worker.config.limits
+    app = web.Application(middlewares=[errors_middleware, auth_middleware],
+                          client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1)
+    app[MATCHING_KEY] = worker.matching
+    add_match_routes(app)
+    async def elsewhere(request: web.Request) -> web.Response:
+        raise ApiError(404, "NOT_ON_MATCH_LISTENER",
+                       f"{request.method} {request.path}: this listener serves only POST "
+                       "/v1/match, POST /v1/match/image and GET /healthz; the rest of the API "
+                       "is on the node's own port", "path")
+
+    app.router.add_route("*", "/{tail:.*}", elsewhere, name="elsewhere")
+    return app
+
+
+class Stop(asyncio.Event):
+    """Set to stop the worker; ``error`` says why, when it is a fault (the exit code is 2)."""
+
+    error: Exception | None = None
+
+    def fail(self, error: Exception) -> None:
+        self.error = error
+        self.set()
+
+
+async def every(seconds: float, step: Callable[[], object], stop: Stop) -> None:
+    """Run ``step`` (sync or async) every ``seconds``; an error is logged, not fatal, except
+    ``DatabaseMovedError``, which stops the worker."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            result = step()
+            if asyncio.iscoroutine(result):
+                await result
+        except DatabaseMovedError as exc:
+            stop.fail(exc)
+            return
+        except Exception:
+            log.exception("match worker: %s failed", getattr(step, "__name__", step))
+
+
+async def serve_worker(config: NodeConfig, origin: str, slot: int, stop: Stop,
+                       database: tuple[int, int] | None = None) -> None:
+    """Load, bind, report ready, and serve until ``stop`` is set."""
+    assert config.match_workers is not None
+    listen = config.match_workers
+    worker = MatchWorker(config, origin, database)
+    runner: web.AppRunner | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await worker.load()
+        runner = web.AppRunner(create_worker_app(worker), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, listen.host, listen.port, ssl_context=tls_context(config),
+                           reuse_port=True)
+        await site.start()
+        emit({"ready": {"slot": slot, "pid": os.getpid(),
+                        "hashes": worker.matching.matcher.count()}})
+        tasks = [asyncio.create_task(every(seconds, step, stop)) for seconds, step in (
+            (FOLLOW_SECONDS, worker.follow),
+            (REPORT_SECONDS, lambda: emit(worker.report())),
+            (EXPIRY_SWEEP_SECONDS, worker.matching.sweep_expired),
+            (PEERS_CHECK_SECONDS, worker.reload_peers_if_changed))]
+        await stop.wait()
+        if stop.error is not None:
+            raise stop.error
+    finally:
+        for task in tasks:
+            await cancel_and_wait(task)
+        if runner is not None:
+            await runner.cleanup()
+        await worker.store.flush_audit()
+        worker.close()
+
+
+def stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """The node holds our stdin open while it lives; EOF means it is gone."""
+    def wait() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked in a buffered read aborts the
+        # interpreter at exit
+        while os.read(sys.stdin.fileno(), 65536):
+            pass
+        with contextlib.suppress(RuntimeError):  # the loop has closed already
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait, name="stdin-watch", daemon=True).start()
+
+
+def read_handshake(config_path: Path) -> tuple[NodeConfig, str, tuple[int, int]]:
+    """The node's first line on our stdin: its origin, its config text and its database."""
+    line = sys.stdin.buffer.readline()
+    try:
+        message = json.loads(line)
+        config = node_config_from_text(message["config"], config_path)
+        origin, database = str(message["origin"]), message["database"]
+        return config, origin, (int(database[0]), int(database[1]))
+    except (ValueError, LookupError, TypeError) as exc:
+        raise ConfigError(f"no valid start message from the node on stdin ({exc})",
+                          "stdin") from None
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    config, origin, database = read_handshake(args.config)
+    if config.match_workers is None:
+        raise ConfigError("no [match_workers] section: this node runs no match workers",
+                          "match_workers")
+    stop = Stop()
+    loop = asyncio.get_running_loop()
+    stop_when_stdin_closes(loop, stop)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # Ctrl-C reaches the whole process group; the node stops us itself, so a worker that
+    # stopped first would only be reported as died and restarted
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    await serve_worker(config, origin, args.slot, stop, database)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hashmesh.node.api.match_worker",
+                                     description="A match worker (started by `hashmesh run`).")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--slot", type=int, default=0)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=(
+        f"%(asctime)s %(levelname)s %(name)s[worker {args.slot}]: %(message)s"))
+    try:
+        asyncio.run(main_async(args))
+    except (ConfigError, StoreError, SchemaVersionError, DatabaseMovedError, OSError) as exc:
+        log.error("match worker %d stopped: %s", args.slot, " ".join(str(exc).split()))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Parsing the local API's JSON request bodies into protocol objects, with located errors.
+
+Clients may send hash values in any case (``ABCD...``); they are normalised here with the
+hash type's own ``validate`` before the strict record schema sees them, so a platform never
+has to know hashmesh's normal form. Everything else is checked by the same schema code that
+checks records from peers (``protocol.records``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hashmesh.node.matching.answers import HashQuery
+from hashmesh.protocol.errors import SchemaError
+from hashmesh.protocol.fields import Fields, check_integer, check_string
+from hashmesh.protocol.hashtypes import get_hash_type
+from hashmesh.protocol.records import (
+    NAME_PATTERN,
+    REASONS,
+    VERDICTS,
+    Distribution,
+    Item,
+    Target,
+)
+
+
+@dataclass(frozen=True)
+class AddRequest:
+    items: list[Item]
+    dist: Distribution
+
+
+@dataclass(frozen=True)
+class RevokeRequest:
+    targets: list[Target]
+    reason: str
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    target: Target
+    verdict: str
+    note: str | None
+
+
+@dataclass(frozen=True)
+class MatchRequest:
+    hashes: list[HashQuery]
+    thresholds: dict[str, int]
+    lists: frozenset[str] | None
+
+
+def parse_add(value: object, *, max_batch: int, default_list: str,
+              allowed_lists: tuple[str, ...]) -> AddRequest:
+    fields = Fields(value, "", frozenset({"items", "dist"}))
+    raw_items = fields.array("items", min_length=1, max_length=max_batch)
+    items = []
+    for index, raw in enumerate(raw_items):
+        path = f"items[{index}]"
+        item = Item.from_json(_normalise_item(raw, default_list, path), path)
+        if item.list not in allowed_lists:
+            raise SchemaError(f"list {item.list!r} is not one of this node's lists "
+                              f"({', '.join(allowed_lists)})", f"{path}.list")
+        items.append(item)
+    dist = (Distribution.from_json(fields.raw("dist"), "dist") if fields.has("dist")
+            else Distribution())
+    return AddRequest(items, dist)
+
+
+def _normalise_item(raw: object, default_list: str, path: str) -> object:
+    if not isinstance(raw, dict):
+        return raw
+    item: dict[str, Any] = dict(raw)
+    item.setdefault("list", default_list)
+    item.setdefault("tier", "victim_submitted")
+    if item.get("labels") == []:
+        del item["labels"]  # records omit empty optional arrays; clients need not know that
+    hashes = item.get("hashes")
+    if isinstance(hashes, list):
+        item["hashes"] = [_normalise_hash(h, f"{path}.hashes[{i}]") for i, h in enumerate(hashes)]
+    return item
+
+
+def _normalise_hash(raw: object, path: str) -> object:
+    if not isinstance(raw, dict) or "type" not in raw or "value" not in raw:
+        return raw
+    kind = get_hash_type(raw["type"], f"{path}.type")
+    return {**raw, "value": kind.validate(raw["value"], f"{path}.value")}
+
+
+def parse_revoke(value: object, *, max_batch: int) -> RevokeRequest:
+    fields = Fields(value, "", frozenset({"targets", "reason"}))
+    raw = fields.array("targets", min_length=1, max_length=min(max_batch, 256))
+    targets = [_target(t, f"targets[{i}]") for i, t in enumerate(raw)]
+    return RevokeRequest(targets, fields.choice("reason", REASONS))
+
+
+def parse_feedback(value: object) -> FeedbackRequest:
+    fields = Fields(value, "", frozenset({"target", "verdict", "note"}))
+    return FeedbackRequest(
+        target=_target(fields.raw("target"), "target"),
+        verdict=fields.choice("verdict", VERDICTS),
+        note=fields.optional_string("note", max_length=280),
+    )
+
+
+def _target(value: object, path: str) -> Target:
+    return Target.parse_ref(check_string(value, path, max_length=80), path)
+
+
+def parse_match(value: object, *, max_batch: int) -> MatchRequest:
+    fields = Fields(value, "", frozenset({"hashes", "thresholds", "lists"}))
+    raw = fields.array("hashes", min_length=1, max_length=max_batch)
+    hashes = [parse_hash_query(h, f"hashes[{i}]") for i, h in enumerate(raw)]
+    thresholds = parse_thresholds(fields.raw("thresholds") if fields.has("thresholds") else {},
+                                  "thresholds")
+    lists = parse_lists(fields.raw("lists"), "lists") if fields.has("lists") else None
+    return MatchRequest(hashes, thresholds, lists)
+
+
+def parse_hash_query(value: object, path: str) -> HashQuery:
+    if isinstance(value, str):
+        kind_name, sep, hash_value = value.partition(":")
+        if not sep:
+            raise SchemaError("expected TYPE:VALUE or {\"type\", \"value\"}", path)
+        value = {"type": kind_name, "value": hash_value}
+    fields = Fields(value, path, frozenset({"type", "value"}))
+    kind = get_hash_type(fields.raw("type"), fields.at("type"))
+    return HashQuery(kind.name, kind.validate(fields.raw("value"), fields.at("value")))
+
+
+def parse_thresholds(value: object, path: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise SchemaError("expected an object of hash type to threshold", path)
+    result = {}
+    for name, raw in value.items():
+        kind = get_hash_type(name, f"{path}.{name}")
+        result[kind.name] = check_integer(raw, f"{path}.{name}", maximum=kind.max_threshold)
+    return result
+
+
+def parse_lists(value: object, path: str) -> frozenset[str]:
+    if not isinstance(value, list) or not value:
+        raise SchemaError("expected a non-empty array of list names", path)
+    return frozenset(check_string(v, f"{path}[{i}]", pattern=NAME_PATTERN, what="list name")
+                     for i, v in enumerate(value))

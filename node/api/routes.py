@@ -1,0 +1,241 @@
+"""The local HTTP API that a platform's own services call (aiohttp).
+
+Authentication is ``Authorization: Bearer <token>``; the config holds only SHA-256 hashes
+of tokens, and each token has scopes (``read``: match, status, records; ``write``: add,
+revoke, feedback; ``metrics``: ``/metrics``, unless ``[api] public_metrics``). Every error,
+whatever raised it, leaves as one JSON shape::
+
+    {"error": {"code": "BAD_HASH_VALUE", "message": "hashes[0].value: ...", "field": "..."}}
+
+The routes and their schemas are published at ``/v1/openapi.json`` (``node/api/openapi.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from hashmesh.node.api.openapi import openapi_document
+from hashmesh.node.api.requests import (
+    parse_add,
+    parse_feedback,
+    parse_lists,
+    parse_match,
+    parse_revoke,
+    parse_thresholds,
+)
+from hashmesh.node.matching.answers import Matching
+from hashmesh.node.matching.hasher import ImageError
+from hashmesh.node.runtime.metrics import labelled
+from hashmesh.node.runtime.web import ApiError, Handler, error_response, read_body
+from hashmesh.node.service import ForbiddenError, NodeService, NotFoundError
+from hashmesh.node.store.sqlite import StoreError
+from hashmesh.protocol import canonical
+from hashmesh.protocol.errors import EncodingError, ProtocolError
+from hashmesh.protocol.records import RECORD_ID_PATTERN
+
+log = logging.getLogger("hashmesh.api")
+
+SERVICE_KEY = web.AppKey("service", NodeService)
+# What the match routes and the middlewares use; a match worker's app has only this key.
+MATCHING_KEY = web.AppKey("matching", Matching)
+ACTOR_KEY = web.RequestKey("actor", str)
+
+PUBLIC_ROUTES = frozenset({"healthz", "openapi"})
+ROUTE_SCOPES = {
+    "add": "write", "revoke": "write", "feedback": "write",
+    "match": "read", "match_image": "read", "record": "read", "status": "read",
+    "evidence": "read", "metrics": "metrics",
+}
+
+
+def classify(exc: BaseException) -> ApiError:
+    """Map any exception a handler raises to the one error shape."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ProtocolError):
+        return ApiError(400, exc.code, str(exc), exc.path)
+    if isinstance(exc, ImageError):
+        return ApiError(422, ImageError.code, str(exc))
+    if isinstance(exc, NotFoundError):
+        return ApiError(404, exc.code, str(exc), exc.path)
+    if isinstance(exc, ForbiddenError):
+        return ApiError(403, exc.code, str(exc), exc.path)
+    if isinstance(exc, StoreError):
+        return ApiError(409, exc.code, str(exc))
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return ApiError(413, "BODY_TOO_LARGE", "request body exceeds the configured limit")
+    if isinstance(exc, web.HTTPException):
+        code = exc.reason.upper().replace(" ", "_") if exc.reason else "HTTP_ERROR"
+        return ApiError(exc.status, code, exc.text or exc.reason or code)
+    return ApiError(500, "INTERNAL", "internal error; see the node's log")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[MATCHING_KEY].metrics
+    route = _route_name(request)
+    try:
+        response = await handler(request)
+    except Exception as exc:  # every error leaves in the one JSON shape
+        error = classify(exc)
+        if error.status >= 500:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+        labelled(metrics.http_requests, route, str(error.status)).inc()
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return error_response(error.status, error.code, error.message, error.field, headers)
+    labelled(metrics.http_requests, route, str(response.status)).inc()
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = _route_name(request)
+    config = request.app[MATCHING_KEY].config
+    if (route in PUBLIC_ROUTES or route not in ROUTE_SCOPES
+            or (route == "metrics" and config.public_metrics)):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "UNAUTHORIZED", "missing 'Authorization: Bearer <token>' header",
+                       "Authorization")
+    api_token = config.find_token(token.strip())
+    if api_token is None:
+        raise ApiError(401, "UNAUTHORIZED", "unknown API token", "Authorization")
+    scope = ROUTE_SCOPES[route]
+    if not api_token.allows(scope):
+        raise ApiError(403, "FORBIDDEN", f"token {api_token.name!r} lacks the {scope!r} scope",
+                       "Authorization")
+    request[ACTOR_KEY] = f"token:{api_token.name}"
+    return await handler(request)
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return (resource.name if resource is not None and resource.name else "unmatched")
+
+
+async def read_json(request: web.Request) -> object:
+    """The request body as strict JSON, within the configured size limit."""
+    limit = request.app[MATCHING_KEY].config.limits.max_body_bytes
+    body = await read_body(request, limit)
+    try:
+        return canonical.parse(body)
+    except EncodingError as exc:
+        raise ApiError(400, "MALFORMED_JSON", f"request body is not valid JSON: {exc.reason}",
+                       "body") from None
+
+
+def _actor(request: web.Request) -> str:
+    return str(request.get(ACTOR_KEY, "anonymous"))
+
+
+async def add_records(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    config = service.config
+    parsed = parse_add(await read_json(request), max_batch=config.limits.max_batch,
+                       default_list=config.lists.default, allowed_lists=config.lists.allowed)
+    records = await service.add(parsed.items, parsed.dist, _actor(request))
+    return web.json_response({"records": [
+        {"id": r.id, "seq": r.head.seq,
+         "items": [f"{r.id}/{i}" for i in range(len(getattr(r.body, "items", ())))]}
+        for r in records]}, status=201)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    parsed = parse_revoke(await read_json(request), max_batch=service.config.limits.max_batch)
+    record = await service.revoke(parsed.targets, parsed.reason, _actor(request))
+    return web.json_response({"id": record.id, "seq": record.head.seq}, status=201)
+
+
+async def feedback(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    parsed = parse_feedback(await read_json(request))
+    record = await service.feedback(parsed.target, parsed.verdict, parsed.note, _actor(request))
+    return web.json_response({"id": record.id, "seq": record.head.seq}, status=201)
+
+
+async def match(request: web.Request) -> web.Response:
+    matching = request.app[MATCHING_KEY]
+    parsed = parse_match(await read_json(request), max_batch=matching.config.limits.max_batch)
+    results = await matching.match(parsed.hashes, parsed.thresholds, parsed.lists,
+                                   _actor(request))
+    return web.json_response({"results": results})
+
+
+async def match_image(request: web.Request) -> web.Response:
+    matching = request.app[MATCHING_KEY]
+    data = await read_body(request, matching.config.limits.max_image_bytes)
+    if not data:
+        raise ApiError(400, "EMPTY_BODY", "send the image bytes as the request body", "body")
+    thresholds, lists = _image_query_options(request)
+    answer = await matching.match_image(data, thresholds, lists, _actor(request))
+    return web.json_response(answer)
+
+
+def _image_query_options(request: web.Request) -> tuple[dict[str, int], frozenset[str] | None]:
+    """``?threshold.pdq=40&list=ncii`` query parameters of the image endpoint."""
+    raw_thresholds: dict[str, object] = {}
+    for name, value in request.query.items():
+        if name.startswith("threshold."):
+            if not value.isdigit():
+                raise ApiError(400, "BAD_SCHEMA", "threshold must be an integer", name)
+            raw_thresholds[name.removeprefix("threshold.")] = int(value)
+        elif name != "list":
+            raise ApiError(400, "UNKNOWN_FIELD", f"unknown query parameter {name!r}", name)
+    lists = request.query.getall("list", [])
+    return (parse_thresholds(raw_thresholds, "threshold"),
+            parse_lists(list(lists), "list") if lists else None)
+
+
+async def get_record(request: web.Request) -> web.Response:
+    record_id = request.match_info["id"]
+    if not RECORD_ID_PATTERN.fullmatch(record_id):
+        raise ApiError(400, "BAD_SCHEMA", "record id must be 64 lowercase hex characters", "id")
+    return web.json_response(await request.app[SERVICE_KEY].record(record_id))
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[SERVICE_KEY].status())
+
+
+async def evidence(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    items = await service.store.read(lambda s: s.evidence())
+    return web.json_response({"evidence": items})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    return web.Response(body=service.metrics.render(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/records", add_records, name="add")
+    app.router.add_post("/v1/revocations", revoke, name="revoke")
+    app.router.add_post("/v1/feedback", feedback, name="feedback")
+    add_match_routes(app)
+    app.router.add_get("/v1/records/{id}", get_record, name="record")
+    app.router.add_get("/v1/status", status, name="status")
+    app.router.add_get("/v1/evidence", evidence, name="evidence")
+    app.router.add_get("/v1/openapi.json", openapi, name="openapi")
+    app.router.add_get("/metrics", metrics, name="metrics")
+
+
+def add_match_routes(app: web.Application) -> None:
+    """The routes a match worker serves too (``node/api/match_worker.py``)."""
+    app.router.add_post("/v1/match", match, name="match")
+    app.router.add_post("/v1/match/image", match_image, name="match_image")
+    app.router.add_get("/healthz", healthz, name="healthz")

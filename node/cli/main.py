@@ -1,0 +1,286 @@
+"""The ``hashmesh`` command line.
+
+Offline commands (``init``, ``id``, ``hash``, ``verify``, ``export``, ``import``, ``peers``)
+work on files; ``run`` serves the node; ``add``, ``revoke``, ``feedback``, ``match`` and
+``status`` talk to the running node's local API. Images are always hashed locally: the CLI
+sends hashes, never image bytes.
+
+Expected errors print as one line, ``hashmesh: error: <what>``, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+# Where each expected error class lives. ``--help`` and the commands that only talk to a
+# running node import none of these modules (numpy, PIL, numba and the aiohttp server cost
+# ~0.6 s), so the classes are looked up only among modules already imported: an error whose
+# module was never imported cannot have been raised.
+EXPECTED_ERRORS = {
+    "hashmesh.node.cli.support": "CliError",
+    "hashmesh.node.cli.client": "ClientError",
+    "hashmesh.node.config.toml_reader": "ConfigError",
+    "hashmesh.node.config.keyfile": "KeyFileError",
+    "hashmesh.protocol.errors": "ProtocolError",
+    "hashmesh.node.matching.hasher": "ImageError",
+    "hashmesh.node.store.sqlite": "StoreError",
+    "hashmesh.node.store.schema": "SchemaVersionError",
+    "hashmesh.node.store.migrate": "MigrationError",
+    "hashmesh.node.api.match_pool": "MatchPoolError",
+}
+DEFAULT_CONFIG = "node.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=getattr(args, "log_level", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = resolve(args.handler)(args)
+    except Exception as exc:
+        if not isinstance(exc, expected_errors()):
+            raise
+        print(f"hashmesh: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    loaded = [getattr(sys.modules[module], name) for module, name in EXPECTED_ERRORS.items()
+              if module in sys.modules]
+    return (OSError, *loaded)
+
+
+def resolve(handler: str) -> Callable[[argparse.Namespace], int | None]:
+    """``"local.init"`` -> ``hashmesh.node.cli.local.init``, imported only when it runs."""
+    module, _, function = handler.rpartition(".")
+    command: Callable[[argparse.Namespace], int | None] = getattr(
+        importlib.import_module(f"hashmesh.node.cli.{module}"), function)
+    return command
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return " ".join(str(exc).split())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hashmesh",
+        description="Federated hash-sharing node against non-consensual intimate image abuse.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for register in (_init, _run, _id, _hash, _add, _revoke, _feedback, _match, _status,
+                     _verify, _export, _import, _migrate, _peers, _key, _unfreeze):
+        register(sub)
+    return parser
+
+
+Sub = Any
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", type=Path,
+                   default=Path(os.environ.get("HASHMESH_CONFIG", DEFAULT_CONFIG)),
+                   help="node config file (default: $HASHMESH_CONFIG or ./node.toml)")
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+    p.add_argument("--url", help="node URL (default: the config's listen address)")
+    p.add_argument("--token", default=os.environ.get("HASHMESH_TOKEN"),
+                   help="API token (default: $HASHMESH_TOKEN, else the cli-token file "
+                        "beside the config)")
+
+
+def _command(sub: Sub, name: str, handler: str,
+             help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text,
+                                                description=description or help_text)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _init(sub: Sub) -> None:
+    p = _command(sub, "init", "local.init",
+                 "create a node directory: config, keys (0600) and an API token",
+                 "Create DIR/node.toml, DIR/peers.toml, DIR/keys/root.key and an API token. "
+                 "Prints the origin id and the token (shown once; a copy for the CLI is kept "
+                 "in DIR/cli-token, mode 0600).")
+    p.add_argument("directory", type=Path, metavar="DIR")
+    p.add_argument("--name", default="My hashmesh node",
+                   help="display name shown in match provenance")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8470, help="listen port (default 8470)")
+
+
+def _run(sub: Sub) -> None:
+    p = _command(sub, "run", "local.run", "serve the node (local API and federation)")
+    _config_arg(p)
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _id(sub: Sub) -> None:
+    p = _command(sub, "id", "local.show_id",
+                 "print what a peer needs to add this node (origin, node key, URL)")
+    _config_arg(p)
+
+
+def _hash(sub: Sub) -> None:
+    p = _command(sub, "hash", "local.hash_paths",
+                 "hash images locally; prints JSON lines; needs no node and uploads nothing",
+                 "Hash image files and folders (recursively). Prints one JSON line per image. "
+                 "Runs entirely on this machine: no node is needed and nothing is uploaded.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+
+def _add(sub: Sub) -> None:
+    p = _command(sub, "add", "remote.add",
+                 "add images (hashed locally) or TYPE:VALUE hashes to the node",
+                 "Each image file, and each TYPE:VALUE argument, becomes one item. Images are "
+                 "hashed on this machine; only hashes are sent.")
+    _client_args(p)
+    p.add_argument("inputs", nargs="+", metavar="FILE|TYPE:VALUE")
+    p.add_argument("--list", dest="list_name", help="list name (default: the node's default)")
+    p.add_argument("--label", action="append", default=[], help="label (repeatable)")
+    p.add_argument("--tier", default="victim_submitted",
+                   choices=["victim_submitted", "helpline_verified", "platform_confirmed"])
+    p.add_argument("--scope", default="all", choices=["all", "group", "peers"],
+                   help="how far the record may travel (default: all)")
+    p.add_argument("--group", help="sharing group, with --scope group")
+    p.add_argument("--jurisdiction", action="append", default=[],
+                   help="ISO 3166-1 alpha-2 code restricting distribution (repeatable)")
+    p.add_argument("--expires", type=int, help="expiry, ms since the epoch")
+
+
+def _revoke(sub: Sub) -> None:
+    p = _command(sub, "revoke", "remote.revoke",
+                 "revoke this node's records or items (REF is a record id or ID/INDEX)")
+    _client_args(p)
+    p.add_argument("refs", nargs="+", metavar="REF")
+    p.add_argument("--reason", default="withdrawn",
+                   choices=["withdrawn", "erroneous", "expired", "legal_order", "other"])
+
+
+def _feedback(sub: Sub) -> None:
+    p = _command(sub, "feedback", "remote.feedback",
+                 "record a verdict on a record or item")
+    _client_args(p)
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--verdict", required=True,
+                   choices=["confirmed", "not_ncii", "disputed", "actioned"])
+    p.add_argument("--note", help="short note (at most 280 characters)")
+
+
+def _match(sub: Sub) -> None:
+    p = _command(sub, "match", "remote.match",
+                 "match images (hashed locally) or TYPE:VALUE hashes against the node")
+    _client_args(p)
+    p.add_argument("inputs", nargs="+", metavar="FILE|TYPE:VALUE")
+    p.add_argument("--threshold", action="append", default=[], metavar="TYPE=N",
+                   help="per-type threshold override, e.g. pdq=40 (repeatable)")
+    p.add_argument("--list", dest="lists", action="append", help="only match these lists")
+
+
+def _status(sub: Sub) -> None:
+    p = _command(sub, "status", "remote.status", "show the running node's status")
+    _client_args(p)
+
+
+def _verify(sub: Sub) -> None:
+    p = _command(sub, "verify", "local.verify_command",
+                 "re-check every stored signature and hash chain; exit 1 on any fault")
+    _config_arg(p)
+
+
+def _export(sub: Sub) -> None:
+    p = _command(sub, "export", "local.export",
+                 "write every stored record as JSON lines (exact signed bytes)")
+    _config_arg(p)
+    p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+
+
+def _import(sub: Sub) -> None:
+    p = _command(sub, "import", "local.import_records",
+                 "verify and store records from an export (run with the node stopped)")
+    _config_arg(p)
+    p.add_argument("input", type=Path, metavar="FILE")
+
+
+def _migrate(sub: Sub) -> None:
+    p = _command(sub, "migrate", "local.migrate",
+                 "upgrade the database to this version's schema (node stopped)",
+                 "Copy a schema version 1 database into a new version 2 file, check the copy "
+                 "and swap it in; the old file is kept as hashmesh.db.v1-backup.")
+    _config_arg(p)
+
+
+def _peers(sub: Sub) -> None:
+    p = sub.add_parser("peers", help="list, add or remove peers in peers.toml",
+                       description="Edit the peers file; a running node picks changes up "
+                                   "without a restart.")
+    peers = p.add_subparsers(title="peers commands", metavar="ACTION")
+    listing = _command(peers, "list", "local.peers_list", "list configured peers")
+    _config_arg(listing)
+    adding = _command(peers, "add", "local.peers_add", "add a peer")
+    _config_arg(adding)
+    adding.add_argument("name")
+    adding.add_argument("--url", required=True)
+    adding.add_argument("--node-key", required=True, help="ed25519:... key of its requests")
+    adding.add_argument("--origin", help="the peer's own origin (root) key, if it publishes")
+    adding.add_argument("--accept-origin", action="append", default=[],
+                        help="origin whose records we accept from it (repeatable; "
+                             "default: the peer's --origin)")
+    adding.add_argument("--accept-vouched", action="store_true",
+                        help="accept any origin the peer serves")
+    adding.add_argument("--send-list", action="append", help="lists we send (default: all)")
+    adding.add_argument("--accept-list", action="append",
+                        help="lists we accept (default: all)")
+    adding.add_argument("--jurisdiction", help="ISO 3166-1 alpha-2 code of the peer")
+    adding.add_argument("--group", action="append", default=[],
+                        help="sharing group it belongs to")
+    removing = _command(peers, "remove", "local.peers_remove", "remove a peer")
+    _config_arg(removing)
+    removing.add_argument("name")
+
+
+def _key(sub: Sub) -> None:
+    p = sub.add_parser("key", help="rotate or revoke the log's signing key (node stopped)",
+                       description="Sign key records into this node's log; peers receive them "
+                                   "like any record. Stop the node first.")
+    keys = p.add_subparsers(title="key commands", metavar="ACTION")
+    rotate = _command(keys, "rotate", "keys.rotate",
+                      "authorise a new signing key and revoke the current one")
+    _config_arg(rotate)
+    revoke = _command(keys, "revoke", "keys.revoke_key",
+                      "revoke a signing key (e.g. compromised); the root key signs after")
+    _config_arg(revoke)
+    revoke.add_argument("key", metavar="KEY", help="ed25519:... signing key id")
+
+
+def _unfreeze(sub: Sub) -> None:
+    p = _command(sub, "unfreeze", "keys.unfreeze",
+                 "lift a freeze after resolving an equivocation or a restored backup",
+                 "Without ORIGIN: allow this node to sign again (after a restored backup has "
+                 "caught up from its peers). With ORIGIN: accept records of that origin again.")
+    _config_arg(p)
+    p.add_argument("origin", nargs="?", metavar="ORIGIN")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

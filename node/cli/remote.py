@@ -1,0 +1,126 @@
+"""CLI commands that call the running node's local API: add, revoke, feedback, match, status.
+
+Files given to ``add`` and ``match`` are hashed on this machine; only hashes are sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from hashmesh.node.cli.client import LocalClient
+from hashmesh.node.cli.support import CliError, cli_token_path, print_json
+from hashmesh.node.config.node import WILDCARD_HOSTS, load_node_config
+from hashmesh.protocol.hashtypes import get_hash_type
+
+
+def client_for(args: argparse.Namespace) -> LocalClient:
+    """A client for the node named by ``--url``/``--token`` or by the config file."""
+    url, token = args.url, args.token
+    if url is None or token is None:
+        config = load_node_config(args.config)
+        if url is None:
+            host = config.listen.host
+            host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+            url = f"{'https' if config.tls else 'http'}://{host}:{config.listen.port}"
+        if token is None:
+            token = _read_cli_token(cli_token_path(args.config))
+    return LocalClient(url, token)
+
+
+def _read_cli_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise CliError(f"no API token: pass --token, set HASHMESH_TOKEN, or create {path}"
+                       ) from None
+
+
+def hashes_for(inputs: list[str]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Each input (an image file or ``TYPE:VALUE``) as a label and its hashes."""
+    result = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_file():
+            from hashmesh.node.matching.hasher import hash_file  # numpy, PIL: only for files
+
+            hashes = [{"type": h.type, "value": h.value,
+                       **({"quality": h.quality} if h.quality is not None else {})}
+                      for h in hash_file(path)]
+            result.append((text, hashes))
+            continue
+        name, sep, value = text.partition(":")
+        if not sep:
+            raise CliError(f"{text}: not a file, and not TYPE:VALUE")
+        kind = get_hash_type(name, text)
+        result.append((text, [{"type": kind.name, "value": kind.validate(value, text)}]))
+    return result
+
+
+def add(args: argparse.Namespace) -> int:
+    items = []
+    for _, hashes in hashes_for(args.inputs):
+        item: dict[str, Any] = {"hashes": hashes, "tier": args.tier, "labels": args.label}
+        if args.list_name:
+            item["list"] = args.list_name
+        if args.expires is not None:
+            item["expires"] = args.expires
+        items.append(item)
+    dist: dict[str, Any] = {"scope": args.scope}
+    if args.group:
+        dist["group"] = args.group
+    if args.jurisdiction:
+        dist["jurisdictions"] = args.jurisdiction
+    answer = client_for(args).call("POST", "/v1/records", body={"items": items, "dist": dist})
+    print_json(answer)
+    return 0
+
+
+def revoke(args: argparse.Namespace) -> int:
+    answer = client_for(args).call("POST", "/v1/revocations",
+                                   body={"targets": args.refs, "reason": args.reason})
+    print_json(answer)
+    return 0
+
+
+def feedback(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"target": args.ref, "verdict": args.verdict}
+    if args.note:
+        body["note"] = args.note
+    print_json(client_for(args).call("POST", "/v1/feedback", body=body))
+    return 0
+
+
+def match(args: argparse.Namespace) -> int:
+    """Print one result per input; exit 0 if anything matched, 1 if nothing did."""
+    inputs = hashes_for(args.inputs)
+    queries = [h for _, hashes in inputs for h in hashes]
+    body: dict[str, Any] = {"hashes": [{"type": q["type"], "value": q["value"]}
+                                       for q in queries]}
+    if args.threshold:
+        body["thresholds"] = _thresholds(args.threshold)
+    if args.lists:
+        body["lists"] = args.lists
+    answer = client_for(args).call("POST", "/v1/match", body=body)
+    results = iter(answer["results"])
+    report = [{"input": label, "results": [next(results) for _ in hashes]}
+              for label, hashes in inputs]
+    print_json(report)
+    matched = any(r["matches"] for entry in report for r in entry["results"])
+    return 0 if matched else 1
+
+
+def _thresholds(pairs: list[str]) -> dict[str, int]:
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not value.isdigit():
+            raise CliError(f"--threshold {pair}: expected TYPE=N, e.g. pdq=40")
+        result[name] = int(value)
+    return result
+
+
+def status(args: argparse.Namespace) -> int:
+    print_json(client_for(args).call("GET", "/v1/status"))
+    return 0

@@ -1,0 +1,459 @@
+"""``node.toml``: the node's own configuration, TOML in, a validated frozen dataclass out.
+
+Peers live in ``node/config/peers.py`` and the located TOML reading both share in
+``node/config/toml_reader.py``.
+
+An operator's typo must fail loudly at load, not silently change who we share with, so:
+
+* every value is checked when the file is loaded, and unknown keys are errors that name the
+  key (with a "did you mean" hint);
+* every error is a ``ConfigError`` whose text locates the fault the way an operator reads
+  it: ``node.toml: listen.port: must be an integer between 1 and 65535, got 70000``;
+* loading is pure and total: it reads one file and returns a new frozen object or raises.
+  It does not look at key files, TLS files or the data directory; those are opened (with
+  their own located errors) when the node starts. A reload validates the new file whole
+  before anything swaps it in.
+
+Relative paths inside a file are resolved against that file's directory, so a node runs the
+same whatever directory it was started from.
+
+``configs/node.example.toml`` and ``configs/peers.example.toml`` are the documented schema;
+the tests load both.
+
+    ConfigError(message, path)   a file cannot be read, is not TOML, or fails validation
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from hashmesh.node.config.peers import PeersConfig, check_url, load_peers_config
+from hashmesh.node.config.toml_reader import (
+    ConfigError,
+    Table,
+    check_unused,
+    parse_toml,
+    read_text,
+    toml_value,
+)
+from hashmesh.protocol.errors import ProtocolError
+from hashmesh.protocol.hashtypes import get_hash_type
+from hashmesh.protocol.records import (
+    MAX_ITEMS,
+    MAX_RECORD_BYTES,
+    NAME_PATTERN,
+)
+
+DEFAULT_PEERS_FILE = "peers.toml"
+DATABASE_FILE = "hashmesh.db"
+SCOPES: frozenset[str] = frozenset({"read", "write", "metrics"})
+PEER_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+TOKEN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
+HOSTNAME_PATTERN = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+MAX_NAME_LENGTH = 200
+GIB = 2**30
+# Addresses that listen everywhere but that no client can connect to.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
+
+
+# --- node.toml ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KeysConfig:
+    """Paths of the node's secret keys; ``signing`` and ``node`` default to ``root``."""
+
+    root: Path
+    signing: Path
+    node: Path
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 8470
+
+
+@dataclass(frozen=True)
+class MatchWorkersConfig:
+    """Processes that serve only matching, on a listener of their own (``node/api/match_pool.py``).
+
+    One event loop runs Python for one request at a time, so a node in one process answers
+    matches with at most one core. Workers, each with its own copy of the index, answer from
+    as many cores as there are processes.
+    """
+
+    processes: int
+    host: str
+    port: int
+
+
+MAX_MATCH_PROCESSES = 64
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A local client's token, stored only as its SHA-256 so the config file holds no secret."""
+
+    name: str
+    sha256: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class ListsConfig:
+    default: str = "ncii"
+    allowed: tuple[str, ...] = ("ncii",)
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Per-hash-type default thresholds that override the hash type's own default."""
+
+    thresholds: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def threshold_for(self, hash_type: str) -> int:
+        override = self.thresholds.get(hash_type)
+        return get_hash_type(hash_type).default_threshold if override is None else override
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_body_bytes: int = 1_048_576
+    max_image_bytes: int = 20_971_520
+    max_batch: int = 1000
+    max_items_per_record: int = MAX_ITEMS
+    max_page_records: int = 5_000
+    max_page_bytes: int = 4_194_304
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Where the peers file is; ``peers_file_is_default`` allows it to be absent (no peers)."""
+
+    peers_file: Path
+    peers_file_is_default: bool = True
+    pull_interval_seconds: int = 30
+    public_url: str | None = None
+    ca_file: Path | None = None
+    # A listener of its own for peers (``[federation.listen]``); None: peers use ``[listen]``
+    listen: ListenConfig | None = None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A whole, validated ``node.toml``. ``path`` is as given; ``base_dir`` is absolute."""
+
+    path: Path
+    base_dir: Path
+    name: str
+    data_dir: Path
+    keys: KeysConfig
+    listen: ListenConfig
+    tls: TlsConfig | None
+    api_tokens: tuple[ApiToken, ...]
+    lists: ListsConfig
+    match: MatchConfig
+    limits: LimitsConfig
+    federation: FederationConfig
+    match_workers: MatchWorkersConfig | None = None
+    # /metrics without a token: only for a listener that nobody else can reach
+    public_metrics: bool = False
+    # the file's text as loaded, handed to match workers so they run on the same config
+    text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / DATABASE_FILE
+
+    @property
+    def peer_listen(self) -> ListenConfig:
+        """Where peers reach this node: ``[federation.listen]``, else ``[listen]``."""
+        return self.federation.listen or self.listen
+
+    def find_token(self, token: str) -> ApiToken | None:
+        """The API token whose hash matches ``token``, compared in constant time.
+
+        Every configured hash is compared (no early exit), so timing does not reveal which
+        token, or how much of one, matched.
+        """
+        if not token:
+            return None
+        digest = hash_token(token).encode("ascii")
+        found: ApiToken | None = None
+        for candidate in self.api_tokens:
+            if hmac.compare_digest(digest, candidate.sha256.encode("ascii")):
+                found = candidate
+        return found
+
+    def load_peers(self) -> PeersConfig:
+        """Load the configured peers file; a missing file means no peers only for the default."""
+        return load_peers_config(self.federation.peers_file,
+                                 missing_ok=self.federation.peers_file_is_default)
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of an API token, the form stored in ``[[api.tokens]] sha256``."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    """Read and validate ``node.toml``; raise ``ConfigError`` naming the file and the field."""
+    return node_config_from_text(read_text(path), path)
+
+
+def node_config_from_text(text: str, path: Path) -> NodeConfig:
+    """``load_node_config`` of ``text`` as if read from ``path`` (match workers get the text
+    the node loaded, not whatever the file holds when they start)."""
+    try:
+        return dataclasses.replace(parse_node_config(parse_toml(text, path), path=path),
+                                   text=text)
+    except ConfigError as exc:
+        raise exc.in_file(path) from None
+
+
+def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
+    """Validate an already-parsed ``node.toml`` document that lives at ``path``."""
+    base_dir = path.parent.absolute()
+    top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
+                           "match_workers", "limits", "federation"}, what="section")
+    # sections are read in file order, so the first fault reported is the first in the file
+    node = top.table("node", {"name", "data_dir"}, required=True)
+    name = node.display_name("name")
+    data_dir = node.file_path("data_dir", base_dir, default="data")
+    keys = _parse_keys(top.table("keys", {"root", "signing", "node"}, required=True), base_dir)
+    listen = _parse_listen(top.table("listen", {"host", "port"}))
+    tls = _parse_tls(top.table("tls", {"cert", "key"}), base_dir)
+    api = top.table("api", {"tokens", "public_metrics"})
+    api_tokens = _parse_tokens(api)
+    public_metrics = api.boolean("public_metrics", default=False)
+    lists = _parse_lists(top.table("lists", {"default", "allowed"}))
+    match = top.table("match", {"thresholds"})
+    thresholds = _parse_thresholds(match.table("thresholds", None))
+    match_workers = (_parse_match_workers(
+        top.table("match_workers", {"processes", "host", "port"}), listen)
+        if top.has("match_workers") else None)
+    limits = _parse_limits(top.table("limits", set(LimitsConfig.__dataclass_fields__)))
+    federation = _parse_federation(top.table("federation", {
+        "peers_file", "public_url", "ca_file", "pull_interval_seconds", "listen"}), base_dir,
+        listen, match_workers)
+    return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
+                      listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
+                      match=MatchConfig(thresholds), limits=limits, federation=federation,
+                      match_workers=match_workers, public_metrics=public_metrics)
+
+
+def _parse_keys(keys: Table, base_dir: Path) -> KeysConfig:
+    root = keys.file_path("root", base_dir)
+    return KeysConfig(root=root,
+                      signing=keys.file_path("signing", base_dir, default=root),
+                      node=keys.file_path("node", base_dir, default=root))
+
+
+def _parse_listen(listen: Table) -> ListenConfig:
+    return ListenConfig(host=_host(listen, ListenConfig.host),
+                        port=listen.integer("port", 1, 65535, default=ListenConfig.port))
+
+
+def _host(table: Table, default: str) -> str:
+    host = table.string("host", default=default)
+    if not _is_host(host):
+        raise ConfigError(f"not an IP address or host name: {host!r:.80}", table.at("host"))
+    return host
+
+
+def _parse_match_workers(table: Table, listen: ListenConfig) -> MatchWorkersConfig:
+    address = _extra_listener(table, listen, "the port the match workers listen on",
+                              {listen.port: "listen.port"})
+    processes = table.integer("processes", 1, MAX_MATCH_PROCESSES, default=2)
+    return MatchWorkersConfig(processes=processes, host=address.host, port=address.port)
+
+
+def _extra_listener(table: Table, listen: ListenConfig, port_is: str,
+                    taken: dict[int, str]) -> ListenConfig:
+    """A listener besides ``[listen]``: a required port not ``taken`` by another, and a host
+    that defaults to ``listen.host``."""
+    if not table.has("port"):
+        raise ConfigError(f"required: {port_is}", table.at("port"))
+    host = _host(table, listen.host)
+    port = table.integer("port", 1, 65535)
+    if port in taken:
+        raise ConfigError(f"must differ from {taken[port]} ({port})", table.at("port"))
+    return ListenConfig(host=host, port=port)
+
+
+def _parse_tls(tls: Table, base_dir: Path) -> TlsConfig | None:
+    if not tls.has("cert") and not tls.has("key"):
+        return None
+    for present, absent in (("cert", "key"), ("key", "cert")):
+        if tls.has(present) and not tls.has(absent):
+            raise ConfigError(f"required when tls.{present} is set (give both or neither)",
+                              tls.at(absent))
+    return TlsConfig(cert=tls.file_path("cert", base_dir), key=tls.file_path("key", base_dir))
+
+
+def _parse_tokens(api: Table) -> tuple[ApiToken, ...]:
+    tokens: list[ApiToken] = []
+    for entry in api.tables("tokens", {"name", "sha256", "scopes"}):
+        name = entry.string("name", pattern=TOKEN_NAME_PATTERN, what="token name")
+        digest = entry.string("sha256")
+        if not SHA256_PATTERN.fullmatch(digest):
+            raise ConfigError("must be the token's SHA-256 as 64 hex characters, not the token "
+                              "itself (compute it with: printf %s \"$TOKEN\" | sha256sum)",
+                              entry.at("sha256"))
+        scopes = entry.strings("scopes", what="scope", choices=SCOPES, min_length=1,
+                               default=None)
+        check_unused([t.name for t in tokens], name, entry.at("name"), "token name")
+        check_unused([t.sha256 for t in tokens], digest.lower(), entry.at("sha256"),
+                      "token hash")
+        tokens.append(ApiToken(name=name, sha256=digest.lower(), scopes=frozenset(scopes)))
+    return tuple(tokens)
+
+
+def _parse_lists(lists: Table) -> ListsConfig:
+    default = lists.string("default", pattern=NAME_PATTERN, what="list name",
+                           default=ListsConfig.default)
+    allowed = lists.strings("allowed", pattern=NAME_PATTERN, what="list name", min_length=1,
+                            default=(default,))
+    if default not in allowed:
+        raise ConfigError(f"{default!r} is not one of lists.allowed", lists.at("default"))
+    return ListsConfig(default=default, allowed=allowed)
+
+
+def _parse_thresholds(table: Table) -> Mapping[str, int]:
+    thresholds: dict[str, int] = {}
+    for key in table.keys():
+        try:
+            hash_type = get_hash_type(key, table.at(key))
+        except ProtocolError as exc:
+            raise ConfigError(exc.reason, exc.path) from None
+        if hash_type.name in thresholds:
+            raise ConfigError(f"duplicate threshold for {hash_type.name}", table.at(key))
+        thresholds[hash_type.name] = table.integer(key, 0, hash_type.max_threshold)
+    return MappingProxyType(thresholds)
+
+
+def _parse_limits(limits: Table) -> LimitsConfig:
+    d = LimitsConfig()
+    return LimitsConfig(
+        max_body_bytes=limits.integer("max_body_bytes", 1, GIB, default=d.max_body_bytes),
+        max_image_bytes=limits.integer("max_image_bytes", 1, GIB, default=d.max_image_bytes),
+        max_batch=limits.integer("max_batch", 1, 100_000, default=d.max_batch),
+        max_items_per_record=limits.integer("max_items_per_record", 1, MAX_ITEMS,
+                                            default=d.max_items_per_record),
+        max_page_records=limits.integer("max_page_records", 1, 100_000,
+                                        default=d.max_page_records),
+        # a page must be able to carry at least one record of the largest allowed size
+        max_page_bytes=limits.integer("max_page_bytes", MAX_RECORD_BYTES, GIB,
+                                      default=d.max_page_bytes),
+    )
+
+
+def _parse_federation(federation: Table, base_dir: Path, listen: ListenConfig,
+                      match_workers: MatchWorkersConfig | None) -> FederationConfig:
+    raw = federation.string("peers_file", default=DEFAULT_PEERS_FILE)
+    peer_listen = (_parse_peer_listen(federation.table("listen", {"host", "port"}), listen,
+                                      match_workers)
+                   if federation.has("listen") else None)
+    return FederationConfig(
+        peers_file=federation.file_path("peers_file", base_dir, default=DEFAULT_PEERS_FILE),
+        peers_file_is_default=raw == DEFAULT_PEERS_FILE,
+        pull_interval_seconds=federation.integer("pull_interval_seconds", 1, 86_400,
+                                                 default=FederationConfig.pull_interval_seconds),
+        public_url=(check_url(federation.string("public_url"), federation.at("public_url"))
+                    if federation.has("public_url") else None),
+        ca_file=(federation.file_path("ca_file", base_dir) if federation.has("ca_file")
+                 else None),
+        listen=peer_listen,
+    )
+
+
+def _parse_peer_listen(table: Table, listen: ListenConfig,
+                       match_workers: MatchWorkersConfig | None) -> ListenConfig:
+    """``[federation.listen]``: peers get a port of their own, and the local API stays on
+    ``[listen]``, which can then be bound where only the organisation's services reach it."""
+    taken = {listen.port: "listen.port"}
+    if match_workers is not None:
+        taken[match_workers.port] = "match_workers.port"
+    return _extra_listener(table, listen, "the port peers connect to", taken)
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return HOSTNAME_PATTERN.fullmatch(host) is not None
+    return True
+
+
+# --- rendering a fresh node.toml ----------------------------------------------------------
+
+NODE_TEMPLATE = """\
+# hashmesh node configuration, written by `hashmesh init`.
+# Every field is documented in configs/node.example.toml. Relative paths are relative to
+# the directory of this file.
+
+[node]
+name = {name}
+data_dir = {data_dir}
+
+[keys]
+root = "keys/root.key"
+# signing = "keys/signing.key"   # defaults to the root key
+# node = "keys/node.key"         # defaults to the root key
+
+[listen]
+host = {host}
+port = {port}
+
+# [tls]
+# cert = "tls/cert.pem"
+# key = "tls/key.pem"
+
+[api]
+# Local clients send `Authorization: Bearer <token>`; only the token's SHA-256 is kept here.
+[[api.tokens]]
+name = "local"
+sha256 = {token_sha256}
+scopes = ["read", "write", "metrics"]
+
+[lists]
+default = "ncii"
+allowed = ["ncii"]
+
+[federation]
+peers_file = "peers.toml"
+pull_interval_seconds = 30
+"""
+
+
+def render_node_config(*, name: str, host: str, port: int, token_sha256: str,
+                       data_dir: str = "data") -> str:
+    """A fresh, commented ``node.toml``; raises ``ConfigError`` if the values are invalid."""
+    text = NODE_TEMPLATE.format(name=toml_value(name), data_dir=toml_value(data_dir),
+                                host=toml_value(host), port=toml_value(port),
+                                token_sha256=toml_value(token_sha256))
+    parse_node_config(tomllib.loads(text), path=Path("node.toml"))
+    return text

@@ -1,0 +1,551 @@
+"""Pulling peers' logs: pull is the truth, push is a hint.
+
+Each configured peer has one ``PeerLink`` task: its own queue of work (a pending push hint
+to send, a pull to make) with its own backoff and jitter, so a failing or slow peer never
+delays the healthy ones. A link pulls when poked (a local write, a hint from the peer) and
+every ``pull_interval_seconds`` regardless (anti-entropy repairs any missed hint).
+
+A pull reads the peer's heads, then, for each origin we accept from that peer and hold less
+of, reads log pages after our head. Every page is verified record by record (schema,
+canonical bytes, digest, key validity, signature, chain) off the event loop, then stored in
+one transaction together with the peer's cursor: a cursor never advances past what is
+committed; a page with one bad record is refused whole. Pages are pipelined (page k commits
+while page k+1 is verified and page k+2 fetched) and a page's Ed25519 checks run on a small
+thread pool; each record is still parsed and verified exactly once, and faults are reported in
+record order. Two valid records at one
+``(origin, seq)`` become evidence and freeze the origin, after which we pull nothing more of
+it (no branch is picked). A round reads at most ``MAX_PAGES_PER_ROUND`` pages per origin, so
+a peer serving endless valid records cannot keep a link busy forever.
+
+Refused records are counted in ``hashmesh_records_rejected{code}``; any refusal fails the
+round, which marks the peer down and backs off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+
+import aiohttp
+from yarl import URL
+
+from hashmesh.node.config.peers import PeerConfig, PeersConfig
+from hashmesh.node.federation.httpsig import sign_request
+from hashmesh.node.federation.interface import LocalNode
+from hashmesh.node.federation.policy import may_keep_body
+from hashmesh.node.runtime.tasks import cancel_and_wait
+from hashmesh.node.store.sqlite import Changes, Store
+from hashmesh.protocol.errors import KeyNotAuthorisedError, PrevMismatchError, ProtocolError
+from hashmesh.protocol.evidence import Evidence
+from hashmesh.protocol.log import LogHead, check_next, detect_equivocation
+from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.signing import KeyRing, signature_verifies, verify, verify_signature
+
+log = logging.getLogger("hashmesh.sync")
+
+MAX_PAGES_PER_ROUND = 2_000
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5, sock_read=10)
+MAX_BACKOFF_SECONDS = 60.0
+# Records per task of the signature-checking pool: small enough that checking overlaps the
+# parsing of the next chunk, large enough that task overhead is nothing next to Ed25519.
+VERIFY_CHUNK = 64
+VERIFY_THREADS = 2
+INDEX_BATCH = 100_000  # hashes a pull hands the matcher at once (see _IndexBatch)
+
+
+class PeerProtocolError(Exception):
+    """The peer answered with something we refuse (bad page, bad status, too large)."""
+
+    def __init__(self, message: str, code: str = "PEER_PROTOCOL") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RecordRefusedError(PeerProtocolError):
+    """A record or head refused for where the peer put it, not for its own content.
+
+    For example a record in another origin's log. Counted, like a ``ProtocolError``, in
+    ``hashmesh_records_rejected``.
+    """
+
+
+@dataclass
+class PageResult:
+    """A verified page: what to store, the new head, and a conflict if one was found.
+
+    ``conflict`` is the record whose ``prev`` is not our head: either the peer's chain
+    diverges from ours at ``conflict_seq`` (equivocation) or that record is simply bad.
+    """
+
+    records: list[SignedRecord] = field(default_factory=list)
+    head: LogHead | None = None
+    conflict_seq: int | None = None
+    conflict: PrevMismatchError | None = None
+
+
+def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHead | None,
+                peer: PeerConfig, pool: Executor | None = None) -> PageResult:
+    """Verify a page of one origin's log against our head; runs in a worker thread.
+
+    Stops at the first record that conflicts with our chain (its ``prev`` is not our head),
+    reporting the conflicting seq so the caller can gather evidence. Any other fault (a record
+    at or below the head, out of order, of another origin, badly signed) refuses the page.
+
+    Each record is parsed and its signature checked exactly once. The Ed25519 checks depend on
+    nothing but the record, so with a ``pool`` they run there, chunk by chunk, while the next
+    chunk is parsed (PyNaCl releases the GIL); the checks are then applied in record order,
+    so the first fault reported is the same as checking one record at a time.
+    """
+    parsed: list[SignedRecord | ProtocolError] = []
+    verdicts: list[Future[list[bool | None]]] = []
+    for start in range(0, len(lines), VERIFY_CHUNK):
+        chunk = [_parse(line, f"{peer.name}:log[{start + i}]")
+                 for i, line in enumerate(lines[start:start + VERIFY_CHUNK])]
+        parsed.extend(chunk)
+        if pool is not None:
+            verdicts.append(pool.submit(_signatures, chunk))
+    checked = [ok for future in verdicts for ok in future.result()]
+    result = PageResult(head=head)
+    for index, record in enumerate(parsed):
+        path = f"{peer.name}:log[{index}]"
+        if isinstance(record, ProtocolError):
+            raise record
+        if record.head.origin != origin:
+            raise RecordRefusedError(f"{path}: record of origin {record.head.origin} in the log "
+                                     f"of {origin}", "WRONG_ORIGIN")
+        verify(record, ring, path, signature_ok=checked[index] if checked else None)
+        try:
+            check_next(result.head, record, path)
+        except PrevMismatchError as exc:
+            result.conflict_seq = record.head.seq - 1
+            result.conflict = exc
+            return result
+        if not may_keep_body(record, peer) and record.body is not None:
+            record = record.stub()
+        ring.apply(record)
+        result.records.append(record)
+        result.head = LogHead.of(record)
+    return result
+
+
+class _IndexBatch:
+    """Changes of a pull's committed pages on their way to the matcher, in batches.
+
+    Each hand-over (``apply_changes_soon``) merges the matcher's delta into its main arrays
+    once, ~0.1 s of numpy at 1M hashes whatever the batch size, so a bulk pull hands over
+    ``INDEX_BATCH`` hashes at a time rather than every page (a 1M-hash sync: 10 merges, not
+    35). A page that removes entries (a revoke) is handed over at once, and whatever is left
+    when the pull ends, however it ends.
+    """
+
+    def __init__(self, node: LocalNode) -> None:
+        self.node = node
+        self.changes = Changes()
+        self.applying: list[asyncio.Future[None]] = []
+
+    def add(self, changes: Changes) -> None:
+        self.changes.extend(changes)
+        if changes.removed or self.changes.added_count >= INDEX_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.changes.added or self.changes.removed:
+            self.applying.append(self.node.apply_changes_soon(self.changes))
+            self.changes = Changes()
+
+    async def wait(self) -> None:
+        self.flush()
+        await asyncio.shield(asyncio.gather(*self.applying))
+
+
+def _discard(ahead: tuple[int, asyncio.Future[list[bytes]]] | None) -> None:
+    """Cancel a read-ahead page that will not be used, and never report its outcome."""
+    if ahead is not None:
+        ahead[1].cancel()
+        ahead[1].add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+def _parse(line: bytes, path: str) -> SignedRecord | ProtocolError:
+    """The record, or its fault, kept to be reported in order with the other checks."""
+    try:
+        return SignedRecord.from_bytes(line, path)
+    except ProtocolError as exc:
+        return exc
+
+
+def _signatures(chunk: list[SignedRecord | ProtocolError]) -> list[bool | None]:
+    return [None if isinstance(record, ProtocolError) else signature_verifies(record)
+            for record in chunk]
+
+
+class PeerLink:
+    """One peer's outbound queue: hints to send and pulls to make, with its own backoff."""
+
+    def __init__(self, federation: Federation, peer: PeerConfig) -> None:
+        self.federation = federation
+        self.peer = peer
+        self.wake = asyncio.Event()
+        self.notify_pending = False
+        self.failures = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"peer-{self.peer.name}")
+        self.wake.set()
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self.task)
+
+    def poke(self, notify: bool = False) -> None:
+        self.notify_pending = self.notify_pending or notify
+        self.wake.set()
+
+    async def run(self) -> None:
+        interval = self.federation.node.config.federation.pull_interval_seconds
+        while True:
+            try:
+                await asyncio.wait_for(self.wake.wait(),
+                                       timeout=interval * random.uniform(0.8, 1.2))
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            try:
+                if self.notify_pending:
+                    self.notify_pending = False
+                    await self.federation.send_notify(self.peer)
+                await self.federation.sync_with(self.peer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any peer fault: log, back off, try again
+                await self._back_off(exc)
+            else:
+                self.failures = 0
+                self.federation.node.metrics.peer_up.labels(self.peer.name).set(1)
+
+    async def _back_off(self, exc: Exception) -> None:
+        self.failures += 1
+        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** self.failures) * random.uniform(0.5, 1.0)
+        log.warning("sync with peer %s failed (%s: %s); retrying in %.1f s", self.peer.name,
+                    type(exc).__name__, exc, delay)
+        self.federation.node.metrics.peer_up.labels(self.peer.name).set(0)
+        self.notify_pending = True
+        await asyncio.sleep(delay)
+        self.wake.set()
+
+
+class Federation:
+    """All peer links of one node, and the signed HTTP calls they make."""
+
+    def __init__(self, node: LocalNode) -> None:
+        self.node = node
+        self.links: dict[str, PeerLink] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self.verifier = ThreadPoolExecutor(max_workers=VERIFY_THREADS,
+                                           thread_name_prefix="verify")
+
+    async def start(self) -> None:
+        ca_file = self.node.config.federation.ca_file
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        self.session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT,
+                                             connector=aiohttp.TCPConnector(ssl=context))
+        self.reconcile(self.node.peers)
+
+    async def stop(self) -> None:
+        for link in list(self.links.values()):
+            await link.stop()
+        self.links.clear()
+        if self.session is not None:
+            await self.session.close()
+        self.verifier.shutdown(wait=False, cancel_futures=True)
+
+    def reconcile(self, peers: PeersConfig) -> None:
+        """Start links for new or changed peers and stop links for removed ones."""
+        wanted = {peer.name: peer for peer in peers}
+        for name, link in list(self.links.items()):
+            if wanted.get(name) != link.peer:
+                del self.links[name]
+                asyncio.create_task(link.stop())
+        for name, peer in wanted.items():
+            if name not in self.links:
+                link = PeerLink(self, peer)
+                self.links[name] = link
+                link.start()
+
+    def poke(self, peer_name: str) -> None:
+        link = self.links.get(peer_name)
+        if link is not None:
+            link.poke()
+
+    def notify_all(self, except_peer: str | None = None) -> None:
+        """Hint every peer (but the one we just pulled from) that we have new records."""
+        for name, link in self.links.items():
+            if name != except_peer:
+                link.poke(notify=True)
+
+    # -- signed HTTP ---------------------------------------------------------------------
+
+    async def _request(self, peer: PeerConfig, method: str, path: str, *,
+                       params: dict[str, str] | None = None, body: bytes = b"",
+                       max_bytes: int) -> tuple[bytes, dict[str, str]]:
+        assert self.session is not None
+        target = URL(peer.url + path)
+        if params:
+            target = target.with_query(params)
+        headers = sign_request(method=method, url=target, body=body,
+                               key=self.node.identity.node)
+        if body:
+            headers["Content-Type"] = "application/json"
+        async with self.session.request(method, target, data=body or None, headers=headers,
+                                        allow_redirects=False) as response:
+            payload = await _read_capped(response, max_bytes)
+            if response.status >= 400:
+                raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "
+                                        f"{payload[:300].decode('utf-8', 'replace')}",
+                                        "HTTP_ERROR")
+            return payload, dict(response.headers)
+
+    async def send_notify(self, peer: PeerConfig) -> None:
+        await self._request(peer, "POST", "/v1/notify", body=b'{"origins":{}}',
+                            max_bytes=65_536)
+
+    async def fetch_heads(self, peer: PeerConfig) -> list[SignedRecord]:
+        """The peer's heads, at most one per origin.
+
+        A second head for one origin is refused: each head starts a pull of up to
+        ``MAX_PAGES_PER_ROUND`` pages, so repeats would multiply one round's work.
+        """
+        payload, _ = await self._request(peer, "GET", "/v1/heads",
+                                         max_bytes=self.node.config.limits.max_page_bytes)
+        heads: dict[str, SignedRecord] = {}
+        for index, line in enumerate(payload.splitlines()):
+            path = f"{peer.name}:heads[{index}]"
+            stub = SignedRecord.from_bytes(line, path)
+            if stub.head.origin in heads:
+                raise RecordRefusedError(f"{path}: a second head for origin {stub.head.origin}",
+                                         "DUPLICATE_HEAD")
+            heads[stub.head.origin] = stub
+        return list(heads.values())
+
+    async def fetch_page(self, peer: PeerConfig, origin: str, after: int,
+                         limit: int) -> list[bytes]:
+        limits = self.node.config.limits
+        payload, _ = await self._request(
+            peer, "GET", f"/v1/log/{origin}", params={"after": str(after), "limit": str(limit)},
+            max_bytes=limits.max_page_bytes)
+        lines = payload.splitlines()
+        if len(lines) > limit:
+            raise PeerProtocolError(f"{peer.name}: page of {len(lines)} records exceeds the "
+                                    f"limit of {limit} we asked for", "PAGE_TOO_LONG")
+        return lines
+
+    # -- pulling -------------------------------------------------------------------------
+
+    async def sync_with(self, peer: PeerConfig) -> int:
+        """One anti-entropy round with ``peer``; returns how many records were stored."""
+        try:
+            stored = await self._sync(peer)
+        except (ProtocolError, RecordRefusedError) as exc:
+            self.node.metrics.records_rejected.labels(exc.code).inc()
+            raise
+        if stored:
+            self.notify_all(except_peer=peer.name)
+        return stored
+
+    async def _sync(self, peer: PeerConfig) -> int:
+        stored = 0
+        frozen = await self.node.store.read(Store.frozen)
+        for stub in await self.fetch_heads(peer):
+            origin = stub.head.origin
+            if origin != self.node.origin and not peer.accepts_origin(origin):
+                continue
+            if origin in frozen:
+                continue  # evidence is held; nothing more of it until an operator unfreezes
+            ours = await self.node.store.read(partial(Store.head, origin=origin))
+            if ours is not None and stub.head.seq <= ours.seq:
+                await self._check_known(peer, stub)
+                continue
+            if origin == self.node.origin:
+                await self._check_own_head(peer, stub)
+                await self.node.own_log_behind(peer.name, stub.head.seq)
+            stored += await self.pull_origin(peer, origin, ours, stub.head.seq)
+        return stored
+
+    async def pull_origin(self, peer: PeerConfig, origin: str, head: LogHead | None,
+                          target: int) -> int:
+        """Pull, verify and store ``origin``'s records from ``peer`` up to ``target``.
+
+        Pipelined: while page k commits on the store's writer thread, page k+1 is verified
+        (against the head page k leads to) and page k+2 is already being fetched. Commits stay
+        in page order, each with its cursor, and a page is only committed once the one before
+        it has been, so a cursor never points past what is committed; a fault in page k+1
+        leaves page k committed.
+
+        The read-ahead asks for the records after ``after + len(lines)``: where a page of a
+        valid log ends, since seqs run without gaps. If the page turns out to end elsewhere
+        (it fails, or stops at a conflict), the read-ahead is dropped unread. It stays within
+        the round's ``MAX_PAGES_PER_ROUND`` pages.
+        """
+        limit = self.node.config.limits.max_page_records
+        ring = await self.node.store.read(lambda s: s.keyring(origin))
+        stored = 0
+        committing: asyncio.Future[int] | None = None
+        indexing = _IndexBatch(self.node)
+        loop = asyncio.get_running_loop()
+        ahead: tuple[int, asyncio.Future[list[bytes]]] | None = None  # (after, page)
+
+        def fetch(after: int) -> tuple[int, asyncio.Future[list[bytes]]]:
+            return after, asyncio.ensure_future(self.fetch_page(peer, origin, after, limit))
+
+        try:
+            for page in range(MAX_PAGES_PER_ROUND):
+                after = head.seq if head is not None else 0
+                if head is not None and after >= target:
+                    break
+                if ahead is None or ahead[0] != after:
+                    _discard(ahead)
+                    ahead = fetch(after)
+                lines = await ahead[1]
+                ahead = None
+                if not lines:
+                    break
+                if after + len(lines) < target and page + 1 < MAX_PAGES_PER_ROUND:
+                    ahead = fetch(after + len(lines))
+                result = await loop.run_in_executor(None, verify_page, lines, origin, ring,
+                                                    head, peer, self.verifier)
+                if committing is not None:
+                    stored += await committing
+                    committing = None
+                if result.records:
+                    committing = self._commit_page(peer, origin, result.records, indexing)
+                    head = result.head
+                if result.conflict is not None and result.conflict_seq is not None:
+                    stored += await committing if committing is not None else 0
+                    committing = None
+                    if not await self._gather_evidence(peer, origin, result.conflict_seq):
+                        raise result.conflict
+                    break
+                if not result.records:
+                    break
+        finally:
+            _discard(ahead)
+            if committing is not None:  # a fault in a later page leaves this one committed
+                stored += await committing
+            await indexing.wait()  # the matcher has every committed page when the pull returns
+        return stored
+
+    def _commit_page(self, peer: PeerConfig, origin: str, records: list[SignedRecord],
+                     indexing: _IndexBatch) -> asyncio.Future[int]:
+        """Store a verified page and advance the peer's cursor in one transaction.
+
+        The page's changes go to ``indexing`` as soon as the commit is done, even if the
+        caller is cancelled meanwhile: the commit itself cannot be called back.
+        """
+        node = self.node
+        cursor = (peer.name, origin, records[-1].head.seq)
+        write = asyncio.ensure_future(node.store.write(partial(
+            Store.ingest, records=records, source=peer.name, cursor=cursor)))
+
+        def committed(done: asyncio.Future[Changes]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                indexing.add(done.result())
+                node.metrics.records_ingested.inc(len(records))
+
+        write.add_done_callback(committed)
+
+        async def count() -> int:
+            await asyncio.shield(write)
+            return len(records)
+
+        return asyncio.ensure_future(count())
+
+    async def _check_known(self, peer: PeerConfig, stub: SignedRecord) -> None:
+        """A head at or below ours must be the record we hold at that seq."""
+        origin, seq = stub.head.origin, stub.head.seq
+        raw = await self.node.store.read(lambda s: s.record_at(origin, seq))
+        if raw is None or SignedRecord.from_bytes(raw).id == stub.id:
+            return
+        await self._conflict(peer, SignedRecord.from_bytes(raw), stub)
+
+    async def _check_own_head(self, peer: PeerConfig, stub: SignedRecord) -> None:
+        """A head of our own log beyond ours must be signed by one of our origin's keys.
+
+        Acting on it blocks our signing (``own_log_behind``), so an unsigned or forged claim
+        by a peer is refused instead. Any key we ever granted counts (not only those valid at
+        that seq): after a restore from backup our key ring may lag behind the log.
+        """
+        ring = await self.node.store.read(partial(Store.keyring, origin=stub.head.origin))
+        keys = {self.node.origin, self.node.identity.signer.id, *ring.grants}
+        path = f"{peer.name}:heads[{stub.head.origin}]"
+        try:
+            if stub.head.key not in keys:
+                raise KeyNotAuthorisedError(f"{stub.head.key} is not a key of this node's "
+                                            "origin", f"{path}.head.key")
+            verify_signature(stub, path)
+        except ProtocolError as exc:
+            raise RecordRefusedError(f"{peer.name}: claims seq {stub.head.seq} of our own log "
+                                     f"with a head we did not sign: {exc}", exc.code) from None
+
+    async def _gather_evidence(self, peer: PeerConfig, origin: str, seq: int) -> bool:
+        """The peer's record after ``seq`` does not link to ours: fetch its record at ``seq``.
+
+        Returns ``True`` once a different valid record there is stored as evidence, ``False``
+        if the peer's record at ``seq`` is ours (so the record that failed to link is bad).
+        """
+        lines = await self.fetch_page(peer, origin, seq - 1, 1)
+        ours = await self.node.store.read(lambda s: s.record_at(origin, seq))
+        if not lines or ours is None:
+            raise PeerProtocolError(f"{peer.name}: chain of {origin} diverges at seq {seq} "
+                                    "but the peer did not serve its record there")
+        theirs = SignedRecord.from_bytes(lines[0], f"{peer.name}:log[0]")
+        if (theirs.head.origin, theirs.head.seq) != (origin, seq):
+            raise RecordRefusedError(f"{peer.name}:log[0]: asked for seq {seq} of {origin}, got "
+                                     f"seq {theirs.head.seq} of {theirs.head.origin}",
+                                     "WRONG_RECORD")
+        if theirs.id == SignedRecord.from_bytes(ours).id:
+            return False
+        await self._conflict(peer, SignedRecord.from_bytes(ours), theirs)
+        return True
+
+    async def _conflict(self, peer: PeerConfig, ours: SignedRecord,
+                        theirs: SignedRecord) -> None:
+        origin = ours.head.origin
+        ring = await self.node.store.read(lambda s: s.keyring(origin))
+        try:
+            ring.check(theirs.head.key, theirs.head.seq)
+            verify_signature(theirs)
+        except ProtocolError as exc:
+            raise RecordRefusedError(f"{peer.name}: conflicting record for {origin} seq "
+                                     f"{theirs.head.seq} does not verify: {exc}",
+                                     exc.code) from None
+        key_records = [SignedRecord.from_bytes(raw) for raw in
+                       await self.node.store.read(lambda s: s.key_records(origin))]
+        evidence = detect_equivocation(ours, theirs, key_records)
+        if evidence is not None:
+            await self.node.record_equivocation(evidence, peer.name)
+
+
+def evidence_summary(evidence: Evidence) -> str:
+    return (f"origin {evidence.origin} signed two records at seq {evidence.seq}: "
+            f"{evidence.first.id} and {evidence.second.id}")
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The response body, refusing anything larger than ``max_bytes``."""
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise PeerProtocolError(f"response of {response.content_length} bytes exceeds the "
+                                f"limit of {max_bytes}", "PAGE_TOO_LARGE")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65_536):
+        size += len(chunk)
+        if size > max_bytes:
+            raise PeerProtocolError(f"response exceeds the limit of {max_bytes} bytes",
+                                    "PAGE_TOO_LARGE")
+        chunks.append(chunk)
+    return b"".join(chunks)

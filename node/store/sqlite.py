@@ -1,0 +1,860 @@
+"""The node's SQLite store: the only module that touches the database.
+
+Writes go through one writer (one connection, one thread) in explicit ``BEGIN IMMEDIATE``
+transactions with ``synchronous=FULL`` in WAL mode, so an acknowledged write survives
+``kill -9`` and power loss. Reads use their own connections (one per reader thread) and never
+block the writer. ``AsyncStore`` runs both off the event loop.
+
+One exception to "acknowledged means durable": the audit rows of matches
+(``AsyncStore.audit_later``) are queued and committed together, in one transaction every
+``AUDIT_FLUSH_SECONDS``, so that a match answer does not wait for a transaction (and an fsync)
+of its own. A crash can lose the audit rows of the last interval; a clean shutdown writes them.
+
+Signing a local record, inserting it and advancing the origin's head happen in one
+transaction: a crash can neither leave a gap nor reuse a seq.
+
+Derived tables (``entries``, ``revoked``, ``feedback``, ``keys``) are updated in the same
+transaction as the record that changes them, and every write returns the ``Changes`` that the
+in-memory matcher must apply once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hashmesh.node.store.schema import check_version, create_schema
+from hashmesh.protocol.errors import ChainError
+from hashmesh.protocol.evidence import Evidence
+from hashmesh.protocol.keys import SigningKey
+from hashmesh.protocol.log import LogHead, append, check_next
+from hashmesh.protocol.records import (
+    AddBody,
+    Body,
+    Distribution,
+    FeedbackBody,
+    KeyBody,
+    KeyRevokeBody,
+    RevokeBody,
+    SignedRecord,
+)
+from hashmesh.protocol.signing import KeyGrant, KeyRing
+
+T = TypeVar("T")
+
+log = logging.getLogger("hashmesh.store")
+
+# Queued audit rows are committed together at most this long after the first of them.
+AUDIT_FLUSH_SECONDS = 0.1
+AuditRow = tuple[int, str, str, str]  # ts, actor, action, detail as JSON
+
+
+class StoreError(Exception):
+    """A store operation that cannot proceed (frozen origin, conflicting seq)."""
+
+    code = "STORE_ERROR"
+
+
+class OriginFrozenError(StoreError):
+    """The origin is frozen after equivocation or a restored backup; nothing is signed."""
+
+    code = "ORIGIN_FROZEN"
+
+
+@dataclass
+class Changes:
+    """What a committed write changed in the hashes in force (for the matcher).
+
+    ``added`` maps each hash type to the entry ids and values that became active, as two
+    columns, so that the matcher can take a whole page of a sync in one call; ``removed``
+    lists the entry ids that stopped being active. Applying all additions, then all removals,
+    gives the committed state.
+    """
+
+    added: dict[str, tuple[list[int], list[str]]] = field(default_factory=dict)
+    removed: list[int] = field(default_factory=list)
+
+    def add(self, hash_type: str, entry_id: int, value: str) -> None:
+        ids, values = self.added.setdefault(hash_type, ([], []))
+        ids.append(entry_id)
+        values.append(value)
+
+    def extend(self, other: Changes) -> None:
+        for hash_type, (ids, values) in other.added.items():
+            mine = self.added.setdefault(hash_type, ([], []))
+            mine[0].extend(ids)
+            mine[1].extend(values)
+        self.removed.extend(other.removed)
+
+    @property
+    def added_count(self) -> int:
+        return sum(len(ids) for ids, _ in self.added.values())
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One hash in the store with the provenance a match answer carries."""
+
+    entry_id: int
+    record: str
+    item: int
+    origin: str
+    hash_type: str
+    value: str
+    quality: int | None
+    list: str
+    labels: tuple[str, ...]
+    tier: str
+    expires: int | None
+    active: bool
+
+
+# The writer's page cache (64 MiB, default 2 MiB) and WAL checkpoint interval (64 MiB of WAL,
+# default 4 MiB). A sync commits pages of ~25k hashes (~10 MiB of rows and indexes); with
+# the defaults every commit spilled the cache and ran a checkpoint. Measured on 100k hashes
+# in pages of 100 records: 6.3 instead of 7.7-11 µs of CPU a hash.
+WRITER_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=16384")
+
+
+MAX_ENTRY_ID = 2**63 - 1
+
+
+def database_identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of a database file: which file a path names right now."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a connection in autocommit mode with the pragmas every connection needs."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Store:
+    """Synchronous store. Write methods must run on one thread (``AsyncStore`` ensures it)."""
+
+    def __init__(self, path: Path, *, follower: bool = False) -> None:
+        """Open (and create if need be) the node's database.
+
+        ``follower``: the database belongs to a node running in another process (a match
+        worker's view): it must exist and have this schema version; nothing is created,
+        and the only writes are audit rows.
+        """
+        self.path = Path(path)
+        if follower:
+            if not self.path.is_file():
+                raise StoreError(f"{self.path}: no database here (the node creates it)")
+            self.conn = connect(self.path)
+            # its audit commits must not checkpoint the WAL: the node tunes that for syncs
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
+            check_version(self.conn)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = connect(self.path)
+            for pragma in WRITER_PRAGMAS:
+                self.conn.execute(pragma)
+            create_schema(self.conn)
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+
+    def close(self) -> None:
+        for conn in self._reader_conns:
+            conn.close()
+        self.conn.close()
+
+    # -- transactions and connections -------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction on the writer connection."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (created on first use)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            self._reader_conns.append(conn)
+        return conn
+
+    # -- writes -----------------------------------------------------------------------
+
+    def append_local(self, *, signer: SigningKey, origin: str, body: Body,
+                     dist: Distribution | None = None, actor: str = "local",
+                     ts: int | None = None) -> tuple[SignedRecord, Changes]:
+        """Sign the next record of our own log, store it and apply it, in one transaction."""
+        with self.transaction() as conn:
+            self._check_not_frozen(conn, origin)
+            blocked = conn.execute(
+                "SELECT value FROM meta WHERE key='signing_blocked'").fetchone()
+            if blocked is not None:
+                raise OriginFrozenError(f"signing is blocked: {blocked[0]}; resolve it, then "
+                                        "run `hashmesh unfreeze`")
+            head = _head(conn, origin)
+            record = append(head, signer=signer, origin=origin, body=body,
+                            now_ms=now_ms() if ts is None else ts, dist=dist)
+            changes = self._insert(conn, record, source="local")
+            self._audit(conn, actor, f"sign_{record.head.type}",
+                        {"record": record.id, "seq": record.head.seq})
+        return record, changes
+
+    def ingest(self, records: Iterable[SignedRecord], *, source: str,
+               cursor: tuple[str, str, int] | None = None) -> Changes:
+        """Store verified records that extend their origins' heads, in one transaction.
+
+        Signatures and key validity were checked by the caller; chain linkage is re-checked
+        here against the committed head, so two concurrent pulls cannot interleave. A record
+        already held is skipped, except that a held stub is completed by its body. The
+        optional ``cursor`` ``(peer, origin, seq)`` advances in the same transaction.
+
+        A sync page is hundreds of records and up to ~100k hashes, so rows are written in
+        bulk (``_BulkWriter``) and each origin's head is read once and then followed in
+        memory; the result is the same as storing the records one by one.
+        """
+        records = list(records)
+        changes = Changes()
+        with self.transaction() as conn:
+            held = _held(conn, records)
+            heads: dict[str, LogHead | None] = {}
+            writer = _BulkWriter(conn, source, changes)
+            for record in records:
+                origin, seq = record.head.origin, record.head.seq
+                existing = held.get((origin, seq))
+                if existing is not None:
+                    if existing[0] != record.id:
+                        raise ChainError(f"conflicting record at seq {seq}", "record.head.seq")
+                    if existing[1] and record.body is not None:
+                        writer.flush()
+                        changes.extend(self._complete_stub(conn, record))
+                        held[(origin, seq)] = (record.id, False)
+                    continue
+                if origin not in heads:
+                    self._check_not_frozen(conn, origin)
+                    heads[origin] = _head(conn, origin)
+                check_next(heads[origin], record)
+                heads[origin] = LogHead.of(record)
+                held[(origin, seq)] = (record.id, record.is_stub)
+                writer.insert(record)
+                if record.body is not None and not isinstance(record.body, AddBody):
+                    writer.flush()  # revokes, feedback and keys see every row before them
+                    changes.extend(self._apply(conn, record))
+            writer.flush()
+            for head in heads.values():
+                if head is not None:
+                    _set_head(conn, head)
+            if cursor is not None:
+                self._set_cursor(conn, *cursor)
+        return changes
+
+    def freeze(self, origin: str, seq: int, evidence: Evidence | None, reason: str) -> None:
+        """Freeze ``origin`` at ``seq``: no more records of it are accepted or signed."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO origins (origin, head_seq, frozen_seq) VALUES (?, 0, ?) "
+                "ON CONFLICT(origin) DO UPDATE SET frozen_seq = "
+                "MIN(COALESCE(frozen_seq, excluded.frozen_seq), excluded.frozen_seq)",
+                (origin, seq))
+            if evidence is not None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO evidence (origin, seq, first_id, second_id, evidence,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (origin, evidence.seq, evidence.first.id, evidence.second.id,
+                     json.dumps(evidence.to_json(), sort_keys=True), now_ms()))
+            self._audit(conn, "node", "freeze_origin",
+                        {"origin": origin, "seq": seq, "reason": reason})
+
+    def block_signing(self, reason: str) -> None:
+        """Refuse to sign local records until an operator unblocks (restored backup)."""
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('signing_blocked', ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (reason,))
+            self._audit(conn, "node", "block_signing", {"reason": reason})
+
+    def unblock_signing(self, actor: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM meta WHERE key='signing_blocked'")
+            self._audit(conn, actor, "unblock_signing", {})
+
+    def signing_blocked(self) -> str | None:
+        row = self.reader().execute(
+            "SELECT value FROM meta WHERE key='signing_blocked'").fetchone()
+        return None if row is None else str(row[0])
+
+    def unfreeze(self, origin: str, actor: str) -> None:
+        """Operator action after resolving an equivocation or restored backup."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE origins SET frozen_seq = NULL WHERE origin = ?", (origin,))
+            self._audit(conn, actor, "unfreeze_origin", {"origin": origin})
+
+    def audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            self._audit(conn, actor, action, detail)
+
+    def audit_many(self, rows: list[AuditRow]) -> None:
+        """Write queued audit rows (``AsyncStore.audit_later``) in one transaction."""
+        with self.transaction() as conn:
+            conn.executemany("INSERT INTO audit (ts, actor, action, detail) VALUES (?,?,?,?)",
+                             rows)
+
+    def set_cursor(self, peer: str, origin: str, seq: int) -> None:
+        with self.transaction() as conn:
+            self._set_cursor(conn, peer, origin, seq)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def head(self, origin: str) -> LogHead | None:
+        return _head(self.reader(), origin)
+
+    def heads(self) -> list[LogHead]:
+        rows = self.reader().execute(
+            "SELECT origin, head_seq, head_id, head_ts FROM origins WHERE head_seq > 0 "
+            "ORDER BY origin").fetchall()
+        return [LogHead(*row) for row in rows]
+
+    def head_stubs(self) -> list[bytes]:
+        """The stub of every origin's latest record, for ``GET /v1/heads``."""
+        rows = self.reader().execute(
+            "SELECT r.raw FROM origins o JOIN records r ON r.origin = o.origin "
+            "AND r.seq = o.head_seq AND r.id = o.head_id "
+            "ORDER BY o.origin").fetchall()
+        return [SignedRecord.from_bytes(bytes(raw)).stub().raw for (raw,) in rows]
+
+    def frozen(self) -> dict[str, int]:
+        rows = self.reader().execute(
+            "SELECT origin, frozen_seq FROM origins WHERE frozen_seq IS NOT NULL").fetchall()
+        return dict(rows)
+
+    def keyring(self, origin: str) -> KeyRing:
+        rows = self.reader().execute(
+            "SELECT key, authorised_at, revoked_at FROM keys WHERE origin=?", (origin,))
+        return KeyRing(origin, {key: KeyGrant(key, at, revoked) for key, at, revoked in rows})
+
+    def record_bytes(self, record_id: str) -> bytes | None:
+        row = self.reader().execute("SELECT raw FROM records WHERE id_key=? AND id=?",
+                                    (id_key(record_id), record_id)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def record_at(self, origin: str, seq: int) -> bytes | None:
+        row = self.reader().execute("SELECT raw FROM records WHERE origin=? AND seq=?",
+                                    (origin, seq)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def log_rows(self, origin: str, after: int, limit: int) -> Iterator[sqlite3.Row]:
+        """Records of one origin after ``after`` in seq order, with their policy columns.
+
+        Read as they are consumed: a page's byte cap usually ends it long before ``limit``
+        (a 4 MiB page holds ~100 records of 256 items, against a limit of 5,000), and
+        reading the rows it will not send cost a serving node most of its CPU in a sync.
+        """
+        cursor = self.reader().execute(
+            "SELECT seq, type, scope, grp, jurisdictions, lists, labels, stub, raw "
+            "FROM records WHERE origin=? AND seq>? ORDER BY seq LIMIT ?",
+            (origin, after, limit))
+        cursor.row_factory = sqlite3.Row
+        try:
+            yield from cursor
+        finally:
+            cursor.close()  # ends the read transaction of a page that stopped early
+
+    def all_records(self) -> Iterator[bytes]:
+        """Every stored record, per origin in seq order (for export and verify)."""
+        for (raw,) in self.reader().execute("SELECT raw FROM records ORDER BY origin, seq"):
+            yield bytes(raw)
+
+    def key_records(self, origin: str) -> list[bytes]:
+        rows = self.reader().execute(
+            "SELECT raw FROM records WHERE origin=? AND type IN ('key', 'key_revoke') "
+            "ORDER BY seq", (origin,)).fetchall()
+        return [bytes(raw) for (raw,) in rows]
+
+    def active_entries(self, hash_type: str, through: int | None = None,
+                       chunk: int = 100_000) -> Iterator[tuple[list[int], list[str]]]:
+        """Ids and values of every hash in force of one type, for loading the matcher, in
+        chunks of up to ``chunk`` rows; with ``through``, only entries with ids up to it.
+
+        Chunks, so that the caller can pack each one and drop its strings: 1M values held
+        at once as Python strings are ~150 MB, which the allocator then keeps.
+        """
+        cursor = self.reader().execute(
+            "SELECT id, value FROM entries WHERE active=1 AND hash_type=? "
+            "AND (expires IS NULL OR expires > ?) AND id <= ?",
+            (hash_type, now_ms(), MAX_ENTRY_ID if through is None else through))
+        try:
+            while rows := cursor.fetchmany(chunk):
+                yield [r[0] for r in rows], [r[1] for r in rows]
+        finally:
+            cursor.close()
+
+    def last_entry_id(self) -> int:
+        """The highest entry id stored (0 if none). Entries are numbered in commit order and
+        never deleted, so a reader that has seen every id up to this one can follow the
+        ones after it."""
+        row = self.reader().execute("SELECT MAX(id) FROM entries").fetchone()
+        return int(row[0] or 0)
+
+    def entries_after(self, entry_id: int, limit: int
+                      ) -> tuple[int, dict[str, tuple[list[int], list[str]]]]:
+        """Up to ``limit`` entries with ids above ``entry_id``, and the highest id read.
+        Those in force come back by hash type (as ``Changes.added`` holds them)."""
+        rows = self.reader().execute(
+            "SELECT id, hash_type, value, active, expires FROM entries WHERE id > ? "
+            "ORDER BY id LIMIT ?", (entry_id, limit)).fetchall()
+        now = now_ms()
+        added: dict[str, tuple[list[int], list[str]]] = {}
+        for row_id, hash_type, value, active, expires in rows:
+            if active and (expires is None or expires > now):
+                ids, values = added.setdefault(hash_type, ([], []))
+                ids.append(row_id)
+                values.append(value)
+        return (rows[-1][0] if rows else entry_id), added
+
+    def active_hash_types(self) -> list[str]:
+        rows = self.reader().execute(
+            "SELECT DISTINCT hash_type FROM entries WHERE active=1").fetchall()
+        return [r[0] for r in rows]
+
+    def expired_entries(self, after: int, until: int) -> list[int]:
+        """Active entries whose expiry time is in (after, until]: those that expired since
+        the last sweep. Read through the partial ``entries_expiring`` index, so a sweep costs
+        what expired, not every active entry."""
+        rows = self.reader().execute(
+            "SELECT id FROM entries WHERE active=1 AND expires IS NOT NULL AND expires > ? "
+            "AND expires <= ?", (after, until)).fetchall()
+        return [r[0] for r in rows]
+
+    def entries(self, entry_ids: Iterable[int]) -> dict[int, EntryRow]:
+        ids = list(entry_ids)
+        result: dict[int, EntryRow] = {}
+        conn = self.reader()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                    f"SELECT {ENTRY_ROW_COLUMNS} FROM entries e JOIN records r "
+                    f"ON r.num = e.record_num WHERE e.id IN ({marks})", chunk):
+                result[row[0]] = _entry_row(row)
+        return result
+
+    def item_entries(self, record_id: str, item: int | None = None) -> list[EntryRow]:
+        """The stored hashes of a record (or one item of it)."""
+        conn = self.reader()
+        query = ("SELECT e.id FROM entries e JOIN records r ON r.num = e.record_num "
+                 "WHERE r.id_key=? AND r.id=?")
+        params: list[Any] = [id_key(record_id), record_id]
+        if item is not None:
+            query += " AND e.item=?"
+            params.append(item)
+        ids = [r[0] for r in conn.execute(query, params)]
+        return sorted(self.entries(ids).values(), key=lambda e: e.entry_id)
+
+    def feedback_counts(self, refs: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Latest-verdict counts from the whole federation, per record id or item ref."""
+        wanted = list(set(refs))
+        counts: dict[str, dict[str, int]] = {}
+        conn = self.reader()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for target, verdict, n in conn.execute(
+                    f"SELECT target, verdict, COUNT(*) FROM feedback WHERE target IN ({marks}) "
+                    "GROUP BY target, verdict", chunk):
+                counts.setdefault(target, {})[verdict] = n
+        return counts
+
+    def counts(self) -> dict[str, int]:
+        conn = self.reader()
+
+        def scalar(sql: str) -> int:
+            return int(conn.execute(sql).fetchone()[0])
+
+        return {
+            "records": scalar("SELECT COUNT(*) FROM records"),
+            "origins": scalar("SELECT COUNT(*) FROM origins WHERE head_seq > 0"),
+            "hashes_active": scalar("SELECT COUNT(*) FROM entries WHERE active=1"),
+            "hashes_revoked": scalar("SELECT COUNT(*) FROM entries WHERE active=0"),
+            "feedback": scalar("SELECT COUNT(*) FROM feedback"),
+            "evidence": scalar("SELECT COUNT(*) FROM evidence"),
+            "frozen_origins": scalar("SELECT COUNT(*) FROM origins WHERE frozen_seq IS NOT NULL"),
+        }
+
+    def evidence(self) -> list[dict[str, Any]]:
+        rows = self.reader().execute("SELECT evidence FROM evidence ORDER BY id").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def cursor(self, peer: str, origin: str) -> int:
+        row = self.reader().execute("SELECT seq FROM cursors WHERE peer=? AND origin=?",
+                                    (peer, origin)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.reader().execute(
+            "SELECT ts, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?",
+            (limit,)).fetchall()
+        return [{"ts": ts, "actor": actor, "action": action, "detail": json.loads(detail)}
+                for ts, actor, action, detail in rows]
+
+    # -- internals (writer connection, inside a transaction) ---------------------------
+
+    def _insert(self, conn: sqlite3.Connection, record: SignedRecord, source: str) -> Changes:
+        changes = Changes()
+        writer = _BulkWriter(conn, source, changes)
+        writer.insert(record)
+        writer.flush()
+        _set_head(conn, LogHead.of(record))
+        if not isinstance(record.body, AddBody):
+            changes.extend(self._apply(conn, record))
+        return changes
+
+    def _complete_stub(self, conn: sqlite3.Connection, record: SignedRecord) -> Changes:
+        lists, labels = _policy_columns(record.body)
+        (num,) = conn.execute(
+            "UPDATE records SET raw=?, stub=0, lists=?, labels=? WHERE id_key=? AND id=? "
+            "RETURNING num", (record.raw, lists, labels, id_key(record.id), record.id)).fetchone()
+        if isinstance(record.body, AddBody):
+            changes = Changes()
+            _insert_entries(conn, [(num, record)], changes)
+            return changes
+        return self._apply(conn, record)
+
+    def _apply(self, conn: sqlite3.Connection, record: SignedRecord) -> Changes:
+        """The derived rows of a revoke, feedback or key record (adds: ``_insert_entries``)."""
+        body = record.body
+        if isinstance(body, RevokeBody):
+            return _apply_revoke(conn, record, body)
+        if isinstance(body, FeedbackBody):
+            conn.execute(
+                "INSERT INTO feedback (origin, target, seq, verdict, note, record) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(origin, target) DO UPDATE SET "
+                "seq=excluded.seq, verdict=excluded.verdict, note=excluded.note, "
+                "record=excluded.record WHERE excluded.seq > feedback.seq",
+                (record.head.origin, body.target.ref, record.head.seq, body.verdict, body.note,
+                 record.id))
+        elif isinstance(body, KeyBody):
+            conn.execute(
+                "INSERT INTO keys (origin, key, authorised_at) VALUES (?,?,?) "
+                "ON CONFLICT(origin, key) DO UPDATE SET authorised_at=excluded.authorised_at, "
+                "revoked_at=NULL WHERE keys.revoked_at IS NOT NULL",
+                (record.head.origin, body.signing_key, record.head.seq))
+        elif isinstance(body, KeyRevokeBody):
+            conn.execute("UPDATE keys SET revoked_at=? WHERE origin=? AND key=? "
+                         "AND revoked_at IS NULL",
+                         (record.head.seq, record.head.origin, body.signing_key))
+        return Changes()
+
+    def _check_not_frozen(self, conn: sqlite3.Connection, origin: str) -> None:
+        row = conn.execute("SELECT frozen_seq FROM origins WHERE origin=?",
+                           (origin,)).fetchone()
+        if row is not None and row[0] is not None:
+            raise OriginFrozenError(
+                f"origin {origin} is frozen at seq {row[0]} (equivocation or restored backup); "
+                "an operator must resolve it first")
+
+    def _audit(self, conn: sqlite3.Connection, actor: str, action: str,
+               detail: dict[str, Any]) -> None:
+        conn.execute("INSERT INTO audit (ts, actor, action, detail) VALUES (?,?,?,?)",
+                     (now_ms(), actor, action, json.dumps(detail, sort_keys=True)))
+
+    def _set_cursor(self, conn: sqlite3.Connection, peer: str, origin: str, seq: int) -> None:
+        conn.execute(
+            "INSERT INTO cursors (peer, origin, seq) VALUES (?,?,?) ON CONFLICT(peer, origin) "
+            "DO UPDATE SET seq=MAX(cursors.seq, excluded.seq)", (peer, origin, seq))
+
+
+def id_key(record_id: str) -> int:
+    """What ``records`` indexes a record id by: its first 60 bits (see ``node/store/schema.py``).
+
+    Any string is accepted (a malformed id from a request gives a key that matches nothing
+    it should not: lookups compare the id itself too).
+    """
+    try:
+        return int(record_id[:15], 16)
+    except ValueError:
+        return -1
+
+
+def _head(conn: sqlite3.Connection, origin: str) -> LogHead | None:
+    row = conn.execute("SELECT head_seq, head_id, head_ts FROM origins WHERE origin=? "
+                       "AND head_seq > 0", (origin,)).fetchone()
+    return None if row is None else LogHead(origin, row[0], row[1], row[2])
+
+
+# An ``EntryRow`` as read from ``entries e JOIN records r ON r.num = e.record_num``.
+ENTRY_ROW_COLUMNS = ("e.id, r.id, e.item, r.origin, e.hash_type, e.value, e.quality, e.list, "
+                     "e.labels, e.tier, e.expires, e.active")
+
+
+def _entry_row(row: tuple[Any, ...]) -> EntryRow:
+    return EntryRow(
+        entry_id=row[0], record=row[1], item=row[2], origin=row[3], hash_type=row[4],
+        value=row[5], quality=row[6], list=row[7], labels=tuple(json.loads(row[8] or "[]")),
+        tier=row[9], expires=row[10], active=bool(row[11]))
+
+
+def _policy_columns(body: Body | None) -> tuple[str | None, str | None]:
+    """The lists and labels a record's body touches, for per-peer filtering of log pages."""
+    if not isinstance(body, AddBody):
+        return None, None
+    lists = tuple(sorted({item.list for item in body.items}))
+    labels = tuple(sorted({label for item in body.items for label in item.labels}))
+    return _json_array(lists), _json_array(labels)
+
+
+def _set_head(conn: sqlite3.Connection, head: LogHead) -> None:
+    conn.execute(
+        "INSERT INTO origins (origin, head_seq, head_id, head_ts) VALUES (?,?,?,?) "
+        "ON CONFLICT(origin) DO UPDATE SET head_seq=excluded.head_seq, "
+        "head_id=excluded.head_id, head_ts=excluded.head_ts",
+        (head.origin, head.seq, head.id, head.ts))
+
+
+def _held(conn: sqlite3.Connection,
+          records: list[SignedRecord]) -> dict[tuple[str, int], tuple[str, bool]]:
+    """``(origin, seq) -> (id, is stub)`` of the records already stored at those positions:
+    one range query per origin instead of one lookup per record."""
+    seqs: dict[str, list[int]] = {}
+    for record in records:
+        seqs.setdefault(record.head.origin, []).append(record.head.seq)
+    held: dict[tuple[str, int], tuple[str, bool]] = {}
+    for origin, wanted in seqs.items():
+        for seq, record_id, stub in conn.execute(
+                "SELECT seq, id, stub FROM records WHERE origin=? AND seq BETWEEN ? AND ?",
+                (origin, min(wanted), max(wanted))):
+            held[(origin, seq)] = (record_id, bool(stub))
+    return held
+
+
+class _BulkWriter:
+    """The new rows of one transaction, written in bulk (``_insert_rows``) in runs.
+
+    ``insert`` buffers a record's row and, for an ``add``, its entries. ``flush`` writes the
+    buffer; callers flush before anything that must see the rows written so far (a revoke, a
+    completed stub), so the outcome is the same as writing record by record.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, source: str, changes: Changes) -> None:
+        self.conn = conn
+        self.source = source
+        self.changes = changes
+        self.received_at = now_ms()
+        self.rows: list[Any] = []  # RECORD_COLUMNS values a record, one after the other
+        self.adds: list[tuple[int, SignedRecord]] = []  # (records.num, record)
+        self.next_num = 0  # records.num of the next insert; read when first needed
+
+    def insert(self, record: SignedRecord) -> None:
+        if not self.next_num:
+            self.next_num = int(self.conn.execute(
+                "SELECT COALESCE(MAX(num), 0) FROM records").fetchone()[0]) + 1
+        num, self.next_num = self.next_num, self.next_num + 1
+        head = record.head
+        lists, labels = _policy_columns(record.body)
+        jurisdictions = head.dist.jurisdictions
+        self.rows += (num, record.id, id_key(record.id), head.origin, head.seq, head.type,
+                      head.dist.scope, head.dist.group, _json_array(jurisdictions), lists,
+                      labels, int(record.is_stub), record.raw, self.received_at, self.source)
+        if isinstance(record.body, AddBody):
+            self.adds.append((num, record))
+
+    def flush(self) -> None:
+        if self.rows:
+            _insert_rows(self.conn, "INSERT INTO records (num, id, id_key, origin, seq, type,"
+                         " scope, grp, jurisdictions, lists, labels, stub, raw, received_at,"
+                         " source)",
+                         RECORD_COLUMNS, self.rows)
+            self.rows = []
+        if self.adds:
+            _insert_entries(self.conn, self.adds, self.changes)
+            self.adds = []
+
+
+def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRecord]],
+                    changes: Changes) -> None:
+    """One ``entries`` row per hash of these ``add`` records (with their ``records.num``),
+    active unless already revoked. ``changes`` gets the hashes in force: active and not yet
+    expired (an item that expired before it arrived never enters the matcher; later expiries
+    are the sweep's, ``Matching.sweep_expired``).
+
+    Entry ids are assigned here (the next rowids, as SQLite would) so that the rows can be
+    written in bulk. Revocations are looked up per record, and only for origins that have any.
+    """
+    next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()[0]) + 1
+    revoking = {origin for origin in {r.head.origin for _, r in records} if conn.execute(
+        "SELECT 1 FROM revoked WHERE origin=? LIMIT 1", (origin,)).fetchone()}
+    now = now_ms()
+    rows: list[Any] = []  # ENTRY_COLUMNS values a hash, one hash after the other
+    hash_type = ""  # the added columns of the last hash type seen:
+    ids: list[int] = []
+    values: list[str] = []
+    for num, record in records:
+        body = record.body
+        assert isinstance(body, AddBody)
+        origin, record_id = record.head.origin, record.id
+        revoked = _revoked_refs(conn, origin, record_id) if origin in revoking else set()
+        for index, item in enumerate(body.items):
+            active = not revoked or (record_id not in revoked
+                                     and f"{record_id}/{index}" not in revoked)
+            in_force = active and (item.expires is None or item.expires > now)
+            labels = _json_array(item.labels)
+            for entry in item.hashes:
+                rows += (next_id, num, index, entry.type, entry.value, entry.quality,
+                         item.list, labels, item.tier, item.expires, int(active))
+                if in_force:
+                    if entry.type != hash_type:
+                        hash_type = entry.type
+                        ids, values = changes.added.setdefault(hash_type, ([], []))
+                    ids.append(next_id)
+                    values.append(entry.value)
+                next_id += 1
+    _insert_rows(conn, "INSERT INTO entries (id, record_num, item, hash_type, value, quality,"
+                 " list, labels, tier, expires, active)", ENTRY_COLUMNS, rows)
+
+
+# Rows per multi-row INSERT (capped by SQLite's parameter limit). One statement is one
+# sqlite3_step, which releases the GIL for all its rows; ``executemany`` takes the GIL back
+# after every row and, while another thread runs Python (the next page's verification), waits
+# up to the interpreter's switch interval (5 ms) each time: a sync page took seconds.
+MAX_ROWS_PER_INSERT = 4096
+RECORD_COLUMNS = 15
+ENTRY_COLUMNS = 11
+
+
+def _insert_rows(conn: sqlite3.Connection, insert: str, width: int, values: list[Any]) -> None:
+    """``insert`` (``INSERT INTO t (columns)``) of rows of ``width`` columns, given one after
+    the other in ``values``, with a few statements for them all.
+
+    Statements hold ``MAX_ROWS_PER_INSERT`` rows or a power of two fewer, so a handful of
+    prepared statements serve every batch size from the connection's statement cache.
+    """
+    rows = len(values) // width
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
+    size = 1 << (min(MAX_ROWS_PER_INSERT, limit).bit_length() - 1)
+    start = 0
+    while start < rows:
+        while size > rows - start:
+            size //= 2
+        conn.execute(_values_sql(insert, width, size),
+                     values[start * width:(start + size) * width])
+        start += size
+
+
+@lru_cache(maxsize=64)
+def _values_sql(insert: str, width: int, count: int) -> str:
+    group = "(" + ",".join("?" * width) + ")"
+    return f"{insert} VALUES {','.join([group] * count)}"
+
+
+def _revoked_refs(conn: sqlite3.Connection, origin: str, record_id: str) -> set[str]:
+    """The revoked refs of one record: the record itself and ``<id>/<item>`` refs, which sort
+    between the id and the id followed by ``0`` (``/`` comes just before ``0``)."""
+    rows = conn.execute("SELECT ref FROM revoked WHERE origin=? AND ref >= ? AND ref < ?",
+                        (origin, record_id, record_id + "0"))
+    return {ref for (ref,) in rows}
+
+
+@lru_cache(maxsize=4096)
+def _json_array(values: tuple[str, ...]) -> str:
+    """JSON text of a few strings (labels, lists, jurisdictions): the same few over and over."""
+    return json.dumps(list(values))
+
+
+def _apply_revoke(conn: sqlite3.Connection, record: SignedRecord, body: RevokeBody) -> Changes:
+    changes = Changes()
+    origin = record.head.origin
+    for target in body.targets:
+        conn.execute("INSERT OR IGNORE INTO revoked (origin, ref, revoke_record, reason) "
+                     "VALUES (?,?,?,?)", (origin, target.ref, record.id, body.reason))
+        query = ("UPDATE entries SET active=0 WHERE record_num=(SELECT num FROM records "
+                 "WHERE id_key=? AND id=? AND origin=?) AND active=1")
+        params: list[Any] = [id_key(target.record), target.record, origin]
+        if target.item is not None:
+            query += " AND item=?"
+            params.append(target.item)
+        rows = conn.execute(query + " RETURNING id", params).fetchall()
+        changes.removed.extend(r[0] for r in rows)
+    return changes
+
+
+class AsyncStore:
+    """Runs ``Store`` writes on one writer thread and reads on a small reader pool."""
+
+    def __init__(self, store: Store, readers: int = 2) -> None:
+        self.store = store
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._readers = ThreadPoolExecutor(max_workers=readers,
+                                           thread_name_prefix="store-reader")
+        self._audit_queue: list[AuditRow] = []
+        self._audit_timer: asyncio.TimerHandle | None = None
+
+    def audit_later(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """Queue an audit row; it is committed with the rows queued near it, at most
+        ``AUDIT_FLUSH_SECONDS`` later. The row keeps the time of the event. For frequent
+        events (matches) whose answer should not wait for a transaction of its own."""
+        self._audit_queue.append((now_ms(), actor, action, json.dumps(detail, sort_keys=True)))
+        if self._audit_timer is None:
+            self._audit_timer = asyncio.get_running_loop().call_later(
+                AUDIT_FLUSH_SECONDS, self._flush_audit)
+
+    async def flush_audit(self) -> None:
+        """Commit the queued audit rows now (tests, shutdown)."""
+        rows = self._take_audit_rows()
+        if rows:
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._write_audit,
+                                                             rows)
+
+    def _take_audit_rows(self) -> list[AuditRow]:
+        if self._audit_timer is not None:
+            self._audit_timer.cancel()
+            self._audit_timer = None
+        rows, self._audit_queue = self._audit_queue, []
+        return rows
+
+    def _flush_audit(self) -> None:
+        self._audit_timer = None
+        self._writer.submit(self._write_audit, self._take_audit_rows())
+
+    def _write_audit(self, rows: list[AuditRow]) -> None:
+        try:
+            self.store.audit_many(rows)
+        except Exception:  # keep the rows in the log rather than lose them silently
+            log.exception("audit rows NOT committed: %s", json.dumps(rows))
+
+    async def write(self, fn: Callable[[Store], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, self.store)
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn, self.store)
+
+    def close(self) -> None:
+        rows = self._take_audit_rows()
+        if rows:
+            self._writer.submit(self._write_audit, rows)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.store.close()
