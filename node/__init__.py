@@ -1,0 +1,20 @@
+"""The running node, installed as ``hashmesh.node``; one subpackage per role.
+
+Imports flow one way, top to bottom (``tests/test_layering.py`` holds it)::
+
+    cli         the ``hashmesh`` command line and its client for the local API
+    api         HTTP: local routes, request parsing, OpenAPI, app wiring, the server,
+                the match workers that serve the match routes on a port of their own
+    service.py  the node's verbs: add, revoke, feedback, match, status
+    federation  peers: pulling logs, signed requests, send/keep policy, the peer routes,
+                reloading peers.toml; it sees the service only as ``LocalNode``
+    matching    image -> hashes, the in-memory index and its compiled kernels, match answers
+    store       the SQLite store (one writer, reads off the event loop), schema, migration
+    config      node.toml, peers.toml, the TOML reader, key files, the node's identity
+    runtime     what every role shares while running: background tasks, metrics, the error
+                shape of every HTTP listener
+    ...         hashmesh.protocol: the pure wire format (the repository's ``protocol/``)
+
+A module may import its own package and any layer below; never a layer above, nor a sibling
+of the same rank (``federation`` and ``matching``; ``config`` and ``runtime``).
+"""
