@@ -163,7 +163,7 @@ def test_verify_rejects_record_signed_by_revoked_key() -> None:
     with pytest.raises(KeyRevokedError) as info:
         verify(after, ring)
     assert info.value.path == "record.head.key"
-    assert "revoked at seq 3; cannot sign seq 4" in info.value.reason
+    assert "revoked at seq 3 (last legitimate seq 2); cannot sign seq 4" in info.value.reason
     verify(before, ring)  # history signed before the revocation stays valid
 
 
@@ -203,14 +203,14 @@ def test_key_record_must_be_signed_by_the_root_key() -> None:
 def test_root_key_revocation_is_refused_when_signing_and_parsing() -> None:
     with pytest.raises(SchemaError, match="the root key cannot be revoked") as info:
         sign_record(signer=ROOT, origin=ORIGIN, seq=2, prev="00" * 32, ts=T0,
-                    body=KeyRevokeBody(ORIGIN))
+                    body=KeyRevokeBody(ORIGIN, last_seq=1))
     assert info.value.path == "record.body.signing_key"
 
 
 def test_key_ring_refuses_to_revoke_the_root_key_even_unparsed() -> None:
     valid = sign_record(signer=ROOT, origin=ORIGIN, seq=2, prev="00" * 32, ts=T0,
-                        body=key_revoke_body(SIGNER))
-    smuggled = SignedRecord.assemble(valid.head, KeyRevokeBody(ORIGIN), valid.sig)
+                        body=KeyRevokeBody(SIGNER.id, last_seq=1))
+    smuggled = SignedRecord.assemble(valid.head, KeyRevokeBody(ORIGIN, 1), valid.sig)
     with pytest.raises(SchemaError, match="the root key cannot be revoked"):
         KeyRing(ORIGIN).apply(smuggled)
 
@@ -237,8 +237,8 @@ def _records() -> list[SignedRecord]:
     every_type = [{"type": t, "value": HASH_TYPES[t].examples()[0]} for t in sorted(HASH_TYPES)]
     chain.add(AddBody.from_json({"items": [
         {"hashes": every_type, "labels": ["a", "b:c"], "list": "ncii", "tier": "victim_submitted",
-         "expires": T0 * 2}]}, "body"), SIGNER,
-        dist=Distribution("group", "g1", ("IE",)))
+         "expires": T0 * 2}], "salt": "AAAAAAAAAAAAAAAAAAAAAA"}, "body"), SIGNER,
+        dist=Distribution("group", "0123456789abcdef0123456789abcdef", ("IE",)))
     added = chain.records[-1]
     chain.add(revoke_body(f"{added.id}/0", added.id), SIGNER)
     chain.add(feedback_body(f"{added.id}/0", "not_ncii"), SIGNER)
