@@ -495,6 +495,19 @@ _PUBLIC_TYPES_V1 = frozenset({"key", "key_revoke"})
 _PUBLIC_TYPES_V2 = frozenset({"key", "key_revoke", "revoke"})
 
 
+def never_stubbed(head: Head) -> bool:
+    """Whether no honest policy ever sends this record as a stub (SPEC §9).
+
+    ``key`` and ``key_revoke`` records always travel whole, and so does a ``revoke`` of scope
+    ``all`` (every v2 revoke; the reference node also signed every v1 revoke so). A stub of one
+    is a fault of the peer that sent it: the receiver refuses it rather than let a withheld
+    grant, key withdrawal or victim's withdrawal sit in its log as a stub.
+    """
+    if head.type in ("key", "key_revoke"):
+        return True
+    return head.type == "revoke" and head.dist == Distribution()
+
+
 def check_version(head: object, path: str) -> None:
     """Reject a head of another version before anything else about it.
 

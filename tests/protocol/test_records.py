@@ -21,6 +21,7 @@ from hashmesh.protocol.records import (
     SignedRecord,
     Target,
     body_digest,
+    never_stubbed,
 )
 from hashmesh.protocol.signing import sign_record
 from tests.protocol import generate_vectors
@@ -326,3 +327,16 @@ def test_distribution_round_trips_and_defaults_to_everyone() -> None:
     named = Distribution("group", "eu-helplines")  # v1 groups were readable names
     assert Distribution.from_json(named.to_json(), "dist", version=1) == named
     assert Distribution().to_json() == {"scope": "all"}
+
+
+def test_key_and_withdrawal_records_are_never_stubbed_by_an_honest_policy() -> None:
+    from tests.protocol.builders import Chain, add_body, key_body, key_revoke_body, revoke_body
+
+    chain = Chain()
+    grant = chain.add(key_body(SIGNER))
+    added = chain.add(add_body(), SIGNER, dist=Distribution("group", GROUP_ID))
+    withdrawal = chain.add(revoke_body(added.id), SIGNER)
+    key_revoke = chain.add(key_revoke_body(SIGNER))
+    assert [never_stubbed(r.head) for r in chain.records] == [True, False, True, True]
+    assert never_stubbed(grant.stub().head) and never_stubbed(key_revoke.stub().head)
+    assert never_stubbed(withdrawal.stub().head)
