@@ -144,9 +144,6 @@ class KeyRing:
         """Signing keys that may sign the next record (the root key is always allowed)."""
         return [key for key, windows in self.windows.items() if windows[-1].revoked_at is None]
 
-    def copy(self) -> KeyRing:
-        return KeyRing(self.origin, dict(self.windows))
-
 
 def sign_record(
     *,

@@ -82,3 +82,17 @@ def test_fresh_salts_and_group_ids_have_their_wire_form() -> None:
     group = new_group_id()
     assert Distribution.from_json({"scope": "group", "group": group}, "dist").group == group
     assert len(group) == 32 and group != new_group_id()
+
+
+def test_feedback_on_a_v1_group_record_needs_the_groups_id() -> None:
+    """A v1 group name cannot ride in a v2 record: the node maps it (its [groups] alias) or
+    refuses, never widens the scope."""
+    v1_target = sign_record(signer=SIGNER, origin=ORIGIN, seq=2, prev="00" * 32, ts=T0,
+                            body=AddBody(add_body().items, None),
+                            dist=Distribution("group", "eu-helplines", ("IE",)), version=1)
+    with pytest.raises(SchemaError, match="no group id"):
+        distribution_for_feedback(v1_target)
+    mapped = distribution_for_feedback(v1_target.stub(), {"eu-helplines": GROUP})
+    assert mapped == GROUP_SCOPED
+    assert distribution_for_feedback(target_record(Distribution("peers")).records[0],
+                                     {}) == Distribution("peers")
