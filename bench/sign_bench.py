@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hashmesh.protocol.keys import SigningKey  # noqa: E402
-from hashmesh.protocol.records import MAX_ITEMS, AddBody, SignedRecord  # noqa: E402
+from hashmesh.protocol.records import MAX_ITEMS, AddBody, SignedRecord, new_salt  # noqa: E402
 from hashmesh.protocol.signing import KeyGrant, KeyRing, sign_record, verify  # noqa: E402
 
 ROOT = SigningKey(bytes(range(32)))
@@ -65,13 +65,13 @@ def bodies(hashes: int, per_record: int, seed: int) -> Iterator[AddBody]:
         items = [{"hashes": [{"type": "pdq", "value": f"{rng.getrandbits(256):064x}",
                               "quality": 100}],
                   "list": "ncii", "tier": "helpline_verified"} for _ in range(count)]
-        yield AddBody.from_json({"items": items}, "body")
+        yield AddBody.from_json({"items": items, "salt": new_salt()}, "body")
         done += count
 
 
 def run(hashes: int, per_record: int, seed: int) -> Phase:
     """Sign, parse and verify ``hashes`` hashes as a chain of records of ``per_record`` items."""
-    ring = KeyRing(ROOT.id, {SIGNER.id: KeyGrant(SIGNER.id, 0)})
+    ring = KeyRing(ROOT.id, {SIGNER.id: (KeyGrant(SIGNER.id, 0),)})
     phase = Phase()
     source = bodies(hashes, per_record, seed)
     prev: str | None = None

@@ -26,6 +26,7 @@ from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import cancel_and_wait
 from hashmesh.node.store.sqlite import AsyncStore, Changes, Store
 from hashmesh.protocol import canonical
+from hashmesh.protocol.distribution import distribution_for_feedback
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.hashtypes import get_hash_type
@@ -137,7 +138,9 @@ class NodeService:
         raw = await self.store.read(lambda s: s.record_bytes(target.record))
         if raw is None:
             raise NotFoundError(f"no record {target.record}", "target")
-        return await self._sign(FeedbackBody(target, verdict, note), Distribution(), actor)
+        # Feedback goes only where its target's body may go (SPEC §9.2).
+        dist = distribution_for_feedback(SignedRecord.from_bytes(raw))
+        return await self._sign(FeedbackBody(target, verdict, note), dist, actor)
 
     async def _sign(self, body: AddBody | RevokeBody | FeedbackBody | KeyBody,
                     dist: Distribution, actor: str) -> SignedRecord:

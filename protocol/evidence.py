@@ -8,6 +8,12 @@ signing key involved, so anyone can check it offline knowing only the origin id.
 
 Revocation cannot be proven absent, so evidence shows that both keys were authorised at some
 point before the conflicting seq; that is enough to prove the origin's keys signed both.
+
+Whether evidence is grounds to *freeze* the origin is a second question, answered against the
+verifier's own key ring (``check_against``, SPEC §11.1): a conflict signed by a key outside
+its valid window, or by a key the root has since withdrawn, is what a thief of that key can
+produce at will, so it is refused as a peer fault instead of freezing the origin again and
+again.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from hashmesh.protocol.errors import ChainError, EvidenceError, ProtocolError
+from hashmesh.protocol.errors import ChainError, EvidenceError, KeyRevokedError, ProtocolError
 from hashmesh.protocol.fields import Fields
 from hashmesh.protocol.records import KeyBody, SignedRecord
-from hashmesh.protocol.signing import verify_signature
+from hashmesh.protocol.signing import KeyRing, verify_signature
 
 
 class EquivocationError(ChainError):
@@ -56,7 +62,9 @@ class Evidence:
         return self.first.head.seq
 
     @classmethod
-    def from_json(cls, value: object, path: str = "evidence") -> Evidence:
+    def from_json(cls, value: object, path: str = "evidence",
+                  keyring: KeyRing | None = None) -> Evidence:
+        """Parse and verify evidence; with ``keyring``, also ``check_against`` it."""
         fields = Fields(value, path, cls.FIELDS)
         if fields.raw("kind") != cls.KIND:
             raise EvidenceError(f"kind must be {cls.KIND!r}", fields.at("kind"))
@@ -69,6 +77,8 @@ class Evidence:
                               for i, g in enumerate(grants)),
         )
         evidence.verify(path)
+        if keyring is not None:
+            evidence.check_against(keyring, path)
         return evidence
 
     def to_json(self) -> dict[str, Any]:
@@ -101,6 +111,28 @@ class Evidence:
                 raise EvidenceError(exc.reason, exc.path) from None
         for name, record in (("first", self.first), ("second", self.second)):
             self._check_key_granted(record, f"{path}.{name}.head.key")
+
+    def check_against(self, keyring: KeyRing, path: str = "evidence") -> None:
+        """Raise unless this evidence is grounds to freeze the origin under ``keyring``.
+
+        Each record must be signed by the root key, or by a signing key whose window in the
+        ring covers its seq (else ``KEY_NOT_AUTHORISED`` or ``KEY_REVOKED``) and has not been
+        closed by a ``key_revoke`` since (else ``KEY_REVOKED``): once the root key has
+        withdrawn a key, anything signed by it that conflicts with the origin's log is treated
+        as a thief's forgery, a fault of the peer that served it. ``verify`` is assumed done.
+        """
+        if keyring.origin != self.origin:
+            raise EvidenceError(f"checked against the key ring of {keyring.origin}",
+                                f"{path}.first.head.origin")
+        for name, record in (("first", self.first), ("second", self.second)):
+            key, seq, where = record.head.key, record.head.seq, f"{path}.{name}.head.key"
+            keyring.check(key, seq, where)
+            window = keyring.window_at(key, seq)
+            if window is not None and window.revoked_at is not None:
+                raise KeyRevokedError(
+                    f"key {key} was revoked at seq {window.revoked_at} after signing seq {seq}: "
+                    "a conflict signed by a withdrawn key is a peer fault, not equivocation",
+                    where)
 
     def _check_key_granted(self, record: SignedRecord, path: str) -> None:
         if record.head.key == self.origin:

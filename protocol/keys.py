@@ -4,6 +4,13 @@ An origin *is* its root public key; it is written ``ed25519:<base64url, no paddi
 it appears (records, configs, the CLI). Secret keys are the 32-byte seed, written
 ``ed25519-secret:<base64url>``: a one-line text form that ``node/`` stores in a 0600 file.
 This module only converts between forms; it does no file I/O.
+
+A key id must name a *strict* public key (SPEC §1.1): the canonical encoding of a point of the
+prime-order subgroup, not of small order. Only such keys are ever produced from a seed; the
+others (small-order points such as the identity, non-canonical encodings with y >= p, points
+with a torsion component) are where Ed25519 implementations disagree about which signatures
+verify, so they are refused at parse time, before any signature is checked. The test is
+libsodium's ``crypto_core_ed25519_is_valid_point``, not curve arithmetic of our own.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -42,6 +50,19 @@ def b64url_decode(text: str, *, length: int, what: str, path: str) -> bytes:
     return raw
 
 
+def is_strict_point(raw: bytes) -> bool:
+    """Whether ``raw`` is a public key hashmesh accepts: canonical (y < p, no "negative zero"),
+    on the curve, in the prime-order subgroup and not of small order (libsodium's check)."""
+    return len(raw) == 32 and bool(nacl.bindings.crypto_core_ed25519_is_valid_point(raw))
+
+
+def check_strict_point(raw: bytes, path: str) -> None:
+    """Raise ``KeyFormatError`` (``BAD_KEY``) unless ``raw`` is a strict public key."""
+    if not is_strict_point(raw):
+        raise KeyFormatError("not a valid Ed25519 public key (small-order, non-canonical or "
+                             "not in the prime-order subgroup)", path)
+
+
 @dataclass(frozen=True)
 class PublicKey:
     """An Ed25519 verify key, identified on the wire by ``ed25519:<base64url>``."""
@@ -56,6 +77,7 @@ class PublicKey:
         if known is not None:
             return known
         raw = b64url_decode(key_id[len(PUBLIC_PREFIX):], length=32, what="public key", path=path)
+        check_strict_point(raw, path)
         key = cls(raw)
         if len(_KNOWN_KEYS) < _KNOWN_KEYS_MAX:
             _KNOWN_KEYS[key_id] = key
@@ -66,7 +88,13 @@ class PublicKey:
         return PUBLIC_PREFIX + b64url_encode(self.raw)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        """True when ``signature`` is this key's Ed25519 signature over ``message``."""
+        """True when ``signature`` is this key's Ed25519 signature over ``message``.
+
+        This is the one verification rule of SPEC §5.1, libsodium's
+        ``crypto_sign_verify_detached``: S must be canonical (S < L), R and the key must not be
+        of small order, the key must be canonical, and the cofactorless equation
+        ``encode([S]B - [h]A) == R`` must hold byte for byte.
+        """
         try:
             nacl.signing.VerifyKey(self.raw).verify(message, signature)
         except (nacl.exceptions.BadSignatureError, ValueError, TypeError):

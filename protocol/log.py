@@ -9,14 +9,21 @@ equivocation, proven by ``protocol.evidence.Evidence``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hashmesh.protocol.errors import ChainError, GapError, PrevMismatchError
 from hashmesh.protocol.evidence import EquivocationError, Evidence
 from hashmesh.protocol.fields import Fields
 from hashmesh.protocol.keys import PublicKey, SigningKey
-from hashmesh.protocol.records import Body, Distribution, KeyBody, SignedRecord, check_record_id
+from hashmesh.protocol.records import (
+    Body,
+    Distribution,
+    KeyBody,
+    KeyRevokeBody,
+    SignedRecord,
+    check_record_id,
+)
 from hashmesh.protocol.signing import sign_record
 
 
@@ -119,9 +126,17 @@ def raise_equivocation(known: SignedRecord, other: SignedRecord,
 
 def append(head: LogHead | None, *, signer: SigningKey, origin: str, body: Body, now_ms: int,
            dist: Distribution | None = None) -> SignedRecord:
-    """Sign the record that extends ``head``: next seq, ``prev`` link, monotonic ``ts``."""
+    """Sign the record that extends ``head``: next seq, ``prev`` link, monotonic ``ts``.
+
+    A ``key_revoke`` without ``last_seq`` gets ``head.seq``: the signer vouches for every
+    record of its own log so far (a thief's records are never in it, only on forks), and the
+    key can sign nothing later. Pass a lower ``last_seq`` to also refuse, outright, forks at
+    the seqs since the key's last own record.
+    """
     if head is not None and head.origin != origin:
         raise ChainError(f"head belongs to {head.origin}, not {origin}", "head.origin")
+    if isinstance(body, KeyRevokeBody) and body.last_seq is None:
+        body = replace(body, last_seq=0 if head is None else head.seq)
     return sign_record(
         signer=signer,
         origin=origin,

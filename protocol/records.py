@@ -14,6 +14,11 @@ Every class here is a frozen dataclass with ``from_json(value, path)`` and ``to_
 ``from_json`` validates strictly (unknown fields and types are errors, each located by path).
 Signing and verification live in ``protocol/signing.py``.
 
+Two versions are spoken (SPEC §15): v2, which this implementation signs, and v1, which it still
+reads and verifies so that logs written before v2 stay valid at their seqs. v2 adds a random
+``salt`` to every body that may be withheld (``add``, ``feedback``), opaque group ids, and the
+``last_seq`` of a ``key_revoke``; each version signs under its own domain prefix.
+
 ``SignedRecord.from_bytes`` first tries a fast path (end of this module) that reads canonical
 records of the usual shapes straight from their bytes, about five times faster; anything it
 does not accept goes through the located path, which alone reports errors.
@@ -24,8 +29,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
@@ -42,8 +48,14 @@ from hashmesh.protocol.fields import Fields, check_integer, check_string, check_
 from hashmesh.protocol.hashtypes import HASH_TYPES, get_hash_type
 from hashmesh.protocol.keys import PublicKey, b64url_decode, b64url_encode
 
-VERSION = 1
-DOMAIN = b"hashmesh/record/v1\n"
+VERSION = 2
+"""The version this implementation signs."""
+VERSIONS: frozenset[int] = frozenset({1, 2})
+"""The versions it reads and verifies."""
+DOMAINS: dict[int, bytes] = {1: b"hashmesh/record/v1\n", 2: b"hashmesh/record/v2\n"}
+DOMAIN = DOMAINS[VERSION]
+SALT_BYTES = 16
+GROUP_ID_BYTES = 16
 MAX_RECORD_BYTES = 65_536
 MAX_ITEMS = 256
 MAX_HASHES_PER_ITEM = 8
@@ -56,6 +68,9 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 LABEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
 JURISDICTION_PATTERN = re.compile(r"[A-Z]{2}")
 RECORD_ID_PATTERN = re.compile(r"[0-9a-f]{64}")
+GROUP_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+# Canonical unpadded base64url of 16 bytes: 22 characters, the last with 4 zero bits.
+SALT_PATTERN = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
 RecordType = Literal["add", "revoke", "feedback", "key", "key_revoke"]
 RECORD_TYPES: frozenset[str] = frozenset({"add", "revoke", "feedback", "key", "key_revoke"})
@@ -65,14 +80,38 @@ REASONS: frozenset[str] = frozenset({"withdrawn", "erroneous", "expired", "legal
 VERDICTS: frozenset[str] = frozenset({"confirmed", "not_ncii", "disputed", "actioned"})
 
 
-def signed_message(head_bytes: bytes) -> bytes:
-    """What the Ed25519 signature covers: the domain prefix, then the head's canonical bytes."""
-    return DOMAIN + head_bytes
+def signed_message(head_bytes: bytes, version: int = VERSION) -> bytes:
+    """What the Ed25519 signature covers: the version's domain prefix, then the head's bytes.
+
+    The prefix names the version, so a v1 signature can never be replayed as a v2 record.
+    """
+    return DOMAINS[version] + head_bytes
 
 
-def record_id(head_bytes: bytes, sig: bytes) -> str:
+def record_id(head_bytes: bytes, sig: bytes, version: int = VERSION) -> str:
     """A record's id: SHA-256 (hex) over the signed message followed by the signature."""
-    return hashlib.sha256(signed_message(head_bytes) + sig).hexdigest()
+    return hashlib.sha256(signed_message(head_bytes, version) + sig).hexdigest()
+
+
+def new_salt() -> str:
+    """16 fresh random bytes, base64url: the ``salt`` of a v2 body (SPEC §4.5).
+
+    Without it, the body digest in a stub lets anyone who can list candidate bodies (hashes
+    seen elsewhere, the few lists, tiers and labels) confirm a withheld body by hashing.
+    """
+    return b64url_encode(secrets.token_bytes(SALT_BYTES))
+
+
+def new_group_id() -> str:
+    """A fresh opaque sharing-group id (SPEC §9.1): 16 random bytes in hex."""
+    return secrets.token_hex(GROUP_ID_BYTES)
+
+
+def check_salt(value: object, path: str) -> str:
+    """A salt is the canonical unpadded base64url of exactly 16 bytes."""
+    text = check_string(value, path, pattern=SALT_PATTERN, max_length=22, what="salt")
+    b64url_decode(text, length=SALT_BYTES, what="salt", path=path)
+    return text
 
 
 def check_record_id(value: object, path: str) -> str:
@@ -95,10 +134,13 @@ class Distribution:
     FIELDS: ClassVar[frozenset[str]] = frozenset({"scope", "group", "jurisdictions"})
 
     @classmethod
-    def from_json(cls, value: object, path: str) -> Distribution:
+    def from_json(cls, value: object, path: str, version: int = VERSION) -> Distribution:
+        """Parse ``dist``; a v2 group is an opaque id (32 hex), a v1 group a readable name."""
         fields = Fields(value, path, cls.FIELDS)
         scope = fields.choice("scope", SCOPES)
-        group = fields.optional_string("group", pattern=NAME_PATTERN, what="group name")
+        group = (fields.optional_string("group", pattern=NAME_PATTERN, what="group name")
+                 if version == 1 else
+                 fields.optional_string("group", pattern=GROUP_ID_PATTERN, what="group id"))
         if scope == "group" and group is None:
             raise SchemaError("required when scope is 'group'", fields.at("group"))
         if scope != "group" and group is not None:
@@ -239,24 +281,42 @@ class Target:
         return result
 
 
+def _salt_fields(fields: frozenset[str], version: int) -> frozenset[str]:
+    """A body's allowed fields in ``version``: v2 adds ``salt`` to bodies that may be withheld."""
+    return fields | {"salt"} if version >= 2 else fields
+
+
+def _read_salt(fields: Fields, version: int) -> str | None:
+    return check_salt(fields.raw("salt"), fields.at("salt")) if version >= 2 else None
+
+
 @dataclass(frozen=True)
 class AddBody:
-    """Adds one or more pieces of content to the origin's lists under a single signature."""
+    """Adds one or more pieces of content to the origin's lists under a single signature.
+
+    ``salt`` (v2) makes the digest in a stub unguessable; it is drawn fresh for every body
+    built here and is ``None`` only in bodies read from v1 records.
+    """
 
     items: tuple[Item, ...]
+    salt: str | None = field(default_factory=new_salt)
 
     TYPE: ClassVar[str] = "add"
     FIELDS: ClassVar[frozenset[str]] = frozenset({"items"})
 
     @classmethod
-    def from_json(cls, value: object, path: str) -> AddBody:
-        fields = Fields(value, path, cls.FIELDS)
+    def from_json(cls, value: object, path: str, version: int = VERSION) -> AddBody:
+        fields = Fields(value, path, _salt_fields(cls.FIELDS, version))
         raw = fields.array("items", min_length=1, max_length=MAX_ITEMS)
         ipath = fields.at("items")
-        return cls(tuple(Item.from_json(item, f"{ipath}[{i}]") for i, item in enumerate(raw)))
+        items = tuple(Item.from_json(item, f"{ipath}[{i}]") for i, item in enumerate(raw))
+        return cls(items, _read_salt(fields, version))
 
     def to_json(self) -> dict[str, Any]:
-        return {"items": [item.to_json() for item in self.items]}
+        result: dict[str, Any] = {"items": [item.to_json() for item in self.items]}
+        if self.salt is not None:
+            result["salt"] = self.salt
+        return result
 
 
 @dataclass(frozen=True)
@@ -270,7 +330,7 @@ class RevokeBody:
     FIELDS: ClassVar[frozenset[str]] = frozenset({"targets", "reason"})
 
     @classmethod
-    def from_json(cls, value: object, path: str) -> RevokeBody:
+    def from_json(cls, value: object, path: str, version: int = VERSION) -> RevokeBody:
         fields = Fields(value, path, cls.FIELDS)
         raw = fields.array("targets", min_length=1, max_length=MAX_TARGETS)
         tpath = fields.at("targets")
@@ -284,28 +344,36 @@ class RevokeBody:
 
 @dataclass(frozen=True)
 class FeedbackBody:
-    """A verdict by this origin on a record or item, usually another origin's."""
+    """A verdict by this origin on a record or item, usually another origin's.
+
+    In v2 it travels with its target's distribution (``distribution_for_feedback``), so it may
+    be stubbed, and carries a ``salt`` like an ``add``.
+    """
 
     target: Target
     verdict: str
     note: str | None = None
+    salt: str | None = field(default_factory=new_salt)
 
     TYPE: ClassVar[str] = "feedback"
     FIELDS: ClassVar[frozenset[str]] = frozenset({"target", "verdict", "note"})
 
     @classmethod
-    def from_json(cls, value: object, path: str) -> FeedbackBody:
-        fields = Fields(value, path, cls.FIELDS)
+    def from_json(cls, value: object, path: str, version: int = VERSION) -> FeedbackBody:
+        fields = Fields(value, path, _salt_fields(cls.FIELDS, version))
         return cls(
             target=Target.from_json(fields.raw("target"), fields.at("target")),
             verdict=fields.choice("verdict", VERDICTS),
             note=fields.optional_string("note", max_length=MAX_NOTE_LENGTH),
+            salt=_read_salt(fields, version),
         )
 
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = {"target": self.target.to_json(), "verdict": self.verdict}
         if self.note is not None:
             result["note"] = self.note
+        if self.salt is not None:
+            result["salt"] = self.salt
         return result
 
 
@@ -319,7 +387,7 @@ class KeyBody:
     FIELDS: ClassVar[frozenset[str]] = frozenset({"signing_key"})
 
     @classmethod
-    def from_json(cls, value: object, path: str) -> KeyBody:
+    def from_json(cls, value: object, path: str, version: int = VERSION) -> KeyBody:
         fields = Fields(value, path, cls.FIELDS)
         return cls(PublicKey.from_id(fields.raw("signing_key"), fields.at("signing_key")).id)
 
@@ -329,20 +397,32 @@ class KeyBody:
 
 @dataclass(frozen=True)
 class KeyRevokeBody:
-    """The root key withdraws ``signing_key``: records after this seq signed by it are invalid."""
+    """The root key withdraws ``signing_key``.
+
+    ``last_seq`` (v2, required) is the last seq at which the key legitimately signed: records
+    it signed at any higher seq are invalid everywhere, including seqs before this record,
+    so that a leaked key cannot fork the log at a seq it once covered (SPEC §6). A v1 body has
+    none and counts as ``last_seq = seq - 1`` of its record.
+    """
 
     signing_key: str
+    last_seq: int | None = None
 
     TYPE: ClassVar[str] = "key_revoke"
     FIELDS: ClassVar[frozenset[str]] = frozenset({"signing_key"})
 
     @classmethod
-    def from_json(cls, value: object, path: str) -> KeyRevokeBody:
-        fields = Fields(value, path, cls.FIELDS)
-        return cls(PublicKey.from_id(fields.raw("signing_key"), fields.at("signing_key")).id)
+    def from_json(cls, value: object, path: str, version: int = VERSION) -> KeyRevokeBody:
+        allowed = cls.FIELDS | {"last_seq"} if version >= 2 else cls.FIELDS
+        fields = Fields(value, path, allowed)
+        key = PublicKey.from_id(fields.raw("signing_key"), fields.at("signing_key")).id
+        return cls(key, fields.integer("last_seq") if version >= 2 else None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"signing_key": self.signing_key}
+        result: dict[str, Any] = {"signing_key": self.signing_key}
+        if self.last_seq is not None:
+            result["last_seq"] = self.last_seq
+        return result
 
 
 Body = AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody
@@ -377,25 +457,24 @@ class Head:
     def from_json(cls, value: object, path: str) -> Head:
         check_version(value, path)
         fields = Fields(value, path, cls.FIELDS)
-        fields.integer("v")
+        version = fields.integer("v")
         record_type = fields.choice("type", RECORD_TYPES)
         seq = fields.integer("seq", minimum=1)
         prev = _check_prev(fields.raw("prev"), seq, fields.at("prev"))
         origin = PublicKey.from_id(fields.raw("origin"), fields.at("origin")).id
         key = PublicKey.from_id(fields.raw("key"), fields.at("key")).id
-        dist = Distribution.from_json(fields.raw("dist"), fields.at("dist"))
-        if record_type in ("key", "key_revoke"):
-            if key != origin:
-                raise SchemaError(f"{record_type} records must be signed by the root key "
-                                  "(key == origin)", fields.at("key"))
-            if dist != Distribution():
-                raise SchemaError(f"{record_type} records must have scope 'all'",
-                                  fields.at("dist"))
+        dist = Distribution.from_json(fields.raw("dist"), fields.at("dist"), version)
+        if record_type in ("key", "key_revoke") and key != origin:
+            raise SchemaError(f"{record_type} records must be signed by the root key "
+                              "(key == origin)", fields.at("key"))
+        if record_type in public_types(version) and dist != Distribution():
+            raise SchemaError(f"{record_type} records must have scope 'all'", fields.at("dist"))
         return cls(
             type=record_type, origin=origin, seq=seq, prev=prev, key=key,
             ts=fields.integer("ts"), dist=dist,
             digest=check_string(fields.raw("digest"), fields.at("digest"),
                                 pattern=RECORD_ID_PATTERN, max_length=64, what="digest"),
+            v=version,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -404,6 +483,29 @@ class Head:
             "prev": self.prev, "key": self.key, "ts": self.ts, "dist": self.dist.to_json(),
             "digest": self.digest,
         }
+
+
+def public_types(version: int) -> frozenset[str]:
+    """Record types whose ``dist`` must be exactly ``{"scope":"all"}``: they always travel with
+    their body, so a stub of one is never the result of an honest policy (SPEC §9)."""
+    return _PUBLIC_TYPES_V2 if version >= 2 else _PUBLIC_TYPES_V1
+
+
+_PUBLIC_TYPES_V1 = frozenset({"key", "key_revoke"})
+_PUBLIC_TYPES_V2 = frozenset({"key", "key_revoke", "revoke"})
+
+
+def never_stubbed(head: Head) -> bool:
+    """Whether no honest policy ever sends this record as a stub (SPEC §9).
+
+    ``key`` and ``key_revoke`` records always travel whole, and so does a ``revoke`` of scope
+    ``all`` (every v2 revoke; the reference node also signed every v1 revoke so). A stub of one
+    is a fault of the peer that sent it: the receiver refuses it rather than let a withheld
+    grant, key withdrawal or victim's withdrawal sit in its log as a stub.
+    """
+    if head.type in ("key", "key_revoke"):
+        return True
+    return head.type == "revoke" and head.dist == Distribution()
 
 
 def check_version(head: object, path: str) -> None:
@@ -416,9 +518,23 @@ def check_version(head: object, path: str) -> None:
     if not isinstance(head, Mapping):
         return
     version = head.get("v")
-    if isinstance(version, int) and not isinstance(version, bool) and version != VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version not in VERSIONS:
+        spoken = ", ".join(str(v) for v in sorted(VERSIONS))
         raise UnknownTypeError(f"unsupported record version {version} (this node speaks "
-                               f"{VERSION})", canonical.join(path, "v"))
+                               f"{spoken})", canonical.join(path, "v"))
+
+
+def check_body_in_head(head: Head, body: Body, path: str) -> None:
+    """Rules that tie a body to its head: the root key is never (de)authorised, and a
+    ``key_revoke``'s ``last_seq`` lies before the record itself."""
+    if isinstance(body, KeyBody | KeyRevokeBody) and body.signing_key == head.origin:
+        action = "authorised" if isinstance(body, KeyBody) else "revoked"
+        raise SchemaError(f"the root key cannot be {action} by a {head.type} record",
+                          canonical.join(path, "signing_key"))
+    if isinstance(body, KeyRevokeBody) and body.last_seq is not None \
+            and body.last_seq >= head.seq:
+        raise SchemaError(f"must be below the record's own seq {head.seq}, got "
+                          f"{body.last_seq}", canonical.join(path, "last_seq"))
 
 
 def _check_prev(value: object, seq: int, path: str) -> str | None:
@@ -500,11 +616,9 @@ class SignedRecord:
         sig = _decode_sig(fields.raw("sig"), fields.at("sig"))
         body: Body | None = None
         if fields.has("body"):
-            body = BODY_CLASSES[head.type].from_json(fields.raw("body"), fields.at("body"))
-        if isinstance(body, KeyBody | KeyRevokeBody) and body.signing_key == head.origin:
-            action = "authorised" if isinstance(body, KeyBody) else "revoked"
-            raise SchemaError(f"the root key cannot be {action} by a {head.type} record",
-                              canonical.join(fields.at("body"), "signing_key"))
+            body = BODY_CLASSES[head.type].from_json(fields.raw("body"), fields.at("body"),
+                                                     head.v)
+            check_body_in_head(head, body, fields.at("body"))
         return head, body, sig
 
     def check_digest(self, path: str = "record") -> None:
@@ -523,7 +637,12 @@ class SignedRecord:
     @cached_property
     def id(self) -> str:
         """SHA-256 (hex) over the signed message and the signature."""
-        return record_id(self.head_bytes, self.sig)
+        return record_id(self.head_bytes, self.sig, self.head.v)
+
+    @property
+    def message(self) -> bytes:
+        """What the signature covers: this record's version's domain prefix and head bytes."""
+        return signed_message(self.head_bytes, self.head.v)
 
     @property
     def is_stub(self) -> bool:
@@ -600,7 +719,7 @@ _HEAD_RE = re.compile(
     r'"scope":"(all|group|peers)"\},'
     r'"key":"(' + _KEY_ID + r')","origin":"(' + _KEY_ID + r')",'
     r'"prev":(null|"' + _ID + r'"),"seq":(' + _INT + r'),"ts":(' + _INT + r'),'
-    r'"type":"(' + "|".join(sorted(RECORD_TYPES)) + r')","v":' + str(VERSION) + r'\}')
+    r'"type":"(' + "|".join(sorted(RECORD_TYPES)) + r')","v":([12])\}')
 _SIG_LENGTH = 86  # unpadded base64url of 64 bytes
 # Canonical unpadded base64url of 64 bytes: 512 bits in 86 characters leave the last one 4
 # unused bits, which must be zero (A, Q, g or w).
@@ -623,12 +742,21 @@ def _read_fast(data: bytes) -> SignedRecord | None:
     body: Body | None = None
     body_value: object = None
     body_end = 0
+    salt: str | None = None
     if text.startswith('{"body":{"items":['):
-        end = text.find(']},"head":', 18)
+        end = text.find('],"salt":"', 18)  # v2; no item holds this text
+        if end > 0 and text.startswith('"},"head":', end + 32):
+            salt = text[end + 10:end + 32]
+            if SALT_PATTERN.fullmatch(salt) is None:
+                return None
+            body_end = end + 34
+        else:
+            end = text.find(']},"head":', 18)
+            body_end = end + 2
         items = _read_items(text[18:end]) if end > 0 else None
         if items is None:
             return None
-        body, body_end = AddBody(items), end + 2
+        body = AddBody(items, salt)
     elif text.startswith('{"body":'):
         body_value, body_end = canonical.scan(text, 8)
     elif not text.startswith('{"head":'):
@@ -652,7 +780,7 @@ def _read_fast(data: bytes) -> SignedRecord | None:
         body_bytes = data[8:body_end]
         if body is None:
             body = _read_other_body(head, body_value, body_bytes)
-        elif head.type != AddBody.TYPE:
+        elif head.type != AddBody.TYPE or (salt is None) != (head.v == 1):
             return None
         if body is None or hashlib.sha256(body_bytes).hexdigest() != head.digest:
             return None
@@ -728,14 +856,17 @@ def _read_hash(type_name: str, value: str, quality: str | None) -> HashEntry | N
 
 
 def _read_head(match: re.Match[str]) -> Head | None:
-    digest, group, jurisdictions, scope, key, origin, prev, seq_text, ts_text, record_type = (
-        match.groups())
+    (digest, group, jurisdictions, scope, key, origin, prev, seq_text, ts_text, record_type,
+     version_text) = match.groups()
+    version = int(version_text)
     seq, ts = int(seq_text), int(ts_text)
     if not 1 <= seq <= canonical.MAX_SAFE_INTEGER or ts > canonical.MAX_SAFE_INTEGER:
         return None
     if (seq == 1) != (prev == "null"):
         return None
     if (scope == "group") != (group is not None):
+        return None
+    if group is not None and version >= 2 and GROUP_ID_PATTERN.fullmatch(group) is None:
         return None
     dist = _SCOPE_ALL
     if scope != "all" or jurisdictions is not None:
@@ -745,10 +876,12 @@ def _read_head(match: re.Match[str]) -> Head | None:
         dist = Distribution(scope, group, codes)
     PublicKey.from_id(origin)  # canonical base64url of 32 bytes, else KeyFormatError
     PublicKey.from_id(key)
-    if record_type in ("key", "key_revoke") and (key != origin or dist != _SCOPE_ALL):
+    if record_type in ("key", "key_revoke") and key != origin:
+        return None
+    if record_type in public_types(version) and dist != _SCOPE_ALL:
         return None
     return Head(type=record_type, origin=origin, seq=seq, prev=None if seq == 1 else prev[1:-1],
-                key=key, ts=ts, dist=dist, digest=digest)
+                key=key, ts=ts, dist=dist, digest=digest, v=version)
 
 
 def _read_other_body(head: Head, value: object, body_bytes: bytes) -> Body | None:
@@ -756,9 +889,8 @@ def _read_other_body(head: Head, value: object, body_bytes: bytes) -> Body | Non
     the bytes are its canonical encoding (which also rules out duplicate keys)."""
     if head.type == AddBody.TYPE:
         return None
-    body = BODY_CLASSES[head.type].from_json(value, "body")
+    body = BODY_CLASSES[head.type].from_json(value, "body", head.v)
     if canonical.encode_checked(value) != body_bytes:
         return None
-    if isinstance(body, KeyBody | KeyRevokeBody) and body.signing_key == head.origin:
-        return None
+    check_body_in_head(head, body, "body")  # a fault raises, and the located path reports it
     return body

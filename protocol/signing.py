@@ -6,13 +6,15 @@ validity at the record's seq, signature, then chain linkage when the previous re
 known (``protocol/log.py``).
 
 Key validity is measured in sequence numbers, never in wall-clock time: the root key is
-always valid; a signing key is valid for records with ``seq`` greater than the seq of the
-``key`` record that authorised it, and up to (and including) the seq of the ``key_revoke``
-record that withdrew it.
+always valid; a signing key is valid in each of its *windows*: from just after the ``key``
+record that authorised it up to (and including) the ``last_seq`` named by the ``key_revoke``
+that withdrew it (``seq - 1`` of a v1 ``key_revoke``). A key granted, revoked and granted
+again has two windows; the seqs between them stay invalid.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hashmesh.protocol.errors import (
@@ -23,6 +25,7 @@ from hashmesh.protocol.errors import (
 )
 from hashmesh.protocol.keys import PublicKey, SigningKey
 from hashmesh.protocol.records import (
+    VERSION,
     Body,
     Distribution,
     Head,
@@ -30,37 +33,88 @@ from hashmesh.protocol.records import (
     KeyRevokeBody,
     SignedRecord,
     body_digest,
-    signed_message,
 )
 
 
 @dataclass(frozen=True)
 class KeyGrant:
-    """One signing key's validity window, in the origin's seq numbers."""
+    """One validity window of a signing key, in the origin's seq numbers.
+
+    The key may sign seqs ``authorised_at < seq <= last_seq``; while the window is open
+    (``revoked_at`` is None) there is no upper bound. ``revoked_at`` is the seq of the
+    ``key_revoke`` that closed it.
+    """
 
     key: str
     authorised_at: int
     revoked_at: int | None = None
+    last_seq: int | None = None
+
+    @property
+    def last_valid(self) -> int | None:
+        """The highest seq the key may sign in this window (None while it is open)."""
+        if self.revoked_at is None:
+            return None
+        return self.revoked_at - 1 if self.last_seq is None else self.last_seq
+
+    def covers(self, seq: int) -> bool:
+        last = self.last_valid
+        return self.authorised_at < seq and (last is None or seq <= last)
 
 
 @dataclass
 class KeyRing:
-    """The signing keys of one origin, built by applying its key records in seq order."""
+    """The signing keys of one origin, built by applying its key records in seq order.
+
+    ``windows`` keeps every grant of every key, oldest first, so that a key granted, revoked
+    and granted again stays valid in its first window and invalid in the gap.
+    """
 
     origin: str
-    grants: dict[str, KeyGrant] = field(default_factory=dict)
+    windows: dict[str, tuple[KeyGrant, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_records(cls, origin: str, records: Iterable[SignedRecord]) -> KeyRing:
+        """The ring after applying ``records`` (the origin's key records, any order of seq is
+        sorted here; stubs carry no body and are skipped)."""
+        ring = cls(origin)
+        for record in sorted(records, key=lambda r: r.head.seq):
+            ring.apply(record)
+        return ring
+
+    @property
+    def grants(self) -> dict[str, KeyGrant]:
+        """The latest window of each key (the one a ``key_revoke`` would close)."""
+        return {key: windows[-1] for key, windows in self.windows.items()}
 
     def check(self, key: str, seq: int, path: str = "head.key") -> None:
-        """Raise unless ``key`` may sign this origin's record at ``seq``."""
+        """Raise unless ``key`` may sign this origin's record at ``seq``.
+
+        ``KEY_NOT_AUTHORISED`` if no window of the key starts before ``seq``; ``KEY_REVOKED``
+        if one did but every such window closed before ``seq``.
+        """
         if key == self.origin:
             return
-        grant = self.grants.get(key)
-        if grant is None or seq <= grant.authorised_at:
+        windows = self.windows.get(key, ())
+        if any(window.covers(seq) for window in windows):
+            return
+        started = [w for w in windows if w.authorised_at < seq]
+        if not started:
             raise KeyNotAuthorisedError(
                 f"key {key} is not authorised by origin {self.origin} before seq {seq}", path)
-        if grant.revoked_at is not None and seq > grant.revoked_at:
-            raise KeyRevokedError(
-                f"key {key} was revoked at seq {grant.revoked_at}; cannot sign seq {seq}", path)
+        last = started[-1]
+        raise KeyRevokedError(
+            f"key {key} was revoked at seq {last.revoked_at} (last legitimate seq "
+            f"{last.last_valid}); cannot sign seq {seq}", path)
+
+    def window_at(self, key: str, seq: int) -> KeyGrant | None:
+        """The window of ``key`` that covers ``seq``, if any (``None`` for the root key)."""
+        return next((w for w in self.windows.get(key, ()) if w.covers(seq)), None)
+
+    def is_revoked(self, key: str) -> bool:
+        """Whether the root key has withdrawn ``key`` and not authorised it again."""
+        windows = self.windows.get(key)
+        return windows is not None and windows[-1].revoked_at is not None
 
     def apply(self, record: SignedRecord) -> None:
         """Take a verified ``key`` or ``key_revoke`` record into account; ignore others."""
@@ -73,20 +127,22 @@ class KeyRing:
         if isinstance(body, KeyBody):
             if body.signing_key == self.origin:
                 raise SchemaError("the root key needs no authorisation", "body.signing_key")
-            existing = self.grants.get(body.signing_key)
-            if existing is None or existing.revoked_at is not None:
-                self.grants[body.signing_key] = KeyGrant(body.signing_key, seq)
+            windows = self.windows.get(body.signing_key, ())
+            if not windows or windows[-1].revoked_at is not None:
+                self.windows[body.signing_key] = (*windows, KeyGrant(body.signing_key, seq))
         elif isinstance(body, KeyRevokeBody):
             if body.signing_key == self.origin:
                 raise SchemaError("the root key cannot be revoked", "body.signing_key")
-            existing = self.grants.get(body.signing_key)
-            if existing is not None and existing.revoked_at is None:
-                self.grants[body.signing_key] = KeyGrant(
-                    existing.key, existing.authorised_at, revoked_at=seq)
+            windows = self.windows.get(body.signing_key, ())
+            if windows and windows[-1].revoked_at is None:
+                last = seq - 1 if body.last_seq is None else body.last_seq
+                closed = KeyGrant(windows[-1].key, windows[-1].authorised_at, revoked_at=seq,
+                                  last_seq=last)
+                self.windows[body.signing_key] = (*windows[:-1], closed)
 
     def active_keys(self) -> list[str]:
         """Signing keys that may sign the next record (the root key is always allowed)."""
-        return [g.key for g in self.grants.values() if g.revoked_at is None]
+        return [key for key, windows in self.windows.items() if windows[-1].revoked_at is None]
 
 
 def sign_record(
@@ -98,14 +154,18 @@ def sign_record(
     ts: int,
     body: Body,
     dist: Distribution | None = None,
+    version: int = VERSION,
 ) -> SignedRecord:
-    """Build, canonicalise and sign one record. The caller owns seq/prev bookkeeping."""
+    """Build, canonicalise and sign one record. The caller owns seq/prev bookkeeping.
+
+    ``version`` exists for test vectors of earlier versions; nodes sign the current one.
+    """
     head = Head(
         type=body.TYPE, origin=origin, seq=seq, prev=prev, key=signer.id, ts=ts,
-        dist=dist or Distribution(), digest=body_digest(body),
+        dist=dist or Distribution(), digest=body_digest(body), v=version,
     )
     unsigned = SignedRecord.assemble(head, body, b"\x00" * 64)
-    signature = signer.sign(signed_message(unsigned.head_bytes))
+    signature = signer.sign(unsigned.message)
     record = SignedRecord.assemble(head, body, signature)
     # Round-trip through the strict parser so that we never emit what we would refuse.
     return SignedRecord.from_bytes(record.raw)
@@ -117,8 +177,7 @@ def signature_verifies(record: SignedRecord) -> bool:
     Depends on nothing but the record, so a receiver may run it ahead of time and in parallel
     (PyNaCl releases the GIL) and pass the answer to ``verify(..., signature_ok=...)``.
     """
-    return PublicKey.from_id(record.head.key).verify(signed_message(record.head_bytes),
-                                                     record.sig)
+    return PublicKey.from_id(record.head.key).verify(record.message, record.sig)
 
 
 def verify_signature(record: SignedRecord, path: str = "record",

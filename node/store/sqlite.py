@@ -49,7 +49,7 @@ from hashmesh.protocol.records import (
     RevokeBody,
     SignedRecord,
 )
-from hashmesh.protocol.signing import KeyGrant, KeyRing
+from hashmesh.protocol.signing import KeyRing
 
 T = TypeVar("T")
 
@@ -353,9 +353,11 @@ class Store:
         return dict(rows)
 
     def keyring(self, origin: str) -> KeyRing:
-        rows = self.reader().execute(
-            "SELECT key, authorised_at, revoked_at FROM keys WHERE origin=?", (origin,))
-        return KeyRing(origin, {key: KeyGrant(key, at, revoked) for key, at, revoked in rows})
+        """The origin's key ring, replayed from its key records: the ``keys`` table keeps one
+        row per key, but a ring keeps every grant window and each ``key_revoke``'s
+        ``last_seq`` (SPEC §6)."""
+        return KeyRing.from_records(
+            origin, (SignedRecord.from_bytes(raw) for raw in self.key_records(origin)))
 
     def record_bytes(self, record_id: str) -> bytes | None:
         row = self.reader().execute("SELECT raw FROM records WHERE id_key=? AND id=?",

@@ -49,7 +49,7 @@ from hashmesh.protocol.errors import (
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.keys import SigningKey, b64url_encode
 from hashmesh.protocol.log import LogHead, append
-from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.records import KeyRevokeBody, SignedRecord
 from hashmesh.protocol.signing import sign_record
 from tests.conftest import free_port
 from tests.federation.cluster import Cluster, Node, eventually
@@ -273,7 +273,8 @@ async def test_record_signed_by_a_revoked_key_is_refused(arena: Arena) -> None:
     log.append(signer=key)  # seq 4, signed after the revocation at seq 3
     arena.hostile.page_size = 3
 
-    with pytest.raises(KeyRevokedError, match="revoked at seq 3; cannot sign seq 4"):
+    with pytest.raises(KeyRevokedError,
+                       match=r"revoked at seq 3 \(last legitimate seq 2\); cannot sign seq 4"):
         await arena.pull()
 
     assert await arena.held() == {r.head.seq: r.id for r in granted}
@@ -283,6 +284,29 @@ async def test_record_signed_by_a_revoked_key_is_refused(arena: Arena) -> None:
 
 
 # -- records that do not chain ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seq", [3, 4], ids=["below_the_revocation", "at_the_revocation"])
+async def test_leaked_key_cannot_fork_a_seq_it_covered_before_its_revocation(
+        arena: Arena, seq: int) -> None:
+    """A thief of a revoked key signs at a seq the key covered under v1 rules: after
+    ``last_seq`` or at the ``key_revoke``'s own seq. The victim refuses it as a fault of the
+    peer instead of freezing the honest origin (issue 17, part 3; SPEC §6)."""
+    log = arena.hostile.log
+    key = SigningKey.generate()
+    held = [log.authorise(key), log.append(signer=key), log.append(),
+            log.append(KeyRevokeBody(key.id, last_seq=2))]
+    assert await arena.pull() == 4
+    branch = log.fork(seq - 1)
+    branch.append(signer=key)  # the forgery, at ``seq``
+    arena.hostile.log = branch
+
+    with pytest.raises(RecordRefusedError, match="KEY_REVOKED|revoked at seq 4"):
+        await arena.pull()
+
+    assert await arena.held() == {r.head.seq: r.id for r in held}
+    assert await arena.victim.svc.store.read(lambda s: s.evidence()) == []
+    assert await arena.victim.svc.store.read(lambda s: s.frozen()) == {}
 
 
 async def test_gap_is_refused_after_the_valid_prefix(arena: Arena) -> None:

@@ -141,14 +141,15 @@ async def test_list_not_shared_with_a_peer_never_reaches_it(cluster: Cluster) ->
 async def test_group_scoped_record_reaches_only_group_members(cluster: Cluster) -> None:
     for name in "abc":
         cluster.make(name)
-    add_group = {"groups": ("apac",)}
+    group = "0a9c0a9c0a9c0a9c0a9c0a9c0a9c0a9c"  # a v2 group id is opaque (SPEC §9.1)
+    add_group = {"groups": (group,)}
     from hashmesh.node.config.peers import add_peer
 
     add_peer(cluster.nodes["a"].peers_file, cluster.peer_entry(cluster.nodes["b"], **add_group))
     add_peer(cluster.nodes["b"].peers_file, cluster.peer_entry(cluster.nodes["a"]))
     cluster.link("a", "c")
     await cluster.start()
-    await cluster.nodes["a"].add(pdq(500), dist=Distribution("group", "apac"))
+    await cluster.nodes["a"].add(pdq(500), dist=Distribution("group", group))
     await cluster.nodes["a"].add(pdq(501))
     await eventually(lambda: matches_on(cluster, "b", pdq(501)), what="b synced")
     await eventually(lambda: matches_on(cluster, "c", pdq(501)), what="c synced")

@@ -126,6 +126,22 @@ async def test_feedback_counts_appear_in_match_answers(api: Client) -> None:
     assert result["matches"][0]["feedback"] == {"confirmed": 1}
 
 
+async def test_feedback_carries_its_targets_distribution(api: Client) -> None:
+    """Feedback on a group-scoped record goes only where that record's body may go (SPEC
+    §9.2): a non-member gets its stub, not the note."""
+    group = {"scope": "group", "group": "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f",
+             "jurisdictions": ["IE"]}
+    response = await api.post("/v1/records", json={
+        "items": [{"hashes": [{"type": "pdq", "value": pdq(9)}]}], "dist": group})
+    record_id = (await response.json())["records"][0]["id"]
+    response = await api.post("/v1/feedback", json={"target": record_id, "verdict": "disputed",
+                                                    "note": "free text"})
+    assert response.status == 201
+    feedback_id = (await response.json())["id"]
+    record = await (await api.get(f"/v1/records/{feedback_id}")).json()
+    assert record["record"]["head"]["dist"] == group
+
+
 async def test_list_filter_limits_matches(api: Client) -> None:
     value = pdq(8)
     await add(api, {"type": "pdq", "value": value})

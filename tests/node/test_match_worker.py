@@ -17,6 +17,7 @@ from hashmesh.node.api.match_pool import WorkerMetrics
 from hashmesh.node.api.match_worker import DatabaseMovedError, MatchWorker
 from hashmesh.node.service import HashQuery, NodeService
 from hashmesh.node.store.sqlite import Store, StoreError, database_identity, now_ms
+from hashmesh.protocol.keys import SigningKey
 from hashmesh.protocol.records import Distribution, HashEntry, Item, Target
 from tests.conftest import NodeDir
 from tests.node.test_match_path import add_pdq, flip, match_audits, pdq
@@ -100,7 +101,7 @@ async def test_a_worker_audits_its_matches_in_the_node_database(
 
 async def test_a_worker_names_origins_from_the_peers_file_it_rereads(
         service: NodeService, worker: MatchWorker, node_dir: NodeDir) -> None:
-    other = "ed25519:" + "A" * 43
+    other = SigningKey(bytes(range(96, 128))).id  # a strict key (all-zero bytes are not one)
     assert worker.origin_name(service.origin) == node_dir.config().name
     assert worker.origin_name(other) is None
     peers_file = node_dir.config().federation.peers_file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -40,11 +41,17 @@ def pdq_hex(n: int) -> str:
     return f"{n:064x}"
 
 
+def fixed_salt(content: object) -> str:
+    """A salt derived from the body's content, so that test records are reproducible (real
+    signers draw a random one: ``records.new_salt``)."""
+    return b64url_encode(hashlib.sha256(canonical.encode(content)).digest()[:16])
+
+
 def add_body(*values: str, **item: Any) -> AddBody:
     """An add with one pdq item per value (``item`` fields apply to every item)."""
     items = [{"hashes": [{"type": "pdq", "value": v}], "list": "ncii",
               "tier": "victim_submitted", **item} for v in values or (PDQ[0],)]
-    return AddBody.from_json({"items": items}, "body")
+    return AddBody.from_json({"items": items, "salt": fixed_salt(items)}, "body")
 
 
 def revoke_body(*refs: str, reason: str = "withdrawn") -> RevokeBody:
@@ -60,7 +67,8 @@ def feedback_body(ref: str, verdict: str = "confirmed") -> FeedbackBody:
     target: dict[str, Any] = {"record": record}
     if index:
         target["item"] = int(index)
-    return FeedbackBody.from_json({"target": target, "verdict": verdict}, "body")
+    return FeedbackBody.from_json({"target": target, "verdict": verdict,
+                                   "salt": fixed_salt([target, verdict])}, "body")
 
 
 def key_body(key: SigningKey) -> KeyBody:
@@ -95,7 +103,7 @@ class Chain:
 
 def keyring_with(*keys: SigningKey, origin: str = ORIGIN) -> KeyRing:
     """A key ring in which ``keys`` were authorised at seq 0 (valid from seq 1)."""
-    return KeyRing(origin, {k.id: KeyGrant(k.id, 0) for k in keys})
+    return KeyRing(origin, {k.id: (KeyGrant(k.id, 0),) for k in keys})
 
 
 def resign(envelope: dict[str, Any], signer: SigningKey) -> bytes:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from hashmesh.protocol.errors import ProtocolError
+from hashmesh.protocol.errors import KeyRevokedError, ProtocolError
 from hashmesh.protocol.evidence import EquivocationError, Evidence
 from hashmesh.protocol.keys import b64url_encode
 from hashmesh.protocol.log import detect_equivocation, raise_equivocation
-from hashmesh.protocol.records import SignedRecord
-from hashmesh.protocol.signing import sign_record
+from hashmesh.protocol.records import KeyRevokeBody, SignedRecord
+from hashmesh.protocol.signing import KeyRing, sign_record
 from tests.protocol.builders import (
     ORIGIN,
     PDQ,
@@ -174,7 +174,15 @@ def _grant_for_other_key(value: dict[str, Any]) -> None:
 
 
 def _edit_head(value: dict[str, Any]) -> None:
-    value["second"]["head"]["ts"] += 1
+    """Change the second record's ts, by an amount that keeps the two ids sorted (so that
+    only the signature can fail)."""
+    first_id = SignedRecord.from_json(value["first"]).id
+    ts = value["second"]["head"]["ts"]
+    for step in range(1, 100):
+        value["second"]["head"]["ts"] = ts + step
+        if SignedRecord.from_json(value["second"]).id > first_id:
+            return
+    raise AssertionError("no edit keeps the ids sorted")
 
 
 TAMPERED: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
@@ -208,3 +216,63 @@ def test_evidence_verify_rejects_tampered_evidence(
     with pytest.raises(ProtocolError) as info:
         Evidence.from_json(value)
     assert (info.value.code, info.value.path) == (code, path)
+
+
+# -- evidence judged against the verifier's key ring (SPEC §11.1) ------------------------------
+
+def leaked_chain() -> Chain:
+    """'signing' granted (1), signs (2); the root signs (3) and revokes it, last_seq 2 (4)."""
+    chain = signer_chain()
+    chain.add(add_body(PDQ[3]))
+    chain.add(KeyRevokeBody(SIGNER.id, last_seq=2))
+    return chain
+
+
+def forged_at(chain: Chain, seq: int) -> SignedRecord:
+    """A record a thief of 'signing' makes at ``seq`` of ``chain``'s origin."""
+    return sign_record(signer=SIGNER, origin=chain.origin, seq=seq,
+                       prev=chain.records[seq - 2].id, ts=T0 + 10**6, body=add_body(f"{99:064x}"))
+
+
+def test_evidence_with_a_still_valid_key_is_grounds_to_freeze() -> None:
+    chain, evidence = good_evidence()
+    evidence.check_against(KeyRing.from_records(ORIGIN, chain.records))
+    Evidence.from_json(evidence.to_json(), keyring=KeyRing.from_records(ORIGIN, chain.records))
+
+
+def test_evidence_signed_past_a_revoked_keys_last_seq_is_refused() -> None:
+    chain = leaked_chain()
+    forged = forged_at(chain, 3)  # seq 3 was signed by the root key; 'signing' ended at 2
+    evidence = detect_equivocation(chain.records[2], forged, chain.records)
+    assert evidence is not None
+    evidence.verify()  # offline, it proves the keys signed both ...
+    name = "first" if evidence.first.id == forged.id else "second"
+    with pytest.raises(KeyRevokedError) as info:  # ... but the ring says: a forgery
+        evidence.check_against(KeyRing.from_records(ORIGIN, chain.records))
+    assert info.value.path == f"evidence.{name}.head.key"
+
+
+def test_evidence_of_a_key_withdrawn_since_is_refused_inside_its_window() -> None:
+    chain = leaked_chain()
+    forged = forged_at(chain, 2)  # seq 2 is inside the window: only the revocation tells
+    evidence = detect_equivocation(chain.records[1], forged, chain.records)
+    assert evidence is not None
+    evidence.check_against(KeyRing.from_records(ORIGIN, chain.records[:3]))  # before: freeze
+    with pytest.raises(KeyRevokedError, match="peer fault, not equivocation") as info:
+        Evidence.from_json(evidence.to_json(),
+                           keyring=KeyRing.from_records(ORIGIN, chain.records))
+    assert info.value.path == "evidence.first.head.key"
+
+
+def test_root_signed_conflict_is_grounds_to_freeze_whatever_the_ring_says() -> None:
+    chain = leaked_chain()
+    one, two = fork(chain, ROOT)
+    evidence = detect_equivocation(one, two)
+    assert evidence is not None
+    evidence.check_against(KeyRing.from_records(ORIGIN, chain.records))
+
+
+def test_evidence_checked_against_another_origins_ring_is_refused() -> None:
+    _, evidence = good_evidence()
+    with pytest.raises(ProtocolError, match="key ring of"):
+        evidence.check_against(KeyRing(STRANGER.id))

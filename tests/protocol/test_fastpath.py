@@ -24,6 +24,9 @@ import hashmesh.protocol
 from hashmesh.protocol.errors import ProtocolError
 from hashmesh.protocol.hashtypes import HASH_TYPES
 from hashmesh.protocol.records import (
+    GROUP_ID_PATTERN,
+    SALT_PATTERN,
+    VERSIONS,
     AddBody,
     Body,
     Distribution,
@@ -36,6 +39,7 @@ from hashmesh.protocol.records import (
     SignedRecord,
     Target,
     _from_bytes_fast,
+    public_types,
 )
 from hashmesh.protocol.signing import sign_record
 from tests.protocol.builders import PROPERTY, ROOT, SIGNER, T0
@@ -98,36 +102,55 @@ def items(draw: st.DrawFn) -> Item:
 
 record_ids = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
 targets = st.builds(Target, record_ids, st.none() | st.integers(0, 255))
-bodies: st.SearchStrategy[Body] = st.one_of(
-    st.builds(lambda xs: AddBody(tuple(xs)), st.lists(items(), min_size=1, max_size=4)),
-    st.builds(lambda ts, r: RevokeBody(tuple({t.ref: t for t in ts}.values()), r),
-              st.lists(targets, min_size=1, max_size=3),
-              st.sampled_from(["withdrawn", "erroneous", "expired", "legal_order", "other"])),
-    st.builds(FeedbackBody, targets, st.sampled_from(["confirmed", "not_ncii", "disputed"]),
-              st.none() | st.text(max_size=20)),
-    st.just(KeyBody(SIGNER.id)),
-    st.just(KeyRevokeBody(SIGNER.id)),
-)
-distributions = st.one_of(
-    st.just(Distribution()),
-    st.builds(lambda g: Distribution("group", g), names),
-    st.just(Distribution("peers")),
-    st.builds(lambda s, js: Distribution(s, "g1" if s == "group" else None, tuple(js)),
-              st.sampled_from(["all", "group", "peers"]),
-              st.lists(st.from_regex(r"[A-Z]{2}", fullmatch=True), min_size=1, max_size=3,
-                       unique=True)),
-)
+salts = st.from_regex(SALT_PATTERN, fullmatch=True)
+SALT = "AAAAAAAAAAAAAAAAAAAAAA"  # 16 zero bytes
+group_ids = st.from_regex(GROUP_ID_PATTERN, fullmatch=True)
+
+
+@st.composite
+def bodies(draw: st.DrawFn, version: int, seq: int) -> Body:
+    """A valid body of ``version`` for a record at ``seq`` (v2: salts and ``last_seq``)."""
+    salt = draw(salts) if version >= 2 else None
+    return draw(st.one_of(
+        st.builds(lambda xs: AddBody(tuple(xs), salt), st.lists(items(), min_size=1,
+                                                                 max_size=4)),
+        st.builds(lambda ts, r: RevokeBody(tuple({t.ref: t for t in ts}.values()), r),
+                  st.lists(targets, min_size=1, max_size=3),
+                  st.sampled_from(["withdrawn", "erroneous", "expired", "legal_order",
+                                   "other"])),
+        st.builds(lambda t, v, n: FeedbackBody(t, v, n, salt), targets,
+                  st.sampled_from(["confirmed", "not_ncii", "disputed"]),
+                  st.none() | st.text(max_size=20)),
+        st.just(KeyBody(SIGNER.id)),
+        st.builds(lambda last: KeyRevokeBody(SIGNER.id, last if version >= 2 else None),
+                  st.integers(0, seq - 1)),
+    ))
+
+
+def distributions(version: int) -> st.SearchStrategy[Distribution]:
+    groups = group_ids if version >= 2 else names
+    return st.one_of(
+        st.just(Distribution()),
+        st.builds(lambda g: Distribution("group", g), groups),
+        st.just(Distribution("peers")),
+        st.builds(lambda s, g, js: Distribution(s, g if s == "group" else None, tuple(js)),
+                  st.sampled_from(["all", "group", "peers"]), groups,
+                  st.lists(st.from_regex(r"[A-Z]{2}", fullmatch=True), min_size=1,
+                           max_size=3, unique=True)),
+    )
 
 
 @st.composite
 def records(draw: st.DrawFn) -> SignedRecord:
-    body = draw(bodies)
-    root_only = isinstance(body, KeyBody | KeyRevokeBody)
+    version = draw(st.sampled_from(sorted(VERSIONS)))
     seq = draw(st.integers(1, 2**53 - 1))
+    body = draw(bodies(version, seq))
+    root_only = isinstance(body, KeyBody | KeyRevokeBody)
+    scope_all = root_only or body.TYPE in public_types(version)
     record = sign_record(
         signer=ROOT if root_only or draw(st.booleans()) else SIGNER, origin=ROOT.id, seq=seq,
         prev=None if seq == 1 else draw(record_ids), ts=draw(safe_ints), body=body,
-        dist=Distribution() if root_only else draw(distributions))
+        dist=Distribution() if scope_all else draw(distributions(version)), version=version)
     return record.stub() if draw(st.booleans()) else record
 
 
@@ -231,7 +254,8 @@ def test_fast_path_declines_items_the_schema_refuses(field: str, value: Any) -> 
                          body=AddBody((Item((HashEntry("pdq", "0" * 64, 7),), "ncii"),)))
     item = {"hashes": [{"quality": 7, "type": "pdq", "value": "0" * 64}], "list": "ncii",
             "tier": "victim_submitted", field: value}
-    body = json.dumps({"items": [item]}, sort_keys=True, separators=(",", ":")).encode()
+    body = json.dumps({"items": [item], "salt": SALT}, sort_keys=True,
+                      separators=(",", ":")).encode()
     mutated = splice_body(record, body)
     assert isinstance(located(mutated), ProtocolError)
     assert _from_bytes_fast(mutated) is None
@@ -249,7 +273,8 @@ def test_fast_path_declines_hashes_the_schema_refuses(entry: dict[str, Any]) -> 
                          body=AddBody((Item((HashEntry("pdq", "0" * 64),), "ncii"),)))
     item = {"hashes": [{"type": "sha256", "value": "1" * 64}, entry], "list": "ncii",
             "tier": "victim_submitted"}
-    body = json.dumps({"items": [item]}, sort_keys=True, separators=(",", ":")).encode()
+    body = json.dumps({"items": [item], "salt": SALT}, sort_keys=True,
+                      separators=(",", ":")).encode()
     mutated = splice_body(record, body)
     assert isinstance(located(mutated), ProtocolError)
     assert _from_bytes_fast(mutated) is None
@@ -293,7 +318,10 @@ def with_head(record: SignedRecord, **fields: Any) -> bytes:
     {"seq": 1},
     {"seq": 0},
     {"ts": 2**53},
-    {"v": 2},
+    {"v": 3},
+    {"v": 1},  # a v1 head over a salted body
+    {"dist": {"scope": "group", "group": "eu-helplines"}},  # a v1 group name in v2
+    {"type": "revoke"},
     {"type": "key"},
     {"key": "ed25519:" + "A" * 42 + "B"},
     {"origin": "ed25519:" + "A" * 42 + "B"},
@@ -331,7 +359,8 @@ def test_fast_path_declines_more_than_256_items() -> None:
     body = record.raw[8:record.raw.index(b',"head":')]
     extra = b',{"hashes":[{"type":"pdq","value":"' + b"f" * 64 + b'"}],"list":"ncii",' \
             b'"tier":"victim_submitted"}]}'
-    mutated = splice_body(record, body[:-2] + extra)
+    end = body.index(b'],"salt":')
+    mutated = splice_body(record, body[:end] + extra[:-2] + body[end:])
     assert isinstance(located(mutated), ProtocolError)
     assert _from_bytes_fast(mutated) is None
     assert _from_bytes_fast(record.raw) == record

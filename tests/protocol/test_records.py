@@ -21,6 +21,7 @@ from hashmesh.protocol.records import (
     SignedRecord,
     Target,
     body_digest,
+    never_stubbed,
 )
 from hashmesh.protocol.signing import sign_record
 from tests.protocol import generate_vectors
@@ -38,6 +39,10 @@ PREV = "ab" * 32
 RECORD_ID = "cd" * 32
 
 
+SALT = "c2FsdHNhbHRzYWx0c2FsdA"  # 16 fixed bytes ("saltsaltsaltsalt")
+GROUP_ID = "0123456789abcdef0123456789abcdef"
+
+
 def signed_add(body: AddBody | None = None, dist: Distribution | None = None) -> SignedRecord:
     return sign_record(signer=SIGNER, origin=ORIGIN, seq=2, prev=PREV, ts=T0,
                        body=body or add_body(), dist=dist)
@@ -48,11 +53,12 @@ def envelope(record_type: str = "add") -> dict[str, Any]:
     bodies: dict[str, dict[str, Any]] = {
         "add": {"items": [{"hashes": [{"type": "pdq", "value": PDQ[0], "quality": 90}],
                            "labels": ["intimate"], "list": "ncii",
-                           "tier": "victim_submitted", "expires": T0 + 10**6}]},
+                           "tier": "victim_submitted", "expires": T0 + 10**6}], "salt": SALT},
         "revoke": {"targets": [{"record": RECORD_ID, "item": 0}], "reason": "withdrawn"},
-        "feedback": {"target": {"record": RECORD_ID}, "verdict": "disputed", "note": "n"},
+        "feedback": {"target": {"record": RECORD_ID}, "verdict": "disputed", "note": "n",
+                     "salt": SALT},
         "key": {"signing_key": SIGNER.id},
-        "key_revoke": {"signing_key": SIGNER.id},
+        "key_revoke": {"signing_key": SIGNER.id, "last_seq": 1},
     }
     signer = ROOT if record_type in ("key", "key_revoke") else SIGNER
     body = BODY_CLASSES[record_type].from_json(bodies[record_type], "body")
@@ -116,7 +122,7 @@ REJECTIONS: list[tuple[str, Callable[[dict[str, Any]], object], str, str, str]] 
      "invalid record id"),
     ("add", set_in(["head", "dist"], {"scope": "world"}), "UNKNOWN_TYPE", "head.dist.scope",
      "unknown value 'world'"),
-    ("add", set_in(["head", "dist"], {"scope": "all", "group": "g"}), "BAD_SCHEMA",
+    ("add", set_in(["head", "dist"], {"scope": "all", "group": GROUP_ID}), "BAD_SCHEMA",
      "head.dist.group", "only allowed when scope is 'group'"),
     ("add", set_in(["head", "dist"], {"scope": "all", "jurisdictions": []}), "BAD_SCHEMA",
      "head.dist.jurisdictions", "at least 1 entry"),
@@ -125,7 +131,7 @@ REJECTIONS: list[tuple[str, Callable[[dict[str, Any]], object], str, str, str]] 
     ("add", set_in(["head", "dist"], {"scope": "all", "jurisdictions": ["IE", "IE"]}),
      "BAD_SCHEMA", "head.dist.jurisdictions[1]", "duplicate jurisdiction 'IE'"),
     ("add", set_in(["head", "dist"], {"scope": "group", "group": "Bad Name"}), "BAD_SCHEMA",
-     "head.dist.group", "invalid group name"),
+     "head.dist.group", "invalid group id"),
     ("add", set_in(["body", "items"], []), "BAD_SCHEMA", "body.items", "at least 1 entry"),
     ("add", lambda v: v["body"]["items"].extend([item(v)] * 256), "BAD_SCHEMA", "body.items",
      "at most 256 entries allowed, got 257"),
@@ -224,7 +230,7 @@ def test_every_record_type_parses_and_reencodes_to_the_same_bytes(record_type: s
 
 def test_version_is_checked_before_unknown_fields() -> None:
     def future(value: dict[str, Any]) -> None:
-        value["head"].update(v=2, epoch=1)
+        value["head"].update(v=3, epoch=1)
         value["signatures"] = []
     with pytest.raises(ProtocolError) as info:
         parse_edited(future)
@@ -232,7 +238,7 @@ def test_version_is_checked_before_unknown_fields() -> None:
 
 
 def test_head_alone_reports_another_version_before_its_unknown_fields() -> None:
-    head = dict(envelope()["head"], v=2, epoch=1)
+    head = dict(envelope()["head"], v=3, epoch=1)
     with pytest.raises(ProtocolError) as info:
         Head.from_json(head, "head")
     assert (info.value.code, info.value.path) == ("UNKNOWN_TYPE", "head.v")
@@ -284,14 +290,14 @@ def test_signing_refuses_to_build_an_oversize_record() -> None:
     items = [{"hashes": [{"type": "photodna", "value": photodna}], "list": "ncii",
               "tier": "victim_submitted", "labels": [f"n{i}"]} for i in range(256)]
     with pytest.raises(OversizeError):
-        signed_add(AddBody.from_json({"items": items}, "body"))
+        signed_add(AddBody.from_json({"items": items, "salt": SALT}, "body"))
 
 
 def test_batch_of_256_pdq_items_fits_the_size_limit() -> None:
     values = [f"{i:064x}" for i in range(256)]
     items = [{"hashes": [{"type": "pdq", "value": v, "quality": 100}], "labels": ["intimate"],
               "list": "ncii", "tier": "helpline_verified", "expires": T0} for v in values]
-    record = signed_add(AddBody.from_json({"items": items}, "body"))
+    record = signed_add(AddBody.from_json({"items": items, "salt": SALT}, "body"))
     assert len(record.raw) < MAX_RECORD_BYTES
 
 
@@ -316,6 +322,21 @@ def test_item_refs_reject_every_other_form(ref: str) -> None:
 
 
 def test_distribution_round_trips_and_defaults_to_everyone() -> None:
-    dist = Distribution("group", "eu-helplines", ("IE", "NL"))
+    dist = Distribution("group", GROUP_ID, ("IE", "NL"))
     assert Distribution.from_json(dist.to_json(), "dist") == dist
+    named = Distribution("group", "eu-helplines")  # v1 groups were readable names
+    assert Distribution.from_json(named.to_json(), "dist", version=1) == named
     assert Distribution().to_json() == {"scope": "all"}
+
+
+def test_key_and_withdrawal_records_are_never_stubbed_by_an_honest_policy() -> None:
+    from tests.protocol.builders import Chain, add_body, key_body, key_revoke_body, revoke_body
+
+    chain = Chain()
+    grant = chain.add(key_body(SIGNER))
+    added = chain.add(add_body(), SIGNER, dist=Distribution("group", GROUP_ID))
+    withdrawal = chain.add(revoke_body(added.id), SIGNER)
+    key_revoke = chain.add(key_revoke_body(SIGNER))
+    assert [never_stubbed(r.head) for r in chain.records] == [True, False, True, True]
+    assert never_stubbed(grant.stub().head) and never_stubbed(key_revoke.stub().head)
+    assert never_stubbed(withdrawal.stub().head)

@@ -163,7 +163,7 @@ def test_verify_rejects_record_signed_by_revoked_key() -> None:
     with pytest.raises(KeyRevokedError) as info:
         verify(after, ring)
     assert info.value.path == "record.head.key"
-    assert "revoked at seq 3; cannot sign seq 4" in info.value.reason
+    assert "revoked at seq 3 (last legitimate seq 2); cannot sign seq 4" in info.value.reason
     verify(before, ring)  # history signed before the revocation stays valid
 
 
@@ -173,9 +173,73 @@ def test_revoked_key_can_be_authorised_again_from_a_later_seq() -> None:
     chain.add(key_revoke_body(SIGNER))               # seq 2
     chain.authorise(SIGNER)                          # seq 3
     ring = ring_of(chain)
-    assert ring.grants[SIGNER.id] == KeyGrant(SIGNER.id, 3)
+    assert ring.grants[SIGNER.id] == KeyGrant(SIGNER.id, 3)  # the latest window
     ring.check(SIGNER.id, 4)
     assert ring.active_keys() == [SIGNER.id]
+
+
+def test_key_ring_keeps_every_grant_window_of_a_key_granted_twice() -> None:
+    chain = Chain()
+    chain.authorise(SIGNER)                                        # seq 1
+    first = chain.add(add_body(PDQ[0]), SIGNER)                    # seq 2
+    chain.add(KeyRevokeBody(SIGNER.id, last_seq=2))                # seq 3
+    chain.add(add_body(PDQ[1]))                                    # seq 4, root
+    chain.authorise(SIGNER)                                        # seq 5
+    ring = ring_of(chain)
+    assert ring.windows[SIGNER.id] == (KeyGrant(SIGNER.id, 1, revoked_at=3, last_seq=2),
+                                       KeyGrant(SIGNER.id, 5))
+    verify(first, ring)  # the first window still holds its record
+    for seq in (3, 4, 5):  # the gap, and the seq of the new grant itself
+        with pytest.raises(KeyRevokedError):
+            ring.check(SIGNER.id, seq)
+    ring.check(SIGNER.id, 6)
+
+
+def test_last_seq_takes_seqs_the_key_covered_before_its_revocation() -> None:
+    """A thief of the key signs at a seq between its last legitimate record and the
+    revocation: the record is invalid once the key_revoke is known (issue 17, part 3)."""
+    chain = Chain()
+    chain.authorise(SIGNER)                                        # seq 1
+    chain.add(add_body(PDQ[0]), SIGNER)                            # seq 2
+    chain.add(add_body(PDQ[1]))                                    # seq 3, root
+    chain.add(KeyRevokeBody(SIGNER.id, last_seq=2))                # seq 4
+    forged = sign_record(signer=SIGNER, origin=ORIGIN, seq=3, prev=chain.records[1].id,
+                         ts=T0 + 3000, body=add_body(PDQ[2]))
+    ring_before = KeyRing.from_records(ORIGIN, chain.records[:3])
+    verify(forged, ring_before)  # before the key_revoke, seq 3 was the key's to sign
+    with pytest.raises(KeyRevokedError, match="last legitimate seq 2") as info:
+        verify(forged, ring_of(chain))
+    assert info.value.path == "record.head.key"
+
+
+def test_v1_key_revoke_counts_as_last_seq_one_below_itself() -> None:
+    chain = Chain()
+    chain.authorise(SIGNER)                                        # seq 1
+    revoke = sign_record(signer=ROOT, origin=ORIGIN, seq=2, prev=chain.records[0].id,
+                         ts=T0 + 2000, body=KeyRevokeBody(SIGNER.id), version=1)
+    ring = ring_of(chain)
+    ring.apply(revoke)
+    assert ring.window_at(SIGNER.id, 1) is None
+    with pytest.raises(KeyRevokedError, match="last legitimate seq 1"):
+        ring.check(SIGNER.id, 2)  # v1 rules let the key sign seq 2, the revocation's own
+
+
+def test_key_revoke_appended_without_last_seq_vouches_for_the_log_so_far() -> None:
+    chain = Chain()
+    chain.authorise(SIGNER)
+    chain.add(add_body(PDQ[0]), SIGNER)
+    record = chain.add(key_revoke_body(SIGNER))
+    assert isinstance(record.body, KeyRevokeBody) and record.body.last_seq == 2
+
+
+def test_key_ring_from_records_skips_stubs_and_sorts_by_seq() -> None:
+    chain = Chain()
+    chain.authorise(SIGNER)
+    chain.add(key_revoke_body(SIGNER))
+    grant, revoke = chain.records
+    ring = KeyRing.from_records(ORIGIN, [revoke.stub(), grant])
+    assert ring.active_keys() == [SIGNER.id]
+    assert KeyRing.from_records(ORIGIN, [revoke, grant]).active_keys() == []
 
 
 def test_rotation_keeps_both_keys_until_the_old_one_is_revoked() -> None:
@@ -203,14 +267,14 @@ def test_key_record_must_be_signed_by_the_root_key() -> None:
 def test_root_key_revocation_is_refused_when_signing_and_parsing() -> None:
     with pytest.raises(SchemaError, match="the root key cannot be revoked") as info:
         sign_record(signer=ROOT, origin=ORIGIN, seq=2, prev="00" * 32, ts=T0,
-                    body=KeyRevokeBody(ORIGIN))
+                    body=KeyRevokeBody(ORIGIN, last_seq=1))
     assert info.value.path == "record.body.signing_key"
 
 
 def test_key_ring_refuses_to_revoke_the_root_key_even_unparsed() -> None:
     valid = sign_record(signer=ROOT, origin=ORIGIN, seq=2, prev="00" * 32, ts=T0,
-                        body=key_revoke_body(SIGNER))
-    smuggled = SignedRecord.assemble(valid.head, KeyRevokeBody(ORIGIN), valid.sig)
+                        body=KeyRevokeBody(SIGNER.id, last_seq=1))
+    smuggled = SignedRecord.assemble(valid.head, KeyRevokeBody(ORIGIN, 1), valid.sig)
     with pytest.raises(SchemaError, match="the root key cannot be revoked"):
         KeyRing(ORIGIN).apply(smuggled)
 
@@ -237,8 +301,8 @@ def _records() -> list[SignedRecord]:
     every_type = [{"type": t, "value": HASH_TYPES[t].examples()[0]} for t in sorted(HASH_TYPES)]
     chain.add(AddBody.from_json({"items": [
         {"hashes": every_type, "labels": ["a", "b:c"], "list": "ncii", "tier": "victim_submitted",
-         "expires": T0 * 2}]}, "body"), SIGNER,
-        dist=Distribution("group", "g1", ("IE",)))
+         "expires": T0 * 2}], "salt": "AAAAAAAAAAAAAAAAAAAAAA"}, "body"), SIGNER,
+        dist=Distribution("group", "0123456789abcdef0123456789abcdef", ("IE",)))
     added = chain.records[-1]
     chain.add(revoke_body(f"{added.id}/0", added.id), SIGNER)
     chain.add(feedback_body(f"{added.id}/0", "not_ncii"), SIGNER)
