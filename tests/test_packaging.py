@@ -1,4 +1,4 @@
-"""The wheel installs everything under ``hashmesh`` and coexists with owners of ``node``/``protocol``.
+"""The wheel installs all under ``hashmesh`` and coexists with owners of ``node``, ``protocol``.
 
 The repository keeps its top-level ``node/`` and ``protocol/`` folders; installed, they are
 ``hashmesh.node`` and ``hashmesh.protocol``. Unrelated distributions on the package index own
