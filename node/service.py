@@ -9,6 +9,7 @@ The HTTP layer (``node/api/routes.py``) and federation call into this class.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -25,7 +26,6 @@ from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import cancel_and_wait
 from hashmesh.node.store.sqlite import AsyncStore, Changes, Store
-from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.hashtypes import get_hash_type
@@ -122,9 +122,20 @@ class NodeService:
 
     async def add(self, items: Sequence[Item], dist: Distribution, actor: str
                   ) -> list[SignedRecord]:
-        """Sign the items in as few ``add`` records as the protocol limits allow."""
-        return [await self._sign(AddBody(batch), dist, actor)
-                for batch in batch_items(items, self.config.limits.max_items_per_record)]
+        """Sign the items in as few ``add`` records as the protocol limits allow, all in one
+        transaction (one commit and one index update for a bulk add)."""
+        bodies = [AddBody(batch)
+                  for batch in batch_items(items, self.config.limits.max_items_per_record)]
+        records, changes = await self.store.write(lambda s: s.append_local_many(
+            signer=self.identity.signer, origin=self.origin, bodies=bodies, dist=dist,
+            actor=actor))
+        await self.apply_changes_soon(changes)
+        self.metrics.records_signed.labels("add").inc(len(records))
+        log.info("signed %d add record(s) seq=%d..%d by %s", len(records),
+                 records[0].head.seq, records[-1].head.seq, actor)
+        if self.federation is not None:
+            self.federation.notify_all()
+        return records
 
     async def revoke(self, targets: Sequence[Target], reason: str, actor: str) -> SignedRecord:
         """Revoke our own records or items. Revocations travel everywhere (scope ``all``)."""
@@ -283,6 +294,7 @@ class NodeService:
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
             "match_workers": None if self.worker_status is None else self.worker_status(),
+            "limits": {"max_batch": self.config.limits.max_batch},
         }
 
     async def _sweep_expired_forever(self) -> None:
@@ -328,6 +340,15 @@ async def _warm_up_kernel() -> None:
 ENVELOPE_ALLOWANCE = 2_048
 
 
+def _encoded_size(item: Item) -> int:
+    """The item's canonical size plus a separator, without canonicalising it: the same
+    length (every value here is ASCII-checked by the protocol's parsers except labels and
+    notes, which json.dumps escapes no shorter than RFC 8785 does), at a fifth of the cost
+    (canonical.encode was ~15 µs a hash of a bulk add)."""
+    text = json.dumps(item.to_json(), separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode("utf-8")) + 1
+
+
 def batch_items(items: Sequence[Item], max_items: int) -> list[tuple[Item, ...]]:
     """Group items by list (so a peer's list policy takes or stubs a record whole), then
     split each group by count and by encoded size so that every record fits the limits."""
@@ -340,7 +361,7 @@ def batch_items(items: Sequence[Item], max_items: int) -> list[tuple[Item, ...]]
         current: list[Item] = []
         size = 0
         for item in group:
-            item_size = len(canonical.encode(item.to_json())) + 1
+            item_size = _encoded_size(item)
             if current and (len(current) >= max_items or size + item_size > budget):
                 batches.append(tuple(current))
                 current, size = [], 0

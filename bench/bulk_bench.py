@@ -1,0 +1,109 @@
+"""Bulk load: ``hashmesh add --from LIST`` of N random PDQ hashes into a running node.
+
+End to end and real: ``hashmesh init``, ``hashmesh run`` as a subprocess on loopback, the
+CLI as a subprocess reading a CSV list, timed from the CLI's start to its exit (every hash
+signed into records, committed to SQLite and in the match index: the CLI's last answer
+arrives after the node has applied it). Then one match of a listed hash checks it is found.
+
+    python -m bench.bulk_bench --quick          # 100k hashes
+    python -m bench.bulk_bench --sizes 1000000  # 1M
+    python -m bench.bulk_bench --quick --profile node.prof   # cProfile of the node
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from hashmesh.node.cli.local import create_node_dir
+from hashmesh.node.config.node import load_node_config
+from tests.cli_process import hashmesh_command
+from tests.conftest import free_port
+
+
+def write_list(path: Path, count: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    values = [rng.getrandbits(256).to_bytes(32, "big").hex() for _ in range(count)]
+    with open(path, "w") as out:
+        out.write("signal_type,signal_str,collab,category,tags\n")
+        for value in values:
+            out.write(f"pdq,{value},bench,NCII,\n")
+    return values
+
+
+def run_one(count: int, profile: str | None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="hm-bulk-") as tmp:
+        root = Path(tmp)
+        config, token, _ = create_node_dir(root / "node", name="Bulk Bench",
+                                           port=free_port("127.0.0.1"))
+        text = config.read_text()
+        config.write_text(text + "\n[limits]\nmax_batch = 100000\nmax_body_bytes = 67108864\n")
+        values = write_list(root / "list.csv", count)
+        port = load_node_config(config).listen.port
+        url = f"http://127.0.0.1:{port}"
+        command = [*hashmesh_command(), "run", "--config", str(config)]
+        if profile:
+            command = [sys.executable, "-m", "cProfile", "-o", profile, "-m",
+                       "hashmesh.node.cli.main", "run", "--config", str(config)]
+        node = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait(url)
+            started = time.perf_counter()
+            result = subprocess.run([*hashmesh_command(), "add", "--config", str(config),
+                                     "--from", str(root / "list.csv"), "--no-progress"],
+                                    capture_output=True, text=True, env={**os.environ})
+            elapsed = time.perf_counter() - started
+            if result.returncode:
+                raise SystemExit(result.stderr)
+            answer = json.loads(result.stdout)
+            assert answer["added"] == count, answer
+            match = json.loads(_post(url, token, {"hashes": [
+                {"type": "pdq", "value": values[count // 2]}]}))
+            assert match["results"][0]["matches"], "a listed hash did not match"
+        finally:
+            node.terminate()
+            node.wait(timeout=60)
+        return {"hashes": count, "seconds": round(elapsed, 2),
+                "hashes_per_second": round(count / elapsed), "records": answer["records"]}
+
+
+def _post(url: str, token: str, body: object) -> str:
+    request = urllib.request.Request(url + "/v1/match", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return str(response.read().decode())
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("node did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100k hashes")
+    parser.add_argument("--sizes", default="1000000", help="comma-separated list sizes")
+    parser.add_argument("--profile", help="write a cProfile of the node to this file")
+    args = parser.parse_args()
+    sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    for size in sizes:
+        print(json.dumps(run_one(size, args.profile)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
