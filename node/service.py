@@ -20,6 +20,7 @@ from typing import Any
 from hashmesh.node.config.identity import Identity
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeersConfig
+from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
 from hashmesh.node.matching.matcher import Matcher
@@ -80,6 +81,8 @@ class NodeService:
         self.federation: Federation | None = None
         # what the server's match workers report, when it runs them
         self.worker_status: Callable[[], dict[str, Any]] | None = None
+        # the peers.toml watcher, once federation runs (its last refusal is in status)
+        self.peers_watcher: PeersWatcher | None = None
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
         self._unapplied_lock = threading.Lock()
@@ -295,7 +298,17 @@ class NodeService:
             "uptime_seconds": int(time.time() - self.started),
             "match_workers": None if self.worker_status is None else self.worker_status(),
             "limits": {"max_batch": self.config.limits.max_batch},
+            "peers_config": self.peers_config_status(),
         }
+
+    def peers_config_status(self) -> dict[str, Any]:
+        """The peers file in force, and the last edit of it that was refused (if the file on
+        disk is still that one): an operator must see that their edit did not apply."""
+        refused = None if self.peers_watcher is None else self.peers_watcher.refused
+        return {"file": str(self.config.federation.peers_file),
+                "refused": refused is not None,
+                "refused_at": None if refused is None else int(refused.at),
+                "reason": None if refused is None else refused.reason}
 
     async def _sweep_expired_forever(self) -> None:
         while True:

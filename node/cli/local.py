@@ -38,6 +38,7 @@ from hashmesh.node.config.peers import (
 )
 from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.matching.hasher import ImageError, hash_file, iter_image_files
+from hashmesh.node.runtime.logs import configure_logging
 from hashmesh.node.store.lock import DataDirLock
 from hashmesh.node.store.migrate import migrate_v1, schema_version
 from hashmesh.node.store.schema import SCHEMA_VERSION
@@ -90,6 +91,7 @@ def create_node_dir(directory: Path, *, name: str, host: str = "127.0.0.1",
 
 def run(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
+    configure_logging(args.log_level, args.log_format or config.log_format)
     asyncio.run(serve(config))
     return 0
 

@@ -133,6 +133,9 @@ def _run(sub: Sub) -> None:
     _config_arg(p)
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="log lines as text or JSON objects (default: [log] format in the "
+                        "config, else text); each line of a request carries its request id")
 
 
 def _id(sub: Sub) -> None:

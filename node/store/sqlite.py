@@ -531,6 +531,12 @@ class Store:
                                     (peer, origin)).fetchone()
         return 0 if row is None else int(row[0])
 
+    def cursors(self) -> list[tuple[str, str, int]]:
+        """Every ``(peer, origin, seq)``: how far we have pulled each origin from each peer."""
+        rows = self.reader().execute(
+            "SELECT peer, origin, seq FROM cursors ORDER BY peer, origin").fetchall()
+        return [(peer, origin, seq) for peer, origin, seq in rows]
+
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.reader().execute(
             "SELECT ts, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?",
