@@ -99,8 +99,8 @@ async def page_state(service: NodeService, errors: PeerErrors | None) -> dict[st
     } for head in sorted(heads, key=lambda h: (h.origin != service.origin, -h.seq))]
 
     pulled: dict[str, dict[str, int]] = {}
-    for peer, origin, seq in cursors:
-        pulled.setdefault(peer, {})[origin] = seq
+    for peer_name, origin, seq in cursors:
+        pulled.setdefault(peer_name, {})[origin] = seq
     links = service.federation.links if service.federation is not None else {}
     peers = []
     for peer in service.peers:

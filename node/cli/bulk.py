@@ -38,32 +38,27 @@ def add_from_list(args: argparse.Namespace, client: LocalClient, template: dict[
     seqs: list[int] = []
     pending: list[tuple[Future[Any], int]] = []
     with ThreadPoolExecutor(IN_FLIGHT) as pool, \
-            progress_bar(None, "hash", "add", scale=False) as bar:
-        bar.disable = bar.disable or args.no_progress
+            progress_bar(None, "hash", "add", wanted=not args.no_progress) as bar:
         for batch in _batches(entries, batch_size):
             body = json.dumps({"items": [
                 {"hashes": [{"type": e.type, "value": e.value}], **template} for e in batch],
                 "dist": dist}).encode()
             pending.append((pool.submit(client.call, "POST", "/v1/records", data=body,
                                         content_type="application/json"), len(batch)))
-            if len(pending) >= IN_FLIGHT:
-                answer, count = _settle(pending.pop(0), batch[0])
+            while len(pending) >= IN_FLIGHT:
+                future, count = pending.pop(0)
+                answer = future.result()  # a refused batch stops here, naming its error
                 added, records = added + count, records + len(answer["records"])
                 seqs += [r["seq"] for r in answer["records"]]
                 bar.update(count)
-        for item in pending:
-            answer, count = _settle(item, None)
+        for future, count in pending:
+            answer = future.result()
             added, records = added + count, records + len(answer["records"])
             seqs += [r["seq"] for r in answer["records"]]
             bar.update(count)
     return {"added": added, "records": records,
             "seqs": [min(seqs), max(seqs)] if seqs else [],
             "skipped_withdrawn": stats.skipped_withdrawn, "from": str(path)}
-
-
-def _settle(pending: tuple[Future[Any], int], _: ListEntry | None) -> tuple[Any, int]:
-    future, count = pending
-    return future.result(), count
 
 
 def _batches(entries: Iterator[ListEntry], size: int) -> Iterator[list[ListEntry]]:

@@ -104,7 +104,7 @@ def _entry(type_name: str, value: str, where: str, column: str = "") -> ListEntr
 
 
 def _csv_rows(file: io.TextIOBase, name: str, stats: ReadStats) -> Iterator[ListEntry]:
-    reader = csv.DictReader(file)  # type: ignore[arg-type]
+    reader = csv.DictReader(file)
     columns = reader.fieldnames or []
     type_col = next((c for c in TYPE_COLUMNS if c in columns), None)
     value_col = next((c for c in VALUE_COLUMNS if c in columns), None)
