@@ -7,6 +7,7 @@ arrives after the node has applied it). Then one match of a listed hash checks i
 
     python -m bench.bulk_bench --quick          # 100k hashes
     python -m bench.bulk_bench --sizes 1000000  # 1M
+    python -m bench.bulk_bench --quick --max-batch 1000,10000   # node default, and larger
     python -m bench.bulk_bench --quick --profile node.prof   # cProfile of the node
 """
 
@@ -39,13 +40,14 @@ def write_list(path: Path, count: int, seed: int = 7) -> list[str]:
     return values
 
 
-def run_one(count: int, profile: str | None) -> dict[str, float]:
+def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hm-bulk-") as tmp:
         root = Path(tmp)
         config, token, _ = create_node_dir(root / "node", name="Bulk Bench",
                                            port=free_port("127.0.0.1"))
-        text = config.read_text()
-        config.write_text(text + "\n[limits]\nmax_batch = 100000\nmax_body_bytes = 67108864\n")
+        if max_batch != 1000:  # the node's default; a larger batch needs a larger body
+            config.write_text(config.read_text() + f"\n[limits]\nmax_batch = {max_batch}\n"
+                              f"max_body_bytes = {max_batch * 200}\n")
         values = write_list(root / "list.csv", count)
         port = load_node_config(config).listen.port
         url = f"http://127.0.0.1:{port}"
@@ -71,7 +73,7 @@ def run_one(count: int, profile: str | None) -> dict[str, float]:
         finally:
             node.terminate()
             node.wait(timeout=60)
-        return {"hashes": count, "seconds": round(elapsed, 2),
+        return {"hashes": count, "max_batch": max_batch, "seconds": round(elapsed, 2),
                 "hashes_per_second": round(count / elapsed), "records": answer["records"]}
 
 
@@ -99,10 +101,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100k hashes")
     parser.add_argument("--sizes", default="1000000", help="comma-separated list sizes")
     parser.add_argument("--profile", help="write a cProfile of the node to this file")
+    parser.add_argument("--max-batch", default="1000",
+                        help="comma-separated [limits] max_batch values (the node's default "
+                             "is 1000 items a request)")
     args = parser.parse_args()
     sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     for size in sizes:
-        print(json.dumps(run_one(size, args.profile)), flush=True)
+        for max_batch in [int(b) for b in args.max_batch.split(",")]:
+            print(json.dumps(run_one(size, args.profile, max_batch)), flush=True)
 
 
 if __name__ == "__main__":
