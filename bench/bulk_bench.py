@@ -9,6 +9,7 @@ arrives after the node has applied it). Then one match of a listed hash checks i
     python -m bench.bulk_bench --sizes 1000000  # 1M
     python -m bench.bulk_bench --quick --max-batch 1000,10000   # node default, and larger
     python -m bench.bulk_bench --quick --profile node.prof   # cProfile of the node
+    python -m bench.bulk_bench --quick --stages    # in process: time of each step
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from hashmesh.node.cli.local import create_node_dir
 from hashmesh.node.config.node import load_node_config
@@ -77,6 +79,54 @@ def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]
                 "hashes_per_second": round(count / elapsed), "records": answer["records"]}
 
 
+def stages(count: int) -> dict[str, Any]:
+    """Where a bulk add's time goes, in process (no HTTP): the node's own steps for one
+    request of ``count`` single-hash items, each timed alone; ``add_per_record`` is the
+    store path as it was before (one transaction, commit and index update per record)."""
+    import asyncio
+
+    from hashmesh.node.api.requests import parse_add
+    from hashmesh.node.service import NodeService, batch_items
+    from hashmesh.protocol import canonical
+    from hashmesh.protocol.records import AddBody
+
+    rng = random.Random(11)
+    body = json.dumps({"items": [
+        {"hashes": [{"type": "pdq", "value": rng.getrandbits(256).to_bytes(32, "big").hex()}]}
+        for _ in range(count)], "dist": {"scope": "all"}}).encode()
+
+    async def run() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="hm-stages-") as tmp:
+            config, _, _ = create_node_dir(Path(tmp) / "n", name="Stages", port=9)
+            service = await NodeService.open(load_node_config(config))
+            try:
+                times: dict[str, float] = {}
+                started = time.perf_counter()
+                raw = canonical.parse(body)
+                times["parse_json"] = time.perf_counter() - started
+                started = time.perf_counter()
+                parsed = parse_add(raw, max_batch=count, default_list="ncii",
+                                   allowed_lists=("ncii",))
+                times["parse_items"] = time.perf_counter() - started
+                started = time.perf_counter()
+                batches = batch_items(parsed.items, 256)
+                times["batch_items"] = time.perf_counter() - started
+                started = time.perf_counter()
+                await service.add(parsed.items, parsed.dist, "bench")
+                times["add_one_transaction"] = time.perf_counter() - started - times[
+                    "batch_items"]
+                started = time.perf_counter()
+                for batch in batches:
+                    await service._sign(AddBody(batch), parsed.dist, "bench")
+                times["add_per_record"] = time.perf_counter() - started
+                return {"hashes": count, **{k: round(v, 2) for k, v in times.items()},
+                        "us_per_hash": {k: round(v / count * 1e6, 1) for k, v in times.items()}}
+            finally:
+                await service.close()
+
+    return asyncio.run(run())
+
+
 def _post(url: str, token: str, body: object) -> str:
     request = urllib.request.Request(url + "/v1/match", data=json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {token}",
@@ -101,11 +151,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100k hashes")
     parser.add_argument("--sizes", default="1000000", help="comma-separated list sizes")
     parser.add_argument("--profile", help="write a cProfile of the node to this file")
+    parser.add_argument("--stages", action="store_true",
+                        help="in process: time each step of one bulk add request")
     parser.add_argument("--max-batch", default="1000",
                         help="comma-separated [limits] max_batch values (the node's default "
                              "is 1000 items a request)")
     args = parser.parse_args()
     sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if args.stages:
+        for size in sizes:
+            print(json.dumps(stages(size)), flush=True)
+        return
     for size in sizes:
         for max_batch in [int(b) for b in args.max_batch.split(",")]:
             print(json.dumps(run_one(size, args.profile, max_batch)), flush=True)
