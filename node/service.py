@@ -9,6 +9,7 @@ The HTTP layer (``node/api/routes.py``) and federation call into this class.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -19,13 +20,13 @@ from typing import Any
 from hashmesh.node.config.identity import Identity
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeersConfig
+from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
 from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import cancel_and_wait
 from hashmesh.node.store.sqlite import AsyncStore, Changes, Store
-from hashmesh.protocol import canonical
 from hashmesh.protocol.distribution import distribution_for_feedback
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
@@ -81,6 +82,8 @@ class NodeService:
         self.federation: Federation | None = None
         # what the server's match workers report, when it runs them
         self.worker_status: Callable[[], dict[str, Any]] | None = None
+        # the peers.toml watcher, once federation runs (its last refusal is in status)
+        self.peers_watcher: PeersWatcher | None = None
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
         self._unapplied_lock = threading.Lock()
@@ -123,9 +126,20 @@ class NodeService:
 
     async def add(self, items: Sequence[Item], dist: Distribution, actor: str
                   ) -> list[SignedRecord]:
-        """Sign the items in as few ``add`` records as the protocol limits allow."""
-        return [await self._sign(AddBody(batch), dist, actor)
-                for batch in batch_items(items, self.config.limits.max_items_per_record)]
+        """Sign the items in as few ``add`` records as the protocol limits allow, all in one
+        transaction (one commit and one index update for a bulk add)."""
+        bodies = [AddBody(batch)
+                  for batch in batch_items(items, self.config.limits.max_items_per_record)]
+        records, changes = await self.store.write(lambda s: s.append_local_many(
+            signer=self.identity.signer, origin=self.origin, bodies=bodies, dist=dist,
+            actor=actor))
+        await self.apply_changes_soon(changes)
+        self.metrics.records_signed.labels("add").inc(len(records))
+        log.info("signed %d add record(s) seq=%d..%d by %s", len(records),
+                 records[0].head.seq, records[-1].head.seq, actor)
+        if self.federation is not None:
+            self.federation.notify_all()
+        return records
 
     async def revoke(self, targets: Sequence[Target], reason: str, actor: str) -> SignedRecord:
         """Revoke our own records or items. Revocations travel everywhere (scope ``all``)."""
@@ -286,7 +300,18 @@ class NodeService:
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
             "match_workers": None if self.worker_status is None else self.worker_status(),
+            "limits": {"max_batch": self.config.limits.max_batch},
+            "peers_config": self.peers_config_status(),
         }
+
+    def peers_config_status(self) -> dict[str, Any]:
+        """The peers file in force, and the last edit of it that was refused (if the file on
+        disk is still that one): an operator must see that their edit did not apply."""
+        refused = None if self.peers_watcher is None else self.peers_watcher.refused
+        return {"file": str(self.config.federation.peers_file),
+                "refused": refused is not None,
+                "refused_at": None if refused is None else int(refused.at),
+                "reason": None if refused is None else refused.reason}
 
     async def _sweep_expired_forever(self) -> None:
         while True:
@@ -331,6 +356,15 @@ async def _warm_up_kernel() -> None:
 ENVELOPE_ALLOWANCE = 2_048
 
 
+def _encoded_size(item: Item) -> int:
+    """The item's canonical size plus a separator, without canonicalising it: the same
+    length (every value here is ASCII-checked by the protocol's parsers except labels and
+    notes, which json.dumps escapes no shorter than RFC 8785 does), at a fifth of the cost
+    (canonical.encode was ~15 µs a hash of a bulk add)."""
+    text = json.dumps(item.to_json(), separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode("utf-8")) + 1
+
+
 def batch_items(items: Sequence[Item], max_items: int) -> list[tuple[Item, ...]]:
     """Group items by list (so a peer's list policy takes or stubs a record whole), then
     split each group by count and by encoded size so that every record fits the limits."""
@@ -343,7 +377,7 @@ def batch_items(items: Sequence[Item], max_items: int) -> list[tuple[Item, ...]]
         current: list[Item] = []
         size = 0
         for item in group:
-            item_size = len(canonical.encode(item.to_json())) + 1
+            item_size = _encoded_size(item)
             if current and (len(current) >= max_items or size + item_size > budget):
                 batches.append(tuple(current))
                 current, size = [], 0

@@ -7,6 +7,7 @@ import signal
 
 from aiohttp import web
 
+from hashmesh.node.api.page import add_page_routes
 from hashmesh.node.api.routes import (
     MATCHING_KEY,
     SERVICE_KEY,
@@ -14,6 +15,7 @@ from hashmesh.node.api.routes import (
     auth_middleware,
     errors_middleware,
     healthz,
+    request_id_middleware,
 )
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.routes import (
@@ -39,8 +41,9 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
     limits = service.config.limits
     shared = service.config.federation.listen is None
     app = web.Application(
-        middlewares=([errors_middleware, peer_auth_middleware, auth_middleware] if shared
-                     else [errors_middleware, auth_middleware]),
+        middlewares=([request_id_middleware, errors_middleware, peer_auth_middleware,
+                      auth_middleware] if shared
+                     else [request_id_middleware, errors_middleware, auth_middleware]),
         client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1,
     )
     # Made here, started only with ``federate``: until then it has no links, so the push
@@ -48,6 +51,7 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
     federation = service.federation = Federation(service)
     _set_keys(app, service, federation)
     add_routes(app)
+    add_page_routes(app, service)
     if shared:
         add_federation_routes(app)
 
@@ -58,6 +62,7 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
             watcher = PeersWatcher(service, federation)
             watcher.start()
             app[WATCHER_KEY] = watcher
+            service.peers_watcher = watcher
             _on_sighup(watcher)
 
     async def stop(app: web.Application) -> None:
@@ -76,7 +81,8 @@ def create_peer_app(service: NodeService) -> web.Application:
     for ``[federation.listen]``. The app of ``create_app`` owns the service's life."""
     if service.federation is None:
         raise RuntimeError("create_app(service) makes the federation; call it first")
-    app = web.Application(middlewares=[errors_middleware, peer_auth_middleware],
+    app = web.Application(middlewares=[request_id_middleware, errors_middleware,
+                                       peer_auth_middleware],
                           client_max_size=MAX_NOTIFY_BYTES + 1)
     _set_keys(app, service, service.federation)
     add_federation_routes(app)

@@ -40,11 +40,13 @@ from typing import Any
 
 from aiohttp import web
 
+from hashmesh.node.api.connections import GuardedRunner, connection_cap
 from hashmesh.node.api.routes import (
     MATCHING_KEY,
     add_match_routes,
     auth_middleware,
     errors_middleware,
+    request_id_middleware,
 )
 from hashmesh.node.api.server import tls_context
 from hashmesh.node.config.node import NodeConfig, node_config_from_text
@@ -176,7 +178,8 @@ def emit(message: dict[str, Any]) -> None:
 
 def create_worker_app(worker: MatchWorker) -> web.Application:
     limits = worker.config.limits
-    app = web.Application(middlewares=[errors_middleware, auth_middleware],
+    app = web.Application(middlewares=[request_id_middleware, errors_middleware,
+                                       auth_middleware],
                           client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1)
     app[MATCHING_KEY] = worker.matching
     add_match_routes(app)
@@ -222,11 +225,12 @@ async def serve_worker(config: NodeConfig, origin: str, slot: int, stop: Stop,
     assert config.match_workers is not None
     listen = config.match_workers
     worker = MatchWorker(config, origin, database)
-    runner: web.AppRunner | None = None
+    runner: GuardedRunner | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         await worker.load()
-        runner = web.AppRunner(create_worker_app(worker), handle_signals=False, access_log=None)
+        runner = GuardedRunner(create_worker_app(worker), max_connections=connection_cap(),
+                               handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, listen.host, listen.port, ssl_context=tls_context(config),
                            reuse_port=True)

@@ -221,6 +221,26 @@ PATHS: dict[str, Any] = {
         "responses": {"200": {"description": "text exposition format"},
                       "401": _error_response("Missing or unknown token"),
                       "403": _error_response("The token lacks the metrics scope")}}},
+    # The status page (node/api/page.py): HTML for a person, signed in with a session cookie
+    # that a token is exchanged for; every form carries a CSRF token.
+    "/ui": {"get": {"summary": "Redirects to /ui/", "security": [],
+                    "responses": {"303": {"description": "to /ui/"}}}},
+    "/ui/": {"get": {"summary": "Status page (HTML; session cookie)", "security": [],
+                     "responses": {"200": {"description": "text/html"},
+                                   "303": {"description": "to /ui/login without a session"}}}},
+    "/ui/login": {
+        "get": {"summary": "Login form (HTML)", "security": [],
+                "responses": {"200": {"description": "text/html"}}},
+        "post": {"summary": "Exchange a token (form field token, with csrf) for a session",
+                 "security": [],
+                 "responses": {"303": {"description": "signed in: to /ui/"},
+                               "401": {"description": "unknown token, or no read scope"},
+                               "403": {"description": "CSRF check failed"}}}},
+    "/ui/logout": {"post": {"summary": "End the session (form field csrf)", "security": [],
+                            "responses": {"303": {"description": "to /ui/login"},
+                                          "403": {"description": "CSRF check failed"}}}},
+    "/ui/static/page.css": {"get": {"summary": "The page's stylesheet", "security": [],
+                                    "responses": {"200": {"description": "text/css"}}}},
 }
 
 

@@ -27,6 +27,7 @@ from hashmesh.node.api.requests import (
 )
 from hashmesh.node.matching.answers import Matching
 from hashmesh.node.matching.hasher import ImageError
+from hashmesh.node.runtime.logs import REQUEST_ID_HEADER, new_request_id, request_id
 from hashmesh.node.runtime.metrics import labelled
 from hashmesh.node.runtime.web import ApiError, Handler, error_response, read_body
 from hashmesh.node.service import ForbiddenError, NodeService, NotFoundError
@@ -70,6 +71,19 @@ def classify(exc: BaseException) -> ApiError:
         code = exc.reason.upper().replace(" ", "_") if exc.reason else "HTTP_ERROR"
         return ApiError(exc.status, code, exc.text or exc.reason or code)
     return ApiError(500, "INTERNAL", "internal error; see the node's log")
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: tag every log line of this request with its id, and send the id back."""
+    rid = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+    token = request_id.set(rid)
+    try:
+        response = await handler(request)
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response
+    finally:
+        request_id.reset(token)
 
 
 @web.middleware

@@ -7,17 +7,22 @@ import gc
 import ipaddress
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from hashmesh.node.api.app import create_app, create_peer_app
+from hashmesh.node.api.connections import GuardedRunner, connection_cap
 from hashmesh.node.api.match_pool import MatchPool
 from hashmesh.node.config.node import ListenConfig, NodeConfig
+from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.runtime.tasks import cancel_and_wait
 from hashmesh.node.service import NodeService
+from hashmesh.node.store.lock import DataDirLock
 
 log = logging.getLogger("hashmesh.server")
 
@@ -46,11 +51,19 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
     if config.public_metrics and not _is_loopback(config.listen.host):
         log.warning("api.public_metrics is on and %s is not a loopback address: anyone who "
                     "reaches it can read /metrics, which names your peers", config.listen.host)
+    # one node per data directory: a second one would load the same database and drift
+    with DataDirLock(config.data_dir).acquire("start another"):
+        await _serve(config, stop)
+
+
+async def _serve(config: NodeConfig, stop: asyncio.Event) -> None:
     service = await NodeService.open(config)
-    runner = web.AppRunner(create_app(service), handle_signals=False, access_log=None)
+    cap = connection_cap()
+    runner = GuardedRunner(create_app(service), max_connections=cap, handle_signals=False,
+                           access_log=None)
     await runner.setup()
-    peer_runner = (web.AppRunner(create_peer_app(service), handle_signals=False,
-                                 access_log=None)
+    peer_runner = (GuardedRunner(create_peer_app(service), max_connections=cap,
+                                 handle_signals=False, access_log=None)
                    if config.federation.listen is not None else None)
     context = tls_context(config)
     pool = (MatchPool(config, service.origin, service.metrics)
@@ -61,11 +74,11 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
         if pool is not None and not await _unless_stopped(pool.start(), stop):
             return
         await _start_site(runner, config.listen, context, f"node {config.name!r} (origin "
-                          f"{service.origin}) listening")
+                          f"{service.origin}) listening", "listen", config.path)
         if peer_runner is not None:
             await peer_runner.setup()
             await _start_site(peer_runner, config.peer_listen, context,
-                              "listening for peers")
+                              "listening for peers", "federation.listen", config.path)
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -99,7 +112,18 @@ async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) 
 
 
 async def _start_site(runner: web.AppRunner, listen: ListenConfig,
-                      context: ssl.SSLContext | None, what: str) -> None:
-    await web.TCPSite(runner, listen.host, listen.port, ssl_context=context).start()
+                      context: ssl.SSLContext | None, what: str, section: str,
+                      config_file: Path) -> None:
+    """Bind the listener; a host or port the system refuses is reported as the config field
+    that holds it (``listen.host: cannot listen on 'nosuch.invalid' (Name or service not
+    known)``), not as a bare ``[Errno -2]``."""
+    try:
+        await web.TCPSite(runner, listen.host, listen.port, ssl_context=context).start()
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {listen.host!r} ({exc.strerror or exc})",
+                          f"{section}.host", config_file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {listen.host}:{listen.port} "
+                          f"({exc.strerror or exc})", f"{section}.port", config_file) from None
     log.info("hashmesh %s on %s://%s:%d", what, "https" if context else "http", listen.host,
              listen.port)

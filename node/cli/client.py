@@ -32,7 +32,8 @@ class LocalClient:
         self.timeout = timeout
 
     def call(self, method: str, path: str, *, body: Any = None, data: bytes | None = None,
-             params: dict[str, str] | None = None) -> Any:
+             params: dict[str, str] | None = None,
+             content_type: str = "application/octet-stream") -> Any:
         """One request; the standard library's client, so that a CLI command that only talks
         to the node starts without importing an async HTTP stack (~0.3 s)."""
         headers = {}
@@ -42,7 +43,7 @@ class LocalClient:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         elif data is not None:
-            headers["Content-Type"] = "application/octet-stream"
+            headers["Content-Type"] = content_type
         url = self.base_url + path
         if params:
             url += "?" + urllib.parse.urlencode(params)

@@ -18,6 +18,7 @@ from hashmesh.node.cli.support import (
     new_token,
     print_json,
     print_json_line,
+    progress_bar,
 )
 from hashmesh.node.config.keyfile import atomic_write, read_secret_key, write_secret_key
 from hashmesh.node.config.node import (
@@ -37,6 +38,8 @@ from hashmesh.node.config.peers import (
 )
 from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.matching.hasher import ImageError, hash_file, iter_image_files
+from hashmesh.node.runtime.logs import configure_logging
+from hashmesh.node.store.lock import DataDirLock
 from hashmesh.node.store.migrate import migrate_v1, schema_version
 from hashmesh.node.store.schema import SCHEMA_VERSION
 from hashmesh.node.store.sqlite import Store
@@ -88,6 +91,7 @@ def create_node_dir(directory: Path, *, name: str, host: str = "127.0.0.1",
 
 def run(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
+    configure_logging(args.log_level, args.log_format or config.log_format)
     asyncio.run(serve(config))
     return 0
 
@@ -184,8 +188,11 @@ def export(args: argparse.Namespace) -> int:
     store = _open_existing_store(config)
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
     try:
-        for raw in store.all_records():
-            out.write(raw + b"\n")
+        total = store.counts()["records"]
+        with progress_bar(total, "records", "export") as bar:
+            for raw in store.all_records():
+                out.write(raw + b"\n")
+                bar.update()
     finally:
         if args.output:
             out.close()
@@ -195,11 +202,14 @@ def export(args: argparse.Namespace) -> int:
 
 def import_records(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
-    store = Store(config.db_path)
-    try:
-        imported, skipped = import_lines(store, args.input)
-    finally:
-        store.close()
+    # a running node would never see what we store (its index is loaded at start): refuse
+    with DataDirLock(config.data_dir).acquire("import into it (or add with `hashmesh add "
+                                              "--from`, which the running node takes in)"):
+        store = Store(config.db_path)
+        try:
+            imported, skipped = import_lines(store, args.input)
+        finally:
+            store.close()
     print(f"imported {imported} records, {skipped} already present")
     return 0
 
@@ -210,8 +220,10 @@ def import_lines(store: Store, path: Path, batch: int = 1000) -> tuple[int, int]
     pending: list[SignedRecord] = []
     rings: dict[str, KeyRing] = {}
     heads: dict[str, LogHead | None] = {}
-    with open(path, "rb") as lines:
+    with open(path, "rb") as lines, progress_bar(path.stat().st_size, "B", "import",
+                                                  scale=True) as bar:
         for number, line in enumerate(lines, start=1):
+            bar.update(len(line))
             record = SignedRecord.from_bytes(line.rstrip(b"\n"), f"{path.name}:{number}")
             origin = record.head.origin
             if origin not in rings:

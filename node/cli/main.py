@@ -33,6 +33,7 @@ EXPECTED_ERRORS = {
     "hashmesh.node.store.sqlite": "StoreError",
     "hashmesh.node.store.schema": "SchemaVersionError",
     "hashmesh.node.store.migrate": "MigrationError",
+    "hashmesh.node.store.lock": "DataDirLockedError",
     "hashmesh.node.api.match_pool": "MatchPoolError",
 }
 DEFAULT_CONFIG = "node.toml"
@@ -132,6 +133,9 @@ def _run(sub: Sub) -> None:
     _config_arg(p)
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="log lines as text or JSON objects (default: [log] format in the "
+                        "config, else text); each line of a request carries its request id")
 
 
 def _id(sub: Sub) -> None:
@@ -155,7 +159,13 @@ def _add(sub: Sub) -> None:
                  "Each image file, and each TYPE:VALUE argument, becomes one item. Images are "
                  "hashed on this machine; only hashes are sent.")
     _client_args(p)
-    p.add_argument("inputs", nargs="+", metavar="FILE|TYPE:VALUE")
+    p.add_argument("inputs", nargs="*", metavar="FILE|DIR|TYPE:VALUE")
+    p.add_argument("--from", dest="from_file", type=Path, metavar="LIST",
+                   help="add every hash of a hash list: CSV (ours, python-threatexchange, "
+                        "StopNCII), JSON lines, or TYPE VALUE lines; one item per hash")
+    p.add_argument("--type", dest="default_type",
+                   help="with --from: the hash type of lines that hold only a value")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("--list", dest="list_name", help="list name (default: the node's default)")
     p.add_argument("--label", action="append", default=[], help="label (repeatable)")
     p.add_argument("--tier", default="victim_submitted",

@@ -38,17 +38,28 @@ def _read_cli_token(path: Path) -> str:
 
 
 def hashes_for(inputs: list[str]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Each input (an image file or ``TYPE:VALUE``) as a label and its hashes."""
+    """Each input (an image file, a folder of them, or ``TYPE:VALUE``) as a label and its
+    hashes. A folder is walked as ``hashmesh hash`` walks it; a file that is not an image
+    fails naming the file."""
     result = []
     for text in inputs:
         path = Path(text)
-        if path.is_file():
-            from hashmesh.node.matching.hasher import hash_file  # numpy, PIL: only for files
+        if path.is_file() or path.is_dir():
+            # numpy, PIL: imported only for files
+            from hashmesh.node.matching.hasher import ImageError, hash_file, iter_image_files
 
-            hashes = [{"type": h.type, "value": h.value,
-                       **({"quality": h.quality} if h.quality is not None else {})}
-                      for h in hash_file(path)]
-            result.append((text, hashes))
+            files = list(iter_image_files([path]))
+            if not files:
+                raise CliError(f"{text}: no image files in this folder")
+            for file in files:
+                try:
+                    computed = hash_file(file)
+                except ImageError as exc:
+                    raise CliError(f"{file}: {exc}") from None
+                result.append((str(file), [
+                    {"type": h.type, "value": h.value,
+                     **({"quality": h.quality} if h.quality is not None else {})}
+                    for h in computed]))
             continue
         name, sep, value = text.partition(":")
         if not sep:
@@ -59,22 +70,40 @@ def hashes_for(inputs: list[str]) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def add(args: argparse.Namespace) -> int:
-    items = []
-    for _, hashes in hashes_for(args.inputs):
-        item: dict[str, Any] = {"hashes": hashes, "tier": args.tier, "labels": args.label}
-        if args.list_name:
-            item["list"] = args.list_name
-        if args.expires is not None:
-            item["expires"] = args.expires
-        items.append(item)
+    if getattr(args, "from_file", None) is not None:
+        if args.inputs:
+            raise CliError("give either FILE|TYPE:VALUE arguments or --from FILE, not both")
+        from hashmesh.node.cli.bulk import add_from_list
+
+        print_json(add_from_list(args, client_for(args), _item_template(args),
+                                 _dist(args)))
+        return 0
+    if not args.inputs:
+        raise CliError("nothing to add: give FILE, DIR or TYPE:VALUE arguments, or --from FILE")
+    items = [{"hashes": hashes, **_item_template(args)} for _, hashes in hashes_for(args.inputs)]
+    answer = client_for(args).call("POST", "/v1/records",
+                                   body={"items": items, "dist": _dist(args)})
+    print_json(answer)
+    return 0
+
+
+def _item_template(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields every added item shares (all but its hashes)."""
+    item: dict[str, Any] = {"tier": args.tier, "labels": args.label}
+    if args.list_name:
+        item["list"] = args.list_name
+    if args.expires is not None:
+        item["expires"] = args.expires
+    return item
+
+
+def _dist(args: argparse.Namespace) -> dict[str, Any]:
     dist: dict[str, Any] = {"scope": args.scope}
     if args.group:
         dist["group"] = args.group
     if args.jurisdiction:
         dist["jurisdictions"] = args.jurisdiction
-    answer = client_for(args).call("POST", "/v1/records", body={"items": items, "dist": dist})
-    print_json(answer)
-    return 0
+    return dist
 
 
 def revoke(args: argparse.Namespace) -> int:

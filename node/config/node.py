@@ -68,6 +68,7 @@ MAX_NAME_LENGTH = 200
 GIB = 2**30
 # Addresses that listen everywhere but that no client can connect to.
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
+LOG_FORMATS = ("text", "json")
 
 
 # --- node.toml ----------------------------------------------------------------------------
@@ -181,6 +182,8 @@ class NodeConfig:
     match_workers: MatchWorkersConfig | None = None
     # /metrics without a token: only for a listener that nobody else can reach
     public_metrics: bool = False
+    # ``[log] format``: "text" or "json" (``hashmesh run --log-format`` overrides it)
+    log_format: str = "text"
     # the file's text as loaded, handed to match workers so they run on the same config
     text: str = field(default="", repr=False, compare=False)
 
@@ -238,7 +241,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     """Validate an already-parsed ``node.toml`` document that lives at ``path``."""
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
-                           "match_workers", "limits", "federation"}, what="section")
+                           "match_workers", "limits", "federation", "log"}, what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
     name = node.display_name("name")
@@ -259,10 +262,16 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     federation = _parse_federation(top.table("federation", {
         "peers_file", "public_url", "ca_file", "pull_interval_seconds", "listen"}), base_dir,
         listen, match_workers)
+    log = top.table("log", {"format"})
+    log_format = log.string("format", default="text")
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"must be one of {', '.join(LOG_FORMATS)}, got {log_format!r:.40}",
+                          log.at("format"))
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=MatchConfig(thresholds), limits=limits, federation=federation,
-                      match_workers=match_workers, public_metrics=public_metrics)
+                      match_workers=match_workers, public_metrics=public_metrics,
+                      log_format=log_format)
 
 
 def _parse_keys(keys: Table, base_dir: Path) -> KeysConfig:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from dataclasses import dataclass
 
 from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.federation.interface import LocalNode
@@ -21,6 +23,14 @@ log = logging.getLogger("hashmesh.reload")
 POLL_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class RefusedReload:
+    """The last peers file that did not load, shown in /v1/status, /metrics and the page."""
+
+    at: float
+    reason: str
+
+
 class PeersWatcher:
     """Watches the peers file's size and mtime; ``reload()`` is also the SIGHUP handler."""
 
@@ -30,6 +40,8 @@ class PeersWatcher:
         self.path = node.config.federation.peers_file
         self.stamp = self._stamp()
         self.task: asyncio.Task[None] | None = None
+        # set while the file on disk is one we refused; cleared by the next good reload
+        self.refused: RefusedReload | None = None
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -68,7 +80,11 @@ class PeersWatcher:
             peers = self.node.config.load_peers()
         except ConfigError as exc:
             log.error("peers config NOT reloaded, keeping the running one: %s", exc)
+            self.refused = RefusedReload(time.time(), str(exc))
+            self.node.metrics.peers_config_refused.set(1)
             return False
+        self.refused = None
+        self.node.metrics.peers_config_refused.set(0)
         old = {p.name for p in self.node.peers}
         self.node.peers = peers
         if self.federation is not None:

@@ -68,6 +68,9 @@ class Match:
         }
 
 
+IMAGE_CONCURRENCY = 2  # images decoded at once per process (bounds memory, not cores)
+
+
 class Matching:
     """A match index loaded from the store, and the match answers read from both.
 
@@ -87,6 +90,9 @@ class Matching:
         self.matcher = Matcher()
         self.lookups = IndexLookups(self)
         self._swept_until = 0  # entries that expired up to this time are out of the index
+        # Decoding takes up to MAX_DECODE_BYTES (and ~2x that with its copies) per image:
+        # images beyond this many wait their turn instead of multiplying the peak memory.
+        self._image_slots = asyncio.Semaphore(IMAGE_CONCURRENCY)
 
     async def reload_index(self, through: int | None = None) -> None:
         """(Re)build the matcher from the hashes in force; no signature is re-verified.
@@ -172,7 +178,8 @@ class Matching:
                           lists: frozenset[str] | None, actor: str) -> dict[str, Any]:
         """Hash image bytes in memory (never stored) and match every hash."""
         loop = asyncio.get_running_loop()
-        computed = await loop.run_in_executor(None, hash_image, data)
+        async with self._image_slots:
+            computed = await loop.run_in_executor(None, hash_image, data)
         queries = [HashQuery(h.type, h.value) for h in computed]
         results = await self.match(queries, thresholds, lists, actor)
         return {

@@ -64,6 +64,10 @@ from hashmesh.protocol.hashtypes import HASH_TYPES, get_hash_type
 
 WORKING_SHORT_SIDE = 768
 DEFAULT_MAX_PIXELS = 100_000_000
+# Memory the decoder may allocate for one image at the size it decodes (after a JPEG's
+# draft scaling). PNG, GIF, WebP, BMP and TIFF decode at full size only, so a 12 KB PNG that
+# declares 10000x10000 would take 400 MB here, and ~800 MB with the conversions: refused.
+MAX_DECODE_BYTES = 128 * 2**20
 # "JPEG" covers MPO too: Pillow opens multi-picture JPEGs under the JPEG format.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
@@ -173,8 +177,9 @@ def decode_image(
             _check_pixels(opened.size, max_pixels)
             if short_side is not None:
                 opened.draft("RGB", (short_side, short_side))  # no-op unless JPEG
+            _check_decode_bytes(opened)
             opened.load()
-            image = _to_rgb(ImageOps.exif_transpose(opened))
+            image = _to_rgb(ImageOps.exif_transpose(_reduced(opened, short_side)))
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -185,11 +190,50 @@ def decode_image(
         raise
     except Exception as exc:  # hostile bytes make decoders raise OSError, SyntaxError, ...
         raise ImageError(_describe_decode_failure(exc)) from exc
-    if short_side is not None:
-        factor = min(image.size) // short_side
-        if factor >= 2:
-            image = image.reduce(factor)
     return image
+
+
+# Bytes per pixel of the modes Pillow decodes to, and of the mode an image is converted to
+# before it can be box-reduced (``reduce`` takes neither bilevel nor palette images).
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2,
+                    "RGB": 3, "YCbCr": 3, "RGBA": 4, "CMYK": 4, "I": 4, "F": 4}
+_CONVERT_BEFORE_REDUCE = {"1": "L", "P": "RGBA", "PA": "RGBA"}
+
+
+def _check_decode_bytes(image: Image.Image) -> None:
+    """Refuse an image whose decode, at the size it will decode to, needs more memory than
+    ``MAX_DECODE_BYTES`` (the decoded pixels, and the converted copy a bilevel or palette
+    image needs before it can be reduced): checked from the header, before any pixel is
+    allocated."""
+    width, height = image.size
+    per_pixel = _BYTES_PER_PIXEL.get(image.mode, 4)
+    if image.mode in _CONVERT_BEFORE_REDUCE:
+        per_pixel += _BYTES_PER_PIXEL[_CONVERT_BEFORE_REDUCE[image.mode]]
+    needed = width * height * per_pixel
+    if needed > MAX_DECODE_BYTES:
+        raise ImageError(
+            f"too large to decode ({image.format} of {width}x{height} pixels, mode "
+            f"{image.mode}, needs {needed / 2**20:,.0f} MiB of memory; the limit is "
+            f"{MAX_DECODE_BYTES / 2**20:,.0f} MiB)")
+
+
+def _reduced(image: Image.Image, short_side: int | None) -> Image.Image:
+    """Box-reduce a decoded image before the copies that orientation and conversion make, so
+    they copy the small image; keeps ``info`` (EXIF orientation) for ``exif_transpose``."""
+    if short_side is None:
+        return image
+    factor = min(image.size) // short_side
+    if factor < 2:
+        return image
+    source = image
+    if image.mode in _CONVERT_BEFORE_REDUCE:
+        source = image.convert(_CONVERT_BEFORE_REDUCE[image.mode])
+    reduced = source.reduce(factor)
+    reduced.info = dict(image.info)
+    exif = image.getexif()
+    if exif:
+        reduced.getexif().update(exif)
+    return reduced
 
 
 def _select_types(types: Collection[str] | None) -> list[str]:

@@ -292,11 +292,13 @@ class HammingIndex:
 
     def _search(self, queries: WordArray, threshold: int
                 ) -> tuple[IntArray, IntArray, npt.NDArray[np.int32]]:
+        snap = self._snap
+        if _WARMING.is_set():
+            return _scan_with_numpy(queries, threshold, snap)
         from hashmesh.node.matching import (
             hamming_kernels,  # numba takes ~0.4 s to import: only when queried
         )
 
-        snap = self._snap
         main = snap.main
         plan = main.plan(threshold, self.words) if main is not None else None
         if main is None or plan is None:
@@ -589,6 +591,34 @@ class HammingIndex:
         self._main_ids_rows = np.insert(self._main_ids_rows, at, rows_sorted)
 
 
+# Set while ``Matcher.warm_up`` compiles the kernel (16-28 s on a fresh install, ~0.7 s from
+# numba's cache): queries meanwhile take ``_scan_with_numpy`` instead of waiting for it.
+_WARMING = threading.Event()
+
+
+def _scan_with_numpy(queries: WordArray, threshold: int, snap: _Snapshot
+                     ) -> tuple[IntArray, IntArray, npt.NDArray[np.int32]]:
+    """What ``hamming_kernels.search`` answers, by a brute-force numpy scan: every live row,
+    distance by ``bitwise_count`` of the XOR. ~30 ms a PDQ query at 1M rows (the kernel:
+    ~0.1 ms), used only while the kernel compiles, so the first match after a fresh install
+    answers in well under the 3 s budget rather than after the compile."""
+    hashes = snap.hashes[:snap.n_rows]
+    alive = snap.alive[:snap.n_rows]
+    bounds = np.zeros(len(queries) + 1, dtype=np.int64)
+    found_ids: list[IntArray] = []
+    found_dist: list[npt.NDArray[np.int32]] = []
+    for i, query in enumerate(queries):
+        dist = np.bitwise_count(hashes ^ query).sum(axis=1, dtype=np.int32)
+        rows = np.flatnonzero((dist <= threshold) & alive)
+        ids = snap.row_ids[rows].astype(np.int64)
+        order = np.lexsort((ids, dist[rows]))
+        found_ids.append(ids[order])
+        found_dist.append(dist[rows][order])
+        bounds[i + 1] = bounds[i] + len(rows)
+    return (bounds, np.concatenate(found_ids) if found_ids else np.zeros(0, np.int64),
+            np.concatenate(found_dist) if found_dist else np.zeros(0, np.int32))
+
+
 @lru_cache(maxsize=1)
 def _map_large_arrays_freshly() -> None:
     """Have glibc give every allocation of 4 MiB or more its own fresh mapping.
@@ -698,7 +728,15 @@ class Matcher:
         rng = np.random.default_rng(0)
         packed = rng.integers(0, 2**63, size=MIN_INDEXED_ROWS, dtype=np.int64).tobytes()
         index.bulk_load(np.arange(MIN_INDEXED_ROWS, dtype=np.int64), packed)
-        index.query_many([packed[:8]], 10)
+        _WARMING.set()  # until the kernel is ready, queries scan with numpy (see there)
+        try:
+            from hashmesh.node.matching import hamming_kernels
+
+            hamming_kernels.search(np.frombuffer(packed[:8], dtype="<u8").reshape(1, 1), 10,
+                                   *_NO_PROBES, index._snap.hashes, index._snap.alive,
+                                   index._snap.row_ids, 0, index._snap.n_rows)
+        finally:
+            _WARMING.clear()
 
     def _index(self, hash_type: str) -> HammingIndex:
         try:

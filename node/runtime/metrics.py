@@ -70,5 +70,10 @@ class NodeMetrics:
             "hashmesh_peer_records_behind", "Records known at a peer and not yet pulled",
             ["peer"], registry=r)
 
+        self.peers_config_refused = Gauge(
+            "hashmesh_peers_config_refused",
+            "1 if the peers file on disk was refused at its last reload (the old peers stay "
+            "in force; the reason is in /v1/status)", registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -26,7 +26,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -211,6 +211,20 @@ class Store:
                      dist: Distribution | None = None, actor: str = "local",
                      ts: int | None = None) -> tuple[SignedRecord, Changes]:
         """Sign the next record of our own log, store it and apply it, in one transaction."""
+        records, changes = self.append_local_many(signer=signer, origin=origin, bodies=[body],
+                                                  dist=dist, actor=actor, ts=ts)
+        return records[0], changes
+
+    def append_local_many(self, *, signer: SigningKey, origin: str, bodies: Sequence[Body],
+                          dist: Distribution | None = None, actor: str = "local",
+                          ts: int | None = None) -> tuple[list[SignedRecord], Changes]:
+        """Sign and store consecutive records of our own log in one transaction.
+
+        A bulk add of 1M hashes is ~3,900 records; a commit each cost ~10 ms of the ~58 ms
+        a record took. One commit for the whole request also makes the add all-or-nothing.
+        """
+        records: list[SignedRecord] = []
+        changes = Changes()
         with self.transaction() as conn:
             self._check_not_frozen(conn, origin)
             blocked = conn.execute(
@@ -219,12 +233,15 @@ class Store:
                 raise OriginFrozenError(f"signing is blocked: {blocked[0]}; resolve it, then "
                                         "run `hashmesh unfreeze`")
             head = _head(conn, origin)
-            record = append(head, signer=signer, origin=origin, body=body,
-                            now_ms=now_ms() if ts is None else ts, dist=dist)
-            changes = self._insert(conn, record, source="local")
-            self._audit(conn, actor, f"sign_{record.head.type}",
-                        {"record": record.id, "seq": record.head.seq})
-        return record, changes
+            for body in bodies:
+                record = append(head, signer=signer, origin=origin, body=body,
+                                now_ms=now_ms() if ts is None else ts, dist=dist)
+                changes.extend(self._insert(conn, record, source="local"))
+                self._audit(conn, actor, f"sign_{record.head.type}",
+                            {"record": record.id, "seq": record.head.seq})
+                records.append(record)
+                head = LogHead.of(record)
+        return records, changes
 
     def ingest(self, records: Iterable[SignedRecord], *, source: str,
                cursor: tuple[str, str, int] | None = None) -> Changes:
@@ -515,6 +532,12 @@ class Store:
         row = self.reader().execute("SELECT seq FROM cursors WHERE peer=? AND origin=?",
                                     (peer, origin)).fetchone()
         return 0 if row is None else int(row[0])
+
+    def cursors(self) -> list[tuple[str, str, int]]:
+        """Every ``(peer, origin, seq)``: how far we have pulled each origin from each peer."""
+        rows = self.reader().execute(
+            "SELECT peer, origin, seq FROM cursors ORDER BY peer, origin").fetchall()
+        return [(peer, origin, seq) for peer, origin, seq in rows]
 
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.reader().execute(

@@ -1,0 +1,171 @@
+"""Bulk load: ``hashmesh add --from LIST`` of N random PDQ hashes into a running node.
+
+End to end and real: ``hashmesh init``, ``hashmesh run`` as a subprocess on loopback, the
+CLI as a subprocess reading a CSV list, timed from the CLI's start to its exit (every hash
+signed into records, committed to SQLite and in the match index: the CLI's last answer
+arrives after the node has applied it). Then one match of a listed hash checks it is found.
+
+    python -m bench.bulk_bench --quick          # 100k hashes
+    python -m bench.bulk_bench --sizes 1000000  # 1M
+    python -m bench.bulk_bench --quick --max-batch 1000,10000   # node default, and larger
+    python -m bench.bulk_bench --quick --profile node.prof   # cProfile of the node
+    python -m bench.bulk_bench --quick --stages    # in process: time of each step
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from hashmesh.node.cli.local import create_node_dir
+from hashmesh.node.config.node import load_node_config
+from tests.cli_process import hashmesh_command
+from tests.conftest import free_port
+
+
+def write_list(path: Path, count: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    values = [rng.getrandbits(256).to_bytes(32, "big").hex() for _ in range(count)]
+    with open(path, "w") as out:
+        out.write("signal_type,signal_str,collab,category,tags\n")
+        for value in values:
+            out.write(f"pdq,{value},bench,NCII,\n")
+    return values
+
+
+def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="hm-bulk-") as tmp:
+        root = Path(tmp)
+        config, token, _ = create_node_dir(root / "node", name="Bulk Bench",
+                                           port=free_port("127.0.0.1"))
+        if max_batch != 1000:  # the node's default; a larger batch needs a larger body
+            config.write_text(config.read_text() + f"\n[limits]\nmax_batch = {max_batch}\n"
+                              f"max_body_bytes = {max_batch * 200}\n")
+        values = write_list(root / "list.csv", count)
+        port = load_node_config(config).listen.port
+        url = f"http://127.0.0.1:{port}"
+        command = [*hashmesh_command(), "run", "--config", str(config)]
+        if profile:
+            command = [sys.executable, "-m", "cProfile", "-o", profile, "-m",
+                       "hashmesh.node.cli.main", "run", "--config", str(config)]
+        node = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait(url)
+            started = time.perf_counter()
+            result = subprocess.run([*hashmesh_command(), "add", "--config", str(config),
+                                     "--from", str(root / "list.csv"), "--no-progress"],
+                                    capture_output=True, text=True, env={**os.environ})
+            elapsed = time.perf_counter() - started
+            if result.returncode:
+                raise SystemExit(result.stderr)
+            answer = json.loads(result.stdout)
+            assert answer["added"] == count, answer
+            match = json.loads(_post(url, token, {"hashes": [
+                {"type": "pdq", "value": values[count // 2]}]}))
+            assert match["results"][0]["matches"], "a listed hash did not match"
+        finally:
+            node.terminate()
+            node.wait(timeout=60)
+        return {"hashes": count, "max_batch": max_batch, "seconds": round(elapsed, 2),
+                "hashes_per_second": round(count / elapsed), "records": answer["records"]}
+
+
+def stages(count: int) -> dict[str, Any]:
+    """Where a bulk add's time goes, in process (no HTTP): the node's own steps for one
+    request of ``count`` single-hash items, each timed alone; ``add_per_record`` is the
+    store path as it was before (one transaction, commit and index update per record)."""
+    import asyncio
+
+    from hashmesh.node.api.requests import parse_add
+    from hashmesh.node.service import NodeService, batch_items
+    from hashmesh.protocol import canonical
+    from hashmesh.protocol.records import AddBody
+
+    rng = random.Random(11)
+    body = json.dumps({"items": [
+        {"hashes": [{"type": "pdq", "value": rng.getrandbits(256).to_bytes(32, "big").hex()}]}
+        for _ in range(count)], "dist": {"scope": "all"}}).encode()
+
+    async def run() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="hm-stages-") as tmp:
+            config, _, _ = create_node_dir(Path(tmp) / "n", name="Stages", port=9)
+            service = await NodeService.open(load_node_config(config))
+            try:
+                times: dict[str, float] = {}
+                started = time.perf_counter()
+                raw = canonical.parse(body)
+                times["parse_json"] = time.perf_counter() - started
+                started = time.perf_counter()
+                parsed = parse_add(raw, max_batch=count, default_list="ncii",
+                                   allowed_lists=("ncii",))
+                times["parse_items"] = time.perf_counter() - started
+                started = time.perf_counter()
+                batches = batch_items(parsed.items, 256)
+                times["batch_items"] = time.perf_counter() - started
+                started = time.perf_counter()
+                await service.add(parsed.items, parsed.dist, "bench")
+                times["add_one_transaction"] = time.perf_counter() - started - times[
+                    "batch_items"]
+                started = time.perf_counter()
+                for batch in batches:
+                    await service._sign(AddBody(batch), parsed.dist, "bench")
+                times["add_per_record"] = time.perf_counter() - started
+                return {"hashes": count, **{k: round(v, 2) for k, v in times.items()},
+                        "us_per_hash": {k: round(v / count * 1e6, 1) for k, v in times.items()}}
+            finally:
+                await service.close()
+
+    return asyncio.run(run())
+
+
+def _post(url: str, token: str, body: object) -> str:
+    request = urllib.request.Request(url + "/v1/match", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return str(response.read().decode())
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("node did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100k hashes")
+    parser.add_argument("--sizes", default="1000000", help="comma-separated list sizes")
+    parser.add_argument("--profile", help="write a cProfile of the node to this file")
+    parser.add_argument("--stages", action="store_true",
+                        help="in process: time each step of one bulk add request")
+    parser.add_argument("--max-batch", default="1000",
+                        help="comma-separated [limits] max_batch values (the node's default "
+                             "is 1000 items a request)")
+    args = parser.parse_args()
+    sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if args.stages:
+        for size in sizes:
+            print(json.dumps(stages(size)), flush=True)
+        return
+    for size in sizes:
+        for max_batch in [int(b) for b in args.max_batch.split(",")]:
+            print(json.dumps(run_one(size, args.profile, max_batch)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

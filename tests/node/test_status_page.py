@@ -1,0 +1,168 @@
+"""The status page, driven in headless Chromium against real node processes on loopback.
+
+Two nodes peer with each other and a third peer is configured that never answers, so the
+page has an up peer, a down peer with its error, two origins and audit entries to show;
+then a bad peers.toml edit is refused, and the page, /v1/status and /metrics say so.
+The test compares what the page shows with the node's own API, checks the CSP header, and
+that a wrong token and a form without its CSRF token are refused. It leaves a screenshot at
+``$HASHMESH_SCREENSHOT_DIR/status.png`` (default: the test's tmp dir).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hashmesh.protocol.keys import SigningKey
+from tests.cli_process import NodeProcess, run_cli, run_json
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.serial
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def api(url: str, token: str, path: str) -> Any:
+    request = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read().decode()
+    return json.loads(body) if path.startswith("/v1/") else body
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    nodes: dict[str, Any] = {}
+    for name, title in (("a", "Commission A"), ("b", "Helpline B")):
+        port = free_port()
+        run_cli("init", tmp_path / name, "--name", title, "--port", str(port))
+        config = tmp_path / name / "node.toml"
+        nodes[name] = {"config": config, "url": f"http://127.0.0.1:{port}",
+                       "token": (tmp_path / name / "cli-token").read_text().strip(),
+                       "id": run_json("id", "--config", config)}
+    for me, other in (("a", "b"), ("b", "a")):
+        peer = nodes[other]["id"]
+        run_cli("peers", "add", f"peer-{other}", "--config", nodes[me]["config"], "--url",
+                peer["url"], "--node-key", peer["node_key"], "--origin", peer["origin"])
+    ghost = SigningKey.generate().id
+    run_cli("peers", "add", "ghost", "--config", nodes["a"]["config"], "--url",
+            f"http://127.0.0.1:{free_port()}", "--node-key", ghost, "--origin", ghost)
+    processes = []
+    try:
+        for name in ("a", "b"):
+            process = NodeProcess(nodes[name]["config"], nodes[name]["url"],
+                                  tmp_path / f"{name}.log").start()
+            processes.append(process)
+        yield nodes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def test_status_page_shows_the_nodes_real_state(two_nodes: dict[str, Any],
+                                                tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    a, b = two_nodes["a"], two_nodes["b"]
+    value = "f" * 32 + "0" * 32
+    run_cli("add", "--config", b["config"], f"pdq:{value}")
+    run_cli("add", "--config", a["config"], f"md5:{'ab' * 16}")
+    run_cli("match", "--config", a["config"], f"md5:{'ab' * 16}", check=False)
+    b_origin = b["id"]["origin"]
+    eventually(lambda: api(a["url"], a["token"], "/v1/status")["counts"]["origins"] == 2)
+    peers_file = a["config"].parent / "peers.toml"
+    good_peers = peers_file.read_text()
+    peers_file.write_text(good_peers + "\n[[peer]]\nname = \"Bad Name!\"\n")
+    eventually(lambda: api(a["url"], a["token"], "/v1/status")["peers_config"]["refused"])
+    status = api(a["url"], a["token"], "/v1/status")
+    assert "peer" in status["peers_config"]["reason"]
+    assert "hashmesh_peers_config_refused 1.0" in api(a["url"], a["token"], "/metrics")
+    eventually(lambda: "ghost" in (a["config"].parent.parent / "a.log").read_text()
+               and "failed" in (a["config"].parent.parent / "a.log").read_text())
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        response = page.goto(a["url"] + "/ui/")
+        assert response is not None and page.url.endswith("/ui/login")
+        assert response.headers["content-security-policy"].startswith("default-src 'self'")
+        assert "nothing" not in (response.headers.get("x-frame-options") or "nothing")
+
+        page.fill("#token", "hm_wrong")
+        with page.expect_response(lambda r: r.url.endswith("/ui/login")) as refused:
+            page.click("button[type=submit]")
+        assert refused.value.status == 401
+        assert "Unknown token" in page.inner_text(".error")
+
+        page.fill("#token", a["token"])
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/")
+        cookies = {c["name"]: c for c in page.context.cookies()}
+        assert cookies["hm_session"]["httpOnly"] and cookies["hm_session"]["sameSite"] == "Strict"
+
+        status = api(a["url"], a["token"], "/v1/status")
+        counts = {el.get_attribute("data-count"): el.inner_text().split("\n")[0]
+                  for el in page.query_selector_all("[data-count]")}
+        assert counts["records"] == f"{status['counts']['records']:,}"
+        assert counts["hashes_active"] == f"{status['counts']['hashes_active']:,}"
+        assert counts["match_rate"] == "100.0 %"
+        assert page.inner_text("#origin") == status["origin"]
+
+        states = {row.get_attribute("data-peer"): row.query_selector("[data-state]")
+                  .get_attribute("data-state") for row in page.query_selector_all("[data-peer]")}
+        assert states == {"peer-b": "up", "ghost": "down"}
+        ghost_row = page.inner_text("[data-peer=ghost]")
+        assert "failure" in ghost_row and "ClientConnectorError" in ghost_row
+
+        evidence = api(a["url"], a["token"], "/v1/evidence")["evidence"]
+        assert evidence == []
+        for origin in (status["origin"], b_origin):
+            seq = page.get_attribute(f"[data-origin='{origin}'] [data-seq]", "data-seq")
+            assert seq == "1"
+        assert "peers.toml was not reloaded" in page.inner_text("#peers-config-refused")
+        actions = [row.get_attribute("data-action") for row in
+                   page.query_selector_all("[data-action]")]
+        assert "sign_add" in actions
+
+        shots = Path(os.environ.get("HASHMESH_SCREENSHOT_DIR", tmp_path))
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "status.png"), full_page=True)
+
+        css = page.request.get(a["url"] + "/ui/static/page.css")
+        assert css.ok and css.headers["content-type"].startswith("text/css")
+        page.click(".logout button")
+        page.wait_for_url("**/ui/login")
+        browser.close()
+    if shots != tmp_path:
+        shutil.copy(shots / "status.png", tmp_path / "status.png")
+
+
+def test_login_form_without_csrf_is_refused(two_nodes: dict[str, Any]) -> None:
+    a = two_nodes["a"]
+    body = urllib.parse.urlencode({"token": a["token"]}).encode()
+    request = urllib.request.Request(a["url"] + "/ui/login", data=body, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    with refused.value:
+        assert refused.value.code == 403
+        assert "hm_session" not in (refused.value.headers.get("Set-Cookie") or "")
