@@ -28,7 +28,13 @@ from hashmesh.node.api.requests import (
 from hashmesh.node.matching.answers import Matching
 from hashmesh.node.matching.hasher import ImageError
 from hashmesh.node.runtime.metrics import labelled
-from hashmesh.node.runtime.web import ApiError, Handler, error_response, read_body
+from hashmesh.node.runtime.web import (
+    ApiError,
+    Handler,
+    error_response,
+    parse_query_int,
+    read_body,
+)
 from hashmesh.node.service import ForbiddenError, NodeService, NotFoundError
 from hashmesh.node.store.sqlite import StoreError
 from hashmesh.protocol import canonical
@@ -42,11 +48,12 @@ SERVICE_KEY = web.AppKey("service", NodeService)
 MATCHING_KEY = web.AppKey("matching", Matching)
 ACTOR_KEY = web.RequestKey("actor", str)
 
+MAX_THRESHOLD = 256  # no hash has more bits; each type's own maximum is checked after
 PUBLIC_ROUTES = frozenset({"healthz", "openapi"})
 ROUTE_SCOPES = {
     "add": "write", "revoke": "write", "feedback": "write",
     "match": "read", "match_image": "read", "record": "read", "status": "read",
-    "evidence": "read", "metrics": "metrics",
+    "evidence": "read", "index_check": "read", "metrics": "metrics",
 }
 
 
@@ -181,9 +188,8 @@ def _image_query_options(request: web.Request) -> tuple[dict[str, int], frozense
     raw_thresholds: dict[str, object] = {}
     for name, value in request.query.items():
         if name.startswith("threshold."):
-            if not value.isdigit():
-                raise ApiError(400, "BAD_SCHEMA", "threshold must be an integer", name)
-            raw_thresholds[name.removeprefix("threshold.")] = int(value)
+            raw_thresholds[name.removeprefix("threshold.")] = parse_query_int(
+                value, name, 0, MAX_THRESHOLD)
         elif name != "list":
             raise ApiError(400, "UNKNOWN_FIELD", f"unknown query parameter {name!r}", name)
     lists = request.query.getall("list", [])
@@ -208,6 +214,12 @@ async def evidence(request: web.Request) -> web.Response:
     return web.json_response({"evidence": items})
 
 
+async def index_check(request: web.Request) -> web.Response:
+    """Does the match index hold exactly what the store has in force? (``verify --index``)"""
+    result = await request.app[SERVICE_KEY].check_index()
+    return web.json_response(result.to_json())
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
@@ -219,7 +231,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    return web.json_response(openapi_document(request.app[MATCHING_KEY].config.limits))
 
 
 def add_routes(app: web.Application) -> None:
@@ -230,6 +242,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/records/{id}", get_record, name="record")
     app.router.add_get("/v1/status", status, name="status")
     app.router.add_get("/v1/evidence", evidence, name="evidence")
+    app.router.add_get("/v1/index/check", index_check, name="index_check")
     app.router.add_get("/v1/openapi.json", openapi, name="openapi")
     app.router.add_get("/metrics", metrics, name="metrics")
 

@@ -70,5 +70,12 @@ class NodeMetrics:
             "hashmesh_peer_records_behind", "Records known at a peer and not yet pulled",
             ["peer"], registry=r)
 
+        self.background_task_failures = Counter(
+            "hashmesh_background_task_failures", "Background loops that died (and were "
+            "started again)", ["task"], registry=r)
+        self.wal_bytes = Gauge(
+            "hashmesh_wal_bytes", "Size of the database's write-ahead log after the last "
+            "checkpoint", registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

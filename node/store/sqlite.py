@@ -26,7 +26,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -128,6 +128,8 @@ WRITER_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=16384")
 
 
 MAX_ENTRY_ID = 2**63 - 1
+BUSY_TIMEOUT_MS = 30_000
+CHECKPOINT_BUSY_MS = 200
 
 
 def database_identity(path: Path) -> tuple[int, int]:
@@ -146,7 +148,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
 
 
@@ -169,6 +171,10 @@ class Store:
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
             check_version(self.conn)
         else:
+            backup = self.path.with_name(self.path.name + ".v1-backup")
+            if not self.path.exists() and backup.exists():
+                raise StoreError(f"{self.path}: no database, but {backup.name} is beside it (an "
+                                 "interrupted `hashmesh migrate`?); not creating an empty one")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = connect(self.path)
             for pragma in WRITER_PRAGMAS:
@@ -211,6 +217,21 @@ class Store:
                      dist: Distribution | None = None, actor: str = "local",
                      ts: int | None = None) -> tuple[SignedRecord, Changes]:
         """Sign the next record of our own log, store it and apply it, in one transaction."""
+        records, changes = self.append_local_many(signer=signer, origin=origin, bodies=[body],
+                                                  dist=dist, actor=actor, ts=ts)
+        return records[0], changes
+
+    def append_local_many(self, *, signer: SigningKey, origin: str, bodies: Sequence[Body],
+                          dist: Distribution | None = None, actor: str = "local",
+                          ts: int | None = None) -> tuple[list[SignedRecord], Changes]:
+        """Sign consecutive records of our own log, all in one transaction.
+
+        One add request can need several records (``batch_items``); signed one transaction
+        each, a failure after the first left it committed, and the client's retry of the
+        whole request duplicated it. Here the request is stored whole or not at all.
+        """
+        records: list[SignedRecord] = []
+        changes = Changes()
         with self.transaction() as conn:
             self._check_not_frozen(conn, origin)
             blocked = conn.execute(
@@ -219,12 +240,41 @@ class Store:
                 raise OriginFrozenError(f"signing is blocked: {blocked[0]}; resolve it, then "
                                         "run `hashmesh unfreeze`")
             head = _head(conn, origin)
-            record = append(head, signer=signer, origin=origin, body=body,
-                            now_ms=now_ms() if ts is None else ts, dist=dist)
-            changes = self._insert(conn, record, source="local")
-            self._audit(conn, actor, f"sign_{record.head.type}",
-                        {"record": record.id, "seq": record.head.seq})
-        return record, changes
+            for body in bodies:
+                record = append(head, signer=signer, origin=origin, body=body,
+                                now_ms=now_ms() if ts is None else ts, dist=dist)
+                changes.extend(self._insert(conn, record, source="local"))
+                self._audit(conn, actor, f"sign_{record.head.type}",
+                            {"record": record.id, "seq": record.head.seq})
+                records.append(record)
+                head = LogHead.of(record)
+        return records, changes
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Fold the WAL into the database file and truncate it: ``(busy, wal frames,
+        frames checkpointed)``.
+
+        Match workers commit audit rows with ``wal_autocheckpoint=0``, so without this the
+        WAL of a node that does not write itself grows for ever. TRUNCATE waits for readers
+        and writers only ``CHECKPOINT_BUSY_MS``; when they hold it up, a PASSIVE checkpoint
+        still copies what it can, and the next one truncates.
+        """
+        self.conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+        try:
+            row = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if row[0]:
+                row = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.OperationalError:
+            row = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def wal_bytes(self) -> int:
+        try:
+            return self.path.with_name(self.path.name + "-wal").stat().st_size
+        except OSError:
+            return 0
 
     def ingest(self, records: Iterable[SignedRecord], *, source: str,
                cursor: tuple[str, str, int] | None = None) -> Changes:
@@ -410,6 +460,18 @@ class Store:
         try:
             while rows := cursor.fetchmany(chunk):
                 yield [r[0] for r in rows], [r[1] for r in rows]
+        finally:
+            cursor.close()
+
+    def in_force_ids(self, now: int) -> Iterator[list[int]]:
+        """Ids of the entries in force at ``now`` (active, not expired), in id order, in
+        chunks: what the match index must hold (``hashmesh verify --index``)."""
+        cursor = self.reader().execute(
+            "SELECT id FROM entries WHERE active=1 AND (expires IS NULL OR expires > ?) "
+            "ORDER BY id", (now,))
+        try:
+            while rows := cursor.fetchmany(100_000):
+                yield [r[0] for r in rows]
         finally:
             cursor.close()
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from hashmesh.node.api.app import create_app
 from hashmesh.node.api.openapi import openapi_document
-from hashmesh.node.api.routes import SERVICE_KEY
+from hashmesh.node.api.routes import MATCHING_KEY, SERVICE_KEY
 from hashmesh.node.config.node import hash_token
 from hashmesh.node.service import NodeService
 from hashmesh.node.store.sqlite import now_ms
@@ -398,7 +398,7 @@ async def test_openapi_document_lists_exactly_the_served_routes(api: Client) -> 
               for route in api.app.router.routes()
               if route.method != "HEAD" and route.resource is not None}
     document = await (await api.get("/v1/openapi.json")).json()
-    assert document == openapi_document()
+    assert document == openapi_document(api.app[MATCHING_KEY].config.limits)
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert documented == served
 
