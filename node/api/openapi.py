@@ -42,7 +42,9 @@ ERRORS = {
 }
 # Writes are refused with 409 when the store cannot take them: signing blocked after a
 # restored backup, a frozen origin (codes ORIGIN_FROZEN, STORE_ERROR).
-WRITE_ERRORS = {**ERRORS, "409": {"$ref": "#/components/responses/Conflict"}}
+# 503 (STORAGE_UNAVAILABLE) when the database cannot be written (disk full): nothing stored.
+WRITE_ERRORS = {**ERRORS, "409": {"$ref": "#/components/responses/Conflict"},
+                "503": {"$ref": "#/components/responses/StorageUnavailable"}}
 PEER_ERRORS = {
     "400": {"$ref": "#/components/responses/BadRequest"},
     "401": {"$ref": "#/components/responses/Unauthorized"},
@@ -322,6 +324,9 @@ def openapi_document(limits: LimitsConfig | None = None) -> dict[str, Any]:
                 "TooLarge": _error_response("Body exceeds the configured limit"),
                 "Conflict": _error_response("The store refuses the write (signing blocked "
                                             "after a restored backup, a frozen origin)"),
+                "StorageUnavailable": _error_response(
+                    "The database cannot be written now (disk full); nothing was stored, "
+                    "the request can be retried"),
                 "Misdirected": _error_response("The signature names another node's address "
                                                "(WRONG_AUTHORITY)"),
                 "Unavailable": _error_response("Too many recent signed requests to check "

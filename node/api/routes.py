@@ -36,7 +36,7 @@ from hashmesh.node.runtime.web import (
     read_body,
 )
 from hashmesh.node.service import ForbiddenError, NodeService, NotFoundError
-from hashmesh.node.store.sqlite import StoreError
+from hashmesh.node.store.sqlite import StorageError, StoreError
 from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import EncodingError, ProtocolError
 from hashmesh.protocol.records import RECORD_ID_PATTERN
@@ -71,6 +71,9 @@ def classify(exc: BaseException) -> ApiError:
         return ApiError(403, exc.code, str(exc), exc.path)
     if isinstance(exc, StoreError):
         return ApiError(409, exc.code, str(exc))
+    if isinstance(exc, StorageError):
+        log.error("write refused: %s", exc)
+        return ApiError(503, exc.code, f"{exc}; nothing was stored, retry later")
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return ApiError(413, "BODY_TOO_LARGE", "request body exceeds the configured limit")
     if isinstance(exc, web.HTTPException):

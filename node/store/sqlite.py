@@ -66,6 +66,16 @@ class StoreError(Exception):
     code = "STORE_ERROR"
 
 
+class StorageError(Exception):
+    """The database file cannot be written now (disk full, file size limit, I/O error).
+
+    Nothing of the failed transaction was stored; the write can be retried once there is
+    room. The API answers 503, not 500: the fault is the machine's, not the request's.
+    """
+
+    code = "STORAGE_UNAVAILABLE"
+
+
 class OriginFrozenError(StoreError):
     """The origin is frozen after equivocation or a restored backup; nothing is signed."""
 
@@ -908,7 +918,13 @@ class AsyncStore:
             log.exception("audit rows NOT committed: %s", json.dumps(rows))
 
     async def write(self, fn: Callable[[Store], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, self.store)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, fn,
+                                                                    self.store)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc) or "I/O error" in str(exc):
+                raise StorageError(f"the database cannot be written: {exc}") from exc
+            raise
 
     async def read(self, fn: Callable[[Store], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, self.store)
