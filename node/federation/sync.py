@@ -452,8 +452,8 @@ class Federation:
                     committing = self._commit_page(peer, origin, result.records, indexing)
                     head = result.head
                 if result.conflict is not None and result.conflict_seq is not None:
-                    done, committing = committing, None
-                    stored += await done if done is not None else 0
+                    last, committing = committing, None
+                    stored += await last if last is not None else 0
                     if not await self._gather_evidence(peer, origin, result.conflict_seq):
                         raise result.conflict
                     break

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from tests.node.test_migrate import downgrade_to_v1, dump, fill
 CRASH_AFTER = """
 import os, sys
 from pathlib import Path
+from typing import Any
 from hashmesh.node.store import migrate
 steps = 0
 def crashing(real):
@@ -45,7 +47,7 @@ print("finished")
 """
 
 
-def _holds_everything(path: Path, before: dict[str, list[object]]) -> None:
+def _holds_everything(path: Path, before: dict[str, list[tuple[Any, ...]]]) -> None:
     """A database is at ``path``: the old one (then ``migrate`` can run again) or the new."""
     assert path.exists(), "no database under its name after the crash"
     version = schema_version(path)
