@@ -289,14 +289,13 @@ class NodeService:
         await self.refresh_alert_gauges()
 
     async def refresh_alert_gauges(self) -> None:
-        """Set the alert gauges from the store: at start (a restart must not hide an alert)
-        and after anything that changes them (``hashmesh unfreeze`` runs with the node
-        stopped, so the next start clears them)."""
-        counts = await self.store.read(lambda s: s.counts())
-        blocked = await self.store.read(lambda s: s.signing_blocked())
-        self.metrics.signing_blocked.set(0 if blocked is None else 1)
-        self.metrics.equivocations.set(counts["evidence"])
-        self.metrics.frozen_origins.set(counts["frozen_origins"])
+        """Set the alert gauges from the store: at start (a restart must not hide an alert),
+        after an event, and on every ``/metrics`` scrape (``hashmesh unfreeze`` writes the
+        database of a running node directly; the next scrape shows it cleared)."""
+        blocked, evidence, frozen = await self.store.read(lambda s: s.alert_state())
+        self.metrics.signing_blocked.set(1 if blocked else 0)
+        self.metrics.equivocations.set(evidence)
+        self.metrics.frozen_origins.set(frozen)
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -577,6 +577,16 @@ class Store:
             "frozen_origins": scalar("SELECT COUNT(*) FROM origins WHERE frozen_seq IS NOT NULL"),
         }
 
+    def alert_state(self) -> tuple[bool, int, int]:
+        """(signing blocked, evidence objects, frozen origins): what the alert gauges show.
+        Cheap (no scan of the entries), so it can be read on every ``/metrics`` scrape."""
+        conn = self.reader()
+        blocked = conn.execute("SELECT 1 FROM meta WHERE key='signing_blocked'").fetchone()
+        (evidence,) = conn.execute("SELECT COUNT(*) FROM evidence").fetchone()
+        (frozen,) = conn.execute(
+            "SELECT COUNT(*) FROM origins WHERE frozen_seq IS NOT NULL").fetchone()
+        return blocked is not None, int(evidence), int(frozen)
+
     def evidence(self) -> list[dict[str, Any]]:
         rows = self.reader().execute("SELECT evidence FROM evidence ORDER BY id").fetchall()
         return [json.loads(r[0]) for r in rows]

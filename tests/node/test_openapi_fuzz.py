@@ -22,7 +22,7 @@ hypothesis = pytest.importorskip("hypothesis")
 
 pytestmark = pytest.mark.serial
 
-EXAMPLES = 25
+EXAMPLES = 15
 calls: list[tuple[str, int]] = []
 
 

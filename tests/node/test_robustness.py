@@ -190,3 +190,25 @@ async def test_an_add_of_several_records_is_stored_whole_or_not_at_all(
         await assert_index_matches_store(service)
     finally:
         await service.close()
+
+
+async def test_unfreeze_by_the_cli_on_a_running_node_clears_the_gauges_at_the_next_scrape(
+        node_dir: NodeDir, aiohttp_client: Any) -> None:
+    service = await NodeService.open(node_dir.config())
+    client = await aiohttp_client(create_app(service, federate=False))
+    headers = {"Authorization": f"Bearer {node_dir.token}"}
+
+    async def blocked_gauge() -> float:
+        text = await (await client.get("/metrics", headers=headers)).text()
+        [line] = [x for x in text.splitlines() if x.startswith("hashmesh_signing_blocked ")]
+        return float(line.split()[1])
+
+    assert await blocked_gauge() == 0
+    await service.own_log_behind("peer", 5)
+    assert await blocked_gauge() == 1
+    other = Store(service.config.db_path)  # what `hashmesh unfreeze` does, beside the node
+    try:
+        other.unblock_signing("cli")
+    finally:
+        other.close()
+    assert await blocked_gauge() == 0
