@@ -39,7 +39,7 @@ from hashmesh.node.config.peers import PeerConfig, PeersConfig
 from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.policy import may_keep_body
-from hashmesh.node.runtime.tasks import cancel_and_wait
+from hashmesh.node.runtime.tasks import being_cancelled, cancel_and_wait
 from hashmesh.node.store.sqlite import Changes, Store
 from hashmesh.protocol.errors import KeyNotAuthorisedError, PrevMismatchError, ProtocolError
 from hashmesh.protocol.evidence import Evidence
@@ -237,6 +237,8 @@ class PeerLink:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any peer fault: log, back off, try again
+                if being_cancelled():  # the stop surfaced as a connection error
+                    raise asyncio.CancelledError from exc
                 await self._back_off(exc)
             else:
                 self.failures = 0

@@ -26,22 +26,35 @@ log = logging.getLogger("hashmesh.tasks")
 FIRST_RESTART_SECONDS = 0.5
 MAX_RESTART_SECONDS = 60.0
 STABLE_SECONDS = 300.0
+RECANCEL_SECONDS = 1.0
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     """Cancel ``task`` (if any) and wait until it has finished unwinding; whatever it
-    raised while unwinding is logged, not re-raised (a caller that is closing must go on)."""
+    raised while unwinding is logged, not re-raised (a caller that is closing must go on).
+
+    The cancellation is delivered again every ``RECANCEL_SECONDS`` while the task runs on:
+    a library that turns the ``CancelledError`` into an error of its own (aiohttp's connect,
+    seen in the tests) lets a loop that catches errors go on for ever otherwise.
+    """
     if task is None:
         return
-    task.cancel()
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECANCEL_SECONDS)
     try:
-        await task
+        task.result()
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise  # we are being cancelled ourselves, not only the task we waited for
+        pass
     except Exception:
         log.exception("background task %s failed while stopping", task.get_name())
+
+
+def being_cancelled() -> bool:
+    """Whether the current task has been asked to stop: a loop that catches ``Exception``
+    checks this, as the request may have surfaced as another error."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 @dataclass
@@ -93,6 +106,8 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if being_cancelled():
+                    raise asyncio.CancelledError from exc
                 self._failed(state, exc)
             finally:
                 state.running = False

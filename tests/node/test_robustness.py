@@ -212,3 +212,24 @@ async def test_unfreeze_by_the_cli_on_a_running_node_clears_the_gauges_at_the_ne
     finally:
         other.close()
     assert await blocked_gauge() == 0
+
+
+async def test_a_loop_that_turns_its_cancellation_into_an_error_still_stops() -> None:
+    """As aiohttp's connect can: the stop must not hang, nor the loop go on retrying."""
+    supervisor = Supervisor(first_restart=0.01)
+    attempts: list[int] = []
+
+    async def retrying() -> None:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                attempts.append(1)
+                if len(attempts) > 1:
+                    raise
+                raise ConnectionError("connect call failed") from None
+
+    supervisor.start("swallower", retrying)
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(supervisor.stop("swallower"), timeout=5)
+    assert supervisor.status()["swallower"]["failures"] == 0
