@@ -141,6 +141,9 @@ async def test_revoke_from_another_peer_during_a_pull_leaves_no_dead_entry(
 
 async def test_a_replaced_link_is_stopped_before_federation_stop_returns(
         cluster: Cluster) -> None:
+    """``reconcile`` used to start ``link.stop()`` as a task nobody kept or awaited. This pins
+    that ``Federation.stop`` now waits for it; it also passes on the old code (the removed
+    link unwinds fast either way), so it is not a proof that the old code failed."""
     a, b = cluster.make("a"), cluster.make("b")
     small_pages(a, 1)
     await cluster.start()
