@@ -23,9 +23,10 @@ from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
+from hashmesh.node.matching.index_check import IndexCheck, compare_index
 from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.runtime.metrics import NodeMetrics
-from hashmesh.node.runtime.tasks import cancel_and_wait
+from hashmesh.node.runtime.tasks import Supervisor, cancel_and_wait, every
 from hashmesh.node.store.sqlite import AsyncStore, Changes, Store
 from hashmesh.protocol.distribution import distribution_for_feedback
 from hashmesh.protocol.errors import SchemaError
@@ -77,7 +78,8 @@ class NodeService:
         self.metrics = NodeMetrics()
         self.matching = Matching(config, store, self.metrics, self.origin_name)
         self.started = time.time()
-        self._sweeper: asyncio.Task[None] | None = None
+        self.tasks = Supervisor(self.metrics.background_task_failures)
+        self.sweep_seconds: float = EXPIRY_SWEEP_SECONDS
         self._warming: asyncio.Task[None] | None = None
         self.federation: Federation | None = None
         # what the server's match workers report, when it runs them
@@ -85,8 +87,11 @@ class NodeService:
         # the peers.toml watcher, once federation runs (its last refusal is in status)
         self.peers_watcher: PeersWatcher | None = None
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
-        self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
-        self._unapplied_lock = threading.Lock()
+        # committed changes not yet taken by the index writer, in commit order, and the job
+        # that will take them (see apply_changes_soon)
+        self._pending = Changes()
+        self._applying: asyncio.Future[None] | None = None
+        self._pending_lock = threading.Lock()
 
     @classmethod
     async def open(cls, config: NodeConfig, identity: Identity | None = None) -> NodeService:
@@ -98,21 +103,29 @@ class NodeService:
         try:
             await service._authorise_signer()
             await service.reload_index()
+            await service.refresh_alert_gauges()
         except BaseException:
             await service.close()
             raise
         return service
 
     async def start_background(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_expired_forever())
+        self.tasks.start("expiry-sweeper", lambda: every(self.sweep_seconds,
+                                                         self.sweep_expired))
+        self.tasks.start("wal-checkpoint", lambda: every(
+            self.config.limits.wal_checkpoint_seconds, self.checkpoint))
 
     async def close(self) -> None:
-        if self._warming is not None:
-            await self._warming
-        await cancel_and_wait(self._sweeper)
-        self._index_writer.shutdown(wait=True)
-        self.matching.close()
-        self.store.close()
+        """Stop the background loops and close the store, whatever failed before: the
+        queued audit rows are written by ``store.close()``."""
+        try:
+            if self._warming is not None:
+                await cancel_and_wait(self._warming)
+            await self.tasks.stop_all()
+            self._index_writer.shutdown(wait=True)
+            self.matching.close()
+        finally:
+            self.store.close()
 
     @property
     def matcher(self) -> Matcher:
@@ -127,19 +140,11 @@ class NodeService:
     async def add(self, items: Sequence[Item], dist: Distribution, actor: str
                   ) -> list[SignedRecord]:
         """Sign the items in as few ``add`` records as the protocol limits allow, all in one
-        transaction (one commit and one index update for a bulk add)."""
-        bodies = [AddBody(batch)
-                  for batch in batch_items(items, self.config.limits.max_items_per_record)]
-        records, changes = await self.store.write(lambda s: s.append_local_many(
-            signer=self.identity.signer, origin=self.origin, bodies=bodies, dist=dist,
-            actor=actor))
-        await self.apply_changes_soon(changes)
-        self.metrics.records_signed.labels("add").inc(len(records))
-        log.info("signed %d add record(s) seq=%d..%d by %s", len(records),
-                 records[0].head.seq, records[-1].head.seq, actor)
-        if self.federation is not None:
-            self.federation.notify_all()
-        return records
+        transaction: a request is stored whole or not at all, so a retry never duplicates."""
+        return await self._sign_many(
+            [AddBody(batch) for batch in batch_items(items,
+                                                     self.config.limits.max_items_per_record)],
+            dist, actor)
 
     async def revoke(self, targets: Sequence[Target], reason: str, actor: str) -> SignedRecord:
         """Revoke our own records or items. Revocations travel everywhere (scope ``all``)."""
@@ -158,16 +163,28 @@ class NodeService:
 
     async def _sign(self, body: AddBody | RevokeBody | FeedbackBody | KeyBody,
                     dist: Distribution, actor: str) -> SignedRecord:
-        record, changes = await self.store.write(lambda s: s.append_local(
-            signer=self.identity.signer if body.TYPE != "key" else self.identity.root,
-            origin=self.origin, body=body, dist=dist, actor=actor))
-        await self.apply_changes_soon(changes)
-        self.metrics.records_signed.labels(record.head.type).inc()
-        log.info("signed %s seq=%d id=%s by %s", record.head.type, record.head.seq,
-                 record.id, actor)
+        [record] = await self._sign_many([body], dist, actor)
+        return record
+
+    async def _sign_many(self, bodies: Sequence[AddBody | RevokeBody | FeedbackBody | KeyBody],
+                         dist: Distribution, actor: str) -> list[SignedRecord]:
+        signer = self.identity.root if bodies[0].TYPE == "key" else self.identity.signer
+
+        def commit(store: Store) -> list[SignedRecord]:
+            records, changes = store.append_local_many(
+                signer=signer, origin=self.origin, bodies=bodies, dist=dist, actor=actor)
+            self.queue_changes(changes)
+            return records
+
+        records = await self.store.write(commit)
+        await self.apply_changes_soon()
+        for record in records:
+            self.metrics.records_signed.labels(record.head.type).inc()
+            log.info("signed %s seq=%d id=%s by %s", record.head.type, record.head.seq,
+                     record.id, actor)
         if self.federation is not None:
             self.federation.notify_all()
-        return record
+        return records
 
     async def _check_own_add(self, target: Target, path: str) -> None:
         entries = await self.store.read(lambda s: s.item_entries(target.record, target.item))
@@ -188,32 +205,57 @@ class NodeService:
         if signer not in ring.active_keys():
             await self._sign(KeyBody(signer), Distribution(), "node")
 
-    def apply_changes_soon(self, changes: Changes) -> asyncio.Future[None]:
-        """``apply_changes`` on the index-writer thread, in the order of the calls.
+    def queue_changes(self, changes: Changes) -> Changes:
+        """Queue a commit's changes for the index, in commit order; thread-safe.
+
+        Called on the store's writer thread right after each commit, so the queue holds
+        changes in the order they were committed whoever committed them (local writes, any
+        number of pulls): a revoke can never reach the index before the add it targets.
+        ``apply_changes_soon`` hands the queue to the index.
+        """
+        with self._pending_lock:
+            self._pending.extend(changes)
+        return changes
+
+    def apply_changes_soon(self, changes: Changes | None = None) -> asyncio.Future[None]:
+        """Apply every queued change (and ``changes``) on the index-writer thread.
 
         A sync page changes up to ~100k hashes; at 1M indexed that is ~0.1 s of numpy (the
         delta merge), which here runs beside the next page's work instead of blocking the
-        event loop. Every write goes through this one thread, so changes apply in commit
-        order; callers that answer a client await the future (read your writes).
+        event loop. Callers that answer a client await the future (read your writes).
 
-        Changes that arrive while the thread is busy are applied together (all additions, then
-        all removals: the same end state, as an entry id is never added again once removed),
-        so a sync that outpaces the index merges its delta fewer times.
+        Changes queued while the thread is busy are applied together (all additions, then
+        all removals: the same end state, as an entry id is never added again once removed,
+        and every removal in the queue was committed after the additions before it).
         """
-        with self._unapplied_lock:
-            if self._unapplied is None:
+        with self._pending_lock:
+            if changes is not None:
+                self._pending.extend(changes)
+            if self._applying is None:
                 loop = asyncio.get_running_loop()
-                self._unapplied = (Changes(), loop.run_in_executor(self._index_writer,
-                                                                   self._apply_unapplied))
-            batch, applied = self._unapplied
-            batch.extend(changes)
-        return applied
+                self._applying = loop.run_in_executor(self._index_writer,
+                                                      self._apply_pending)
+            return self._applying
 
-    def _apply_unapplied(self) -> None:
-        with self._unapplied_lock:
-            assert self._unapplied is not None
-            batch, self._unapplied = self._unapplied[0], None
+    def _apply_pending(self) -> None:
+        with self._pending_lock:
+            batch, self._pending, self._applying = self._pending, Changes(), None
         self.apply_changes(batch)
+
+    async def index_settled(self) -> None:
+        """Wait until every change committed so far is in the index."""
+        await self.apply_changes_soon()
+
+    async def check_index(self) -> IndexCheck:
+        """``compare_index`` once nothing committed is on its way to the index; a difference
+        is looked at twice, so that a commit that landed between the two reads is not
+        reported."""
+        await self.index_settled()
+        result = await compare_index(self.matching)
+        if not result.ok:
+            await self.index_settled()
+            result = await compare_index(self.matching)
+        return result
 
     def apply_changes(self, changes: Changes) -> None:
         """Bring the matcher in line with a committed write."""
@@ -238,7 +280,7 @@ class NodeService:
         if await self.store.read(lambda s: s.signing_blocked()) is None:
             log.error("ALERT: refusing to sign: %s", reason)
             await self.store.write(lambda s: s.block_signing(reason))
-        self.metrics.signing_blocked.set(1)
+        await self.refresh_alert_gauges()
 
     async def record_equivocation(self, evidence: Evidence, peer: str) -> None:
         """Store the evidence, freeze the origin before the conflict, alert the operator."""
@@ -250,10 +292,16 @@ class NodeService:
         await self.store.write(lambda s: s.freeze(origin, seq - 1, evidence, reason))
         if origin == self.origin:
             await self.store.write(lambda s: s.block_signing(reason))
-            self.metrics.signing_blocked.set(1)
-        counts = await self.store.read(lambda s: s.counts())
-        self.metrics.equivocations.set(counts["evidence"])
-        self.metrics.frozen_origins.set(counts["frozen_origins"])
+        await self.refresh_alert_gauges()
+
+    async def refresh_alert_gauges(self) -> None:
+        """Set the alert gauges from the store: at start (a restart must not hide an alert),
+        after an event, and on every ``/metrics`` scrape (``hashmesh unfreeze`` writes the
+        database of a running node directly; the next scrape shows it cleared)."""
+        blocked, evidence, frozen = await self.store.read(lambda s: s.alert_state())
+        self.metrics.signing_blocked.set(1 if blocked else 0)
+        self.metrics.equivocations.set(evidence)
+        self.metrics.frozen_origins.set(frozen)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -302,6 +350,8 @@ class NodeService:
             "match_workers": None if self.worker_status is None else self.worker_status(),
             "limits": {"max_batch": self.config.limits.max_batch},
             "peers_config": self.peers_config_status(),
+            "background_tasks": self.tasks.status(),
+            "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
         }
 
     def peers_config_status(self) -> dict[str, Any]:
@@ -313,13 +363,17 @@ class NodeService:
                 "refused_at": None if refused is None else int(refused.at),
                 "reason": None if refused is None else refused.reason}
 
-    async def _sweep_expired_forever(self) -> None:
-        while True:
-            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
-            await self.sweep_expired()
-
     async def sweep_expired(self, now: int | None = None) -> int:
-        return await self.matching.sweep_expired(now)
+        async def remove(expired: list[int]) -> None:
+            if expired:
+                await self.apply_changes_soon(Changes(removed=expired))
+
+        return await self.matching.sweep_expired(now, remove)
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL into the database file (``Store.checkpoint``)."""
+        await self.store.write(lambda s: s.checkpoint())
+        self.metrics.wal_bytes.set(await self.store.read(lambda s: s.wal_bytes()))
 
     async def reload_index(self) -> None:
         await self.matching.reload_index()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,19 @@ def run_json(*args: str | Path) -> Any:
 class NodeProcess:
     """``hashmesh run`` in a child process, waited on until it answers /healthz."""
 
-    def __init__(self, config: Path, url: str, log_path: Path) -> None:
+    def __init__(self, config: Path, url: str, log_path: Path,
+                 preexec_fn: Callable[[], object] | None = None) -> None:
         self.config = config
         self.url = url
         self.log_path = log_path
+        self.preexec_fn = preexec_fn  # run in the child before exec (rlimits, signals)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> NodeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.process = subprocess.Popen([*hashmesh_command(), "run", "--config", str(self.config)],
-                                        stdout=log, stderr=subprocess.STDOUT)
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        preexec_fn=self.preexec_fn)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -21,7 +21,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,10 +113,12 @@ def _exported(name: str) -> str:
 class MatchPool:
     """The ``[match_workers]`` processes of one node."""
 
-    def __init__(self, config: NodeConfig, origin: str, metrics: NodeMetrics) -> None:
+    def __init__(self, config: NodeConfig, origin: str, metrics: NodeMetrics,
+                 origin_names: Callable[[], dict[str, str]] = dict) -> None:
         assert config.match_workers is not None
         self.config = config
         self.origin = origin
+        self.origin_names = origin_names  # of the node's peers in force, read at each start
         self.count = config.match_workers.processes
         self.metrics = WorkerMetrics()
         metrics.registry.register(self.metrics)
@@ -218,7 +220,8 @@ class MatchPool:
         try:
             process.stdin.write(json.dumps({
                 "origin": self.origin, "config": self.config.text,
-                "database": list(self._database)}).encode() + b"\n")
+                "database": list(self._database),
+                "origin_names": self.origin_names()}).encode() + b"\n")
             await process.stdin.drain()
             if self._stopping:
                 process.stdin.close()

@@ -17,7 +17,11 @@ running node does, or not at all. Each worker:
 * writes one JSON line to stdout when it is ready, then its counters every
   ``REPORT_SECONDS`` (the node exports them, ``node/api/match_pool.py``);
 * exits when its stdin closes. The node holds the other end: if the node stops or dies, no
-  worker goes on serving its port.
+  worker goes on serving its port;
+* runs its loops (follow, report, sweep, peers check) supervised (``node/runtime/tasks.py``):
+  one that fails is logged, counted and started again;
+* starts on the peers the node has in force, which it gets in the start message: a worker
+  restarted while ``peers.toml`` does not validate must come up as the node runs, not exit.
 
 Audit rows of matches are written by the worker, into the same ``audit`` table.
 """
@@ -33,7 +37,6 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,11 +53,12 @@ from hashmesh.node.api.routes import (
 )
 from hashmesh.node.api.server import tls_context
 from hashmesh.node.config.node import NodeConfig, node_config_from_text
+from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.matching.answers import Matching
 from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.runtime.metrics import NodeMetrics
-from hashmesh.node.runtime.tasks import cancel_and_wait
+from hashmesh.node.runtime.tasks import Supervisor, every
 from hashmesh.node.runtime.web import ApiError
 from hashmesh.node.store.schema import SchemaVersionError
 from hashmesh.node.store.sqlite import AsyncStore, Store, StoreError, database_identity
@@ -68,7 +72,7 @@ EXPIRY_SWEEP_SECONDS = 60
 PEERS_CHECK_SECONDS = 5.0
 # The node's counters that workers report (renamed by the node, ``node/api/match_pool.py``).
 REPORTED_METRICS = ("hashmesh_http_requests", "hashmesh_match_queries", "hashmesh_match_hits",
-                    "hashmesh_match_seconds")
+                    "hashmesh_match_seconds", "hashmesh_background_task_failures")
 
 
 class DatabaseMovedError(Exception):
@@ -79,15 +83,24 @@ class MatchWorker:
     """The state of one worker: a follower store, an index, and the peers' names."""
 
     def __init__(self, config: NodeConfig, origin: str,
-                 database: tuple[int, int] | None = None) -> None:
+                 database: tuple[int, int] | None = None,
+                 origin_names: dict[str, str] | None = None) -> None:
         self.config = config
         self.origin = origin
         self.database = database
         self.metrics = NodeMetrics()
         self.store = AsyncStore(Store(config.db_path, follower=True))
         self.check_database()
-        self.peers = config.load_peers()
         self._peers_stamp = _stamp(config.federation.peers_file)
+        self._names = origin_names
+        self.peers: PeersConfig | None = None
+        try:
+            self.peers = config.load_peers()
+        except ConfigError as exc:
+            if origin_names is None:
+                raise
+            log.warning("peers file does not validate; serving with the peers the node has "
+                        "in force: %s", exc)
         self._stale: list[int] = []
         self.matching = Matching(config, self.store, self.metrics, self.origin_name,
                                  on_stale=self._stale.extend)
@@ -99,7 +112,11 @@ class MatchWorker:
         await self.matching.reload_index(through=self.followed)
 
     def origin_name(self, origin: str) -> str | None:
-        return self.config.name if origin == self.origin else self.peers.origin_name(origin)
+        if origin == self.origin:
+            return self.config.name
+        if self.peers is not None:
+            return self.peers.origin_name(origin)
+        return None if self._names is None else self._names.get(origin)
 
     def check_database(self) -> None:
         """Raise ``DatabaseMovedError`` unless ``config.db_path`` is still the file the node
@@ -203,30 +220,27 @@ class Stop(asyncio.Event):
         self.set()
 
 
-async def every(seconds: float, step: Callable[[], object], stop: Stop) -> None:
-    """Run ``step`` (sync or async) every ``seconds``; an error is logged, not fatal, except
-    ``DatabaseMovedError``, which stops the worker."""
+async def follow_forever(worker: MatchWorker, stop: Stop) -> None:
+    """``worker.follow`` every ``FOLLOW_SECONDS``; a moved database stops the worker (any
+    other error ends the loop, which its supervisor starts again)."""
     while True:
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(FOLLOW_SECONDS)
         try:
-            result = step()
-            if asyncio.iscoroutine(result):
-                await result
+            await worker.follow()
         except DatabaseMovedError as exc:
             stop.fail(exc)
             return
-        except Exception:
-            log.exception("match worker: %s failed", getattr(step, "__name__", step))
 
 
 async def serve_worker(config: NodeConfig, origin: str, slot: int, stop: Stop,
-                       database: tuple[int, int] | None = None) -> None:
+                       database: tuple[int, int] | None = None,
+                       origin_names: dict[str, str] | None = None) -> None:
     """Load, bind, report ready, and serve until ``stop`` is set."""
     assert config.match_workers is not None
     listen = config.match_workers
-    worker = MatchWorker(config, origin, database)
+    worker = MatchWorker(config, origin, database, origin_names)
     runner: GuardedRunner | None = None
-    tasks: list[asyncio.Task[None]] = []
+    tasks = Supervisor(worker.metrics.background_task_failures)
     try:
         await worker.load()
         runner = GuardedRunner(create_worker_app(worker), max_connections=connection_cap(),
@@ -237,17 +251,17 @@ async def serve_worker(config: NodeConfig, origin: str, slot: int, stop: Stop,
         await site.start()
         emit({"ready": {"slot": slot, "pid": os.getpid(),
                         "hashes": worker.matching.matcher.count()}})
-        tasks = [asyncio.create_task(every(seconds, step, stop)) for seconds, step in (
-            (FOLLOW_SECONDS, worker.follow),
-            (REPORT_SECONDS, lambda: emit(worker.report())),
-            (EXPIRY_SWEEP_SECONDS, worker.matching.sweep_expired),
-            (PEERS_CHECK_SECONDS, worker.reload_peers_if_changed))]
+        tasks.start("follow", lambda: follow_forever(worker, stop))
+        tasks.start("report", lambda: every(REPORT_SECONDS, lambda: emit(worker.report())))
+        tasks.start("expiry-sweeper", lambda: every(EXPIRY_SWEEP_SECONDS,
+                                                    worker.matching.sweep_expired))
+        tasks.start("peers-check", lambda: every(PEERS_CHECK_SECONDS,
+                                                 worker.reload_peers_if_changed))
         await stop.wait()
         if stop.error is not None:
             raise stop.error
     finally:
-        for task in tasks:
-            await cancel_and_wait(task)
+        await tasks.stop_all()
         if runner is not None:
             await runner.cleanup()
         await worker.store.flush_audit()
@@ -267,21 +281,26 @@ def stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event)
     threading.Thread(target=wait, name="stdin-watch", daemon=True).start()
 
 
-def read_handshake(config_path: Path) -> tuple[NodeConfig, str, tuple[int, int]]:
-    """The node's first line on our stdin: its origin, its config text and its database."""
+def read_handshake(config_path: Path
+                   ) -> tuple[NodeConfig, str, tuple[int, int], dict[str, str] | None]:
+    """The node's first line on our stdin: its origin, its config text, its database and the
+    names of the origins its peers in force are pinned to."""
     line = sys.stdin.buffer.readline()
     try:
         message = json.loads(line)
         config = node_config_from_text(message["config"], config_path)
         origin, database = str(message["origin"]), message["database"]
-        return config, origin, (int(database[0]), int(database[1]))
+        names = message.get("origin_names")
+        origin_names = (None if names is None
+                        else {str(key): str(value) for key, value in dict(names).items()})
+        return config, origin, (int(database[0]), int(database[1])), origin_names
     except (ValueError, LookupError, TypeError) as exc:
         raise ConfigError(f"no valid start message from the node on stdin ({exc})",
                           "stdin") from None
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    config, origin, database = read_handshake(args.config)
+    config, origin, database, origin_names = read_handshake(args.config)
     if config.match_workers is None:
         raise ConfigError("no [match_workers] section: this node runs no match workers",
                           "match_workers")
@@ -292,7 +311,7 @@ async def main_async(args: argparse.Namespace) -> None:
     # Ctrl-C reaches the whole process group; the node stops us itself, so a worker that
     # stopped first would only be reported as died and restarted
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    await serve_worker(config, origin, args.slot, stop, database)
+    await serve_worker(config, origin, args.slot, stop, database, origin_names)
 
 
 def main(argv: list[str] | None = None) -> int:

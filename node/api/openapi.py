@@ -1,14 +1,20 @@
 """The local API's OpenAPI 3.1 document, served at ``/v1/openapi.json``.
 
 Written out by hand (not generated) so that it is the stable contract platforms code
-against; a test checks that it lists exactly the routes the application serves.
+against; a test checks that it lists exactly the routes the application serves, and a
+property-based fuzzer (schemathesis, ``tests/node/test_openapi_fuzz.py``) that a running node
+answers every input the document allows or forbids without a 500, with a documented status.
+Array and page limits come from the node's ``[limits]``, so the document is per node.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from hashmesh.node.config.node import LimitsConfig
 from hashmesh.node.service import VERSION
+from hashmesh.protocol.hashtypes import get_hash_type
 
 HASH_TYPES = ["pdq", "md5", "sha256", "phash", "dhash", "ahash", "whash", "photodna"]
 
@@ -34,6 +40,19 @@ ERRORS = {
     "403": {"$ref": "#/components/responses/Forbidden"},
     "413": {"$ref": "#/components/responses/TooLarge"},
 }
+# Writes are refused with 409 when the store cannot take them: signing blocked after a
+# restored backup, a frozen origin (codes ORIGIN_FROZEN, STORE_ERROR).
+# 503 (STORAGE_UNAVAILABLE) when the database cannot be written (disk full): nothing stored.
+WRITE_ERRORS = {**ERRORS, "409": {"$ref": "#/components/responses/Conflict"},
+                "503": {"$ref": "#/components/responses/StorageUnavailable"}}
+PEER_ERRORS = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "413": {"$ref": "#/components/responses/TooLarge"},
+    "421": {"$ref": "#/components/responses/Misdirected"},
+    "503": {"$ref": "#/components/responses/Unavailable"},
+}
+MAX_SEQ = 2**53 - 1
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -47,12 +66,28 @@ SCHEMAS: dict[str, Any] = {
             }}},
     },
     "Hash": {
-        "type": "object", "required": ["type", "value"],
+        "type": "object", "required": ["type", "value"], "additionalProperties": False,
         "properties": {
             "type": {"type": "string", "enum": HASH_TYPES},
             "value": {"type": "string"},
             "quality": {"type": "integer", "minimum": 0, "maximum": 100,
                         "description": "pdq only"},
+        },
+    },
+    "HashQuery": {
+        "type": "object", "required": ["type", "value"], "additionalProperties": False,
+        "description": "A hash to match: no quality (a match is by value alone)",
+        "properties": {
+            "type": {"type": "string", "enum": HASH_TYPES},
+            "value": {"type": "string"},
+        },
+    },
+    "MatchedHash": {
+        "type": "object", "required": ["type", "value", "quality"],
+        "properties": {
+            "type": {"type": "string", "enum": HASH_TYPES},
+            "value": {"type": "string"},
+            "quality": {"type": ["integer", "null"]},
         },
     },
     "Item": {
@@ -81,7 +116,7 @@ SCHEMAS: dict[str, Any] = {
             "record": {"type": "string"}, "item": {"type": "string"},
             "origin": {"type": "string"}, "origin_name": {"type": ["string", "null"]},
             "list": {"type": "string"}, "labels": {"type": "array", "items": {"type": "string"}},
-            "tier": {"type": "string"}, "hash": _ref("Hash"),
+            "tier": {"type": "string"}, "hash": _ref("MatchedHash"),
             "distance": {"type": "integer"}, "threshold": {"type": "integer"},
             "expires": {"type": ["integer", "null"]},
             "feedback": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -90,7 +125,7 @@ SCHEMAS: dict[str, Any] = {
     "MatchResult": {
         "type": "object",
         "properties": {
-            "query": _ref("Hash"), "threshold": {"type": "integer"},
+            "query": _ref("HashQuery"), "threshold": {"type": "integer"},
             "matches": {"type": "array", "items": _ref("Match")},
         },
     },
@@ -108,27 +143,32 @@ def _error_response(description: str) -> dict[str, Any]:
 PATHS: dict[str, Any] = {
     "/v1/records": {"post": {
         "summary": "Add items (content hashes) to this node's signed log",
+        "description": "All the records an add needs are signed in one transaction: stored "
+                       "whole or not at all, so a failed request can be retried.",
         "requestBody": _json_body({
             "type": "object", "required": ["items"],
-            "properties": {"items": {"type": "array", "items": _ref("Item")},
+            "properties": {"items": {"type": "array", "minItems": 1, "maxItems": "max_batch",
+                                     "items": _ref("Item")},
                            "dist": _ref("Distribution")}}),
         "responses": {"201": _ok("Signed records", {
             "type": "object", "properties": {"records": {"type": "array", "items": {
                 "type": "object", "properties": {
                     "id": {"type": "string"}, "seq": {"type": "integer"},
-                    "items": {"type": "array", "items": {"type": "string"}}}}}}}), **ERRORS},
+                    "items": {"type": "array", "items": {"type": "string"}}}}}}}),
+            **WRITE_ERRORS},
     }},
     "/v1/revocations": {"post": {
         "summary": "Revoke this node's records or items (e.g. a victim's withdrawal)",
         "requestBody": _json_body({
             "type": "object", "required": ["targets", "reason"],
             "properties": {
-                "targets": {"type": "array", "items": {"type": "string",
-                            "description": "record id or <record id>/<item index>"}},
+                "targets": {"type": "array", "minItems": 1, "maxItems": "max_targets",
+                            "items": {"type": "string",
+                                      "description": "record id or <record id>/<item index>"}},
                 "reason": {"type": "string", "enum": ["withdrawn", "erroneous", "expired",
                                                       "legal_order", "other"]}}}),
         "responses": {"201": _ok("Signed revoke record", _ref("Written")),
-                      "404": {"$ref": "#/components/responses/NotFound"}, **ERRORS},
+                      "404": {"$ref": "#/components/responses/NotFound"}, **WRITE_ERRORS},
     }},
     "/v1/feedback": {"post": {
         "summary": "Record a verdict on any record or item",
@@ -140,7 +180,7 @@ PATHS: dict[str, Any] = {
                             "enum": ["confirmed", "not_ncii", "disputed", "actioned"]},
                 "note": {"type": "string", "maxLength": 280}}}),
         "responses": {"201": _ok("Signed feedback record", _ref("Written")),
-                      "404": {"$ref": "#/components/responses/NotFound"}, **ERRORS},
+                      "404": {"$ref": "#/components/responses/NotFound"}, **WRITE_ERRORS},
     }},
     "/v1/match": {"post": {
         "summary": "Match a batch of hashes against the hashes in force",
@@ -149,8 +189,10 @@ PATHS: dict[str, Any] = {
         "requestBody": _json_body({
             "type": "object", "required": ["hashes"],
             "properties": {
-                "hashes": {"type": "array", "items": {"oneOf": [
-                    _ref("Hash"), {"type": "string", "description": "TYPE:VALUE"}]}},
+                "hashes": {"type": "array", "minItems": 1, "maxItems": "max_batch",
+                           "items": {"oneOf": [
+                               _ref("HashQuery"),
+                               {"type": "string", "description": "TYPE:VALUE"}]}},
                 "thresholds": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "lists": {"type": "array", "items": {"type": "string"}}}}),
         "responses": {"200": _ok("One result per query hash", {
@@ -162,7 +204,10 @@ PATHS: dict[str, Any] = {
         "summary": "Hash an image in memory (never stored) and match its hashes",
         "parameters": [
             {"name": "list", "in": "query", "schema": {"type": "string"}},
-            {"name": "threshold.pdq", "in": "query", "schema": {"type": "integer"}},
+            {"name": "threshold.pdq", "in": "query",
+             "schema": {"type": "integer", "minimum": 0,
+                        "maximum": get_hash_type("pdq").max_threshold},
+             "description": "likewise threshold.<type> for each hash type; ASCII digits"},
         ],
         "requestBody": {"required": True, "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -180,6 +225,20 @@ PATHS: dict[str, Any] = {
         "responses": {"200": _ok("The record"),
                       "404": {"$ref": "#/components/responses/NotFound"}, **ERRORS},
     }},
+    "/v1/index/check": {"get": {
+        "summary": "Whether the match index holds exactly the hashes in force in the store",
+        "description": "What `hashmesh verify --index` calls. `missing`: in force in the store, "
+                       "not matched; `extra`: matched, not in force (first 20 ids of each).",
+        "responses": {"200": _ok("The comparison", {
+            "type": "object", "required": ["ok", "store", "index", "missing", "extra"],
+            "properties": {
+                "ok": {"type": "boolean"}, "store": {"type": "integer"},
+                "index": {"type": "integer"},
+                "missing": {"type": "array", "items": {"type": "integer"}},
+                "missing_count": {"type": "integer"},
+                "extra": {"type": "array", "items": {"type": "integer"}},
+                "extra_count": {"type": "integer"}}}), **ERRORS},
+    }},
     "/v1/status": {"get": {"summary": "Counts, origin id, version",
                            "responses": {"200": _ok("Status"), **ERRORS}}},
     "/v1/evidence": {"get": {"summary": "Stored equivocation evidence",
@@ -188,28 +247,33 @@ PATHS: dict[str, Any] = {
         "summary": "Federation: the stub of each origin's latest record (NDJSON)",
         "security": [{"httpSignature": []}],
         "responses": {"200": {"description": "one signed stub per line",
-                              "content": {"application/x-ndjson": {}}},
-                      "401": {"$ref": "#/components/responses/Unauthorized"}},
+                              "content": {"application/x-ndjson": {}}}, **PEER_ERRORS},
     }},
     "/v1/log/{origin}": {"get": {
         "summary": "Federation: records of one origin after a seq, in seq order (NDJSON)",
         "security": [{"httpSignature": []}],
         "parameters": [
             {"name": "origin", "in": "path", "required": True, "schema": {"type": "string"}},
-            {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {"name": "after", "in": "query",
+             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}},
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+             "description": "records the caller takes; the page holds at most the lower of "
+                            "this and the server's max_page_records"},
+            {"name": "max_bytes", "in": "query",
+             "schema": {"type": "integer", "minimum": 65536, "maximum": MAX_SEQ},
+             "description": "bytes the caller takes; the page stays within the lower of this "
+                            "and the server's max_page_bytes (but holds at least one record)"},
         ],
         "responses": {"200": {"description": "one exact signed envelope (or stub) per line",
-                              "content": {"application/x-ndjson": {}}},
-                      "401": {"$ref": "#/components/responses/Unauthorized"}},
+                              "content": {"application/x-ndjson": {}}}, **PEER_ERRORS},
     }},
     "/v1/notify": {"post": {
         "summary": "Federation: a hint that the caller has new records; pull soon",
         "security": [{"httpSignature": []}],
         "requestBody": _json_body({"type": "object", "properties": {"origins": {
             "type": "object", "additionalProperties": {"type": "integer"}}}}),
-        "responses": {"202": _ok("Hint taken"),
-                      "401": {"$ref": "#/components/responses/Unauthorized"}},
+        "responses": {"202": _ok("Hint taken"), **PEER_ERRORS},
     }},
     "/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                  "responses": {"200": _ok("OpenAPI document")}}},
@@ -244,12 +308,25 @@ PATHS: dict[str, Any] = {
 }
 
 
-def openapi_document() -> dict[str, Any]:
+def _with_limits(value: Any, limits: LimitsConfig) -> Any:
+    """The paths with the names of limits (``"maxItems": "max_batch"``) replaced by this
+    node's values."""
+    numbers = {"max_batch": limits.max_batch, "max_targets": min(limits.max_batch, 256)}
+    if isinstance(value, dict):
+        return {key: numbers[item] if key == "maxItems" and isinstance(item, str)
+                else _with_limits(item, limits) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_limits(item, limits) for item in value]
+    return value
+
+
+def openapi_document(limits: LimitsConfig | None = None) -> dict[str, Any]:
+    """The document for a node with these ``[limits]`` (the defaults if none)."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "hashmesh node local API", "version": VERSION},
         "security": [{"bearer": []}],
-        "paths": PATHS,
+        "paths": _with_limits(copy.deepcopy(PATHS), limits or LimitsConfig()),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -265,6 +342,15 @@ def openapi_document() -> dict[str, Any]:
                 "Forbidden": _error_response("Token lacks the scope"),
                 "NotFound": _error_response("No such record"),
                 "TooLarge": _error_response("Body exceeds the configured limit"),
+                "Conflict": _error_response("The store refuses the write (signing blocked "
+                                            "after a restored backup, a frozen origin)"),
+                "StorageUnavailable": _error_response(
+                    "The database cannot be written now (disk full); nothing was stored, "
+                    "the request can be retried"),
+                "Misdirected": _error_response("The signature names another node's address "
+                                               "(WRONG_AUTHORITY)"),
+                "Unavailable": _error_response("Too many recent signed requests to check "
+                                               "for replays (NONCE_CACHE_FULL); retry later"),
             },
         },
     }

@@ -29,9 +29,15 @@ from hashmesh.node.matching.answers import Matching
 from hashmesh.node.matching.hasher import ImageError
 from hashmesh.node.runtime.logs import REQUEST_ID_HEADER, new_request_id, request_id
 from hashmesh.node.runtime.metrics import labelled
-from hashmesh.node.runtime.web import ApiError, Handler, error_response, read_body
+from hashmesh.node.runtime.web import (
+    ApiError,
+    Handler,
+    error_response,
+    parse_query_int,
+    read_body,
+)
 from hashmesh.node.service import ForbiddenError, NodeService, NotFoundError
-from hashmesh.node.store.sqlite import StoreError
+from hashmesh.node.store.sqlite import StorageError, StoreError
 from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import EncodingError, ProtocolError
 from hashmesh.protocol.records import RECORD_ID_PATTERN
@@ -43,11 +49,12 @@ SERVICE_KEY = web.AppKey("service", NodeService)
 MATCHING_KEY = web.AppKey("matching", Matching)
 ACTOR_KEY = web.RequestKey("actor", str)
 
+MAX_THRESHOLD = 256  # no hash has more bits; each type's own maximum is checked after
 PUBLIC_ROUTES = frozenset({"healthz", "openapi"})
 ROUTE_SCOPES = {
     "add": "write", "revoke": "write", "feedback": "write",
     "match": "read", "match_image": "read", "record": "read", "status": "read",
-    "evidence": "read", "metrics": "metrics",
+    "evidence": "read", "index_check": "read", "metrics": "metrics",
 }
 
 
@@ -65,6 +72,9 @@ def classify(exc: BaseException) -> ApiError:
         return ApiError(403, exc.code, str(exc), exc.path)
     if isinstance(exc, StoreError):
         return ApiError(409, exc.code, str(exc))
+    if isinstance(exc, StorageError):
+        log.error("write refused: %s", exc)
+        return ApiError(503, exc.code, f"{exc}; nothing was stored, retry later")
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return ApiError(413, "BODY_TOO_LARGE", "request body exceeds the configured limit")
     if isinstance(exc, web.HTTPException):
@@ -195,9 +205,8 @@ def _image_query_options(request: web.Request) -> tuple[dict[str, int], frozense
     raw_thresholds: dict[str, object] = {}
     for name, value in request.query.items():
         if name.startswith("threshold."):
-            if not value.isdigit():
-                raise ApiError(400, "BAD_SCHEMA", "threshold must be an integer", name)
-            raw_thresholds[name.removeprefix("threshold.")] = int(value)
+            raw_thresholds[name.removeprefix("threshold.")] = parse_query_int(
+                value, name, 0, MAX_THRESHOLD)
         elif name != "list":
             raise ApiError(400, "UNKNOWN_FIELD", f"unknown query parameter {name!r}", name)
     lists = request.query.getall("list", [])
@@ -222,18 +231,25 @@ async def evidence(request: web.Request) -> web.Response:
     return web.json_response({"evidence": items})
 
 
+async def index_check(request: web.Request) -> web.Response:
+    """Does the match index hold exactly what the store has in force? (``verify --index``)"""
+    result = await request.app[SERVICE_KEY].check_index()
+    return web.json_response(result.to_json())
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
 async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
+    await service.refresh_alert_gauges()
     return web.Response(body=service.metrics.render(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    return web.json_response(openapi_document(request.app[MATCHING_KEY].config.limits))
 
 
 def add_routes(app: web.Application) -> None:
@@ -244,6 +260,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/records/{id}", get_record, name="record")
     app.router.add_get("/v1/status", status, name="status")
     app.router.add_get("/v1/evidence", evidence, name="evidence")
+    app.router.add_get("/v1/index/check", index_check, name="index_check")
     app.router.add_get("/v1/openapi.json", openapi, name="openapi")
     app.router.add_get("/metrics", metrics, name="metrics")
 

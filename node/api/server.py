@@ -66,7 +66,8 @@ async def _serve(config: NodeConfig, stop: asyncio.Event) -> None:
                                  handle_signals=False, access_log=None)
                    if config.federation.listen is not None else None)
     context = tls_context(config)
-    pool = (MatchPool(config, service.origin, service.metrics)
+    pool = (MatchPool(config, service.origin, service.metrics,
+                      lambda: service.peers.origin_names())
             if config.match_workers is not None else None)
     service.worker_status = None if pool is None else pool.status
     try:

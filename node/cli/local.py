@@ -170,6 +170,10 @@ def verify_store(store: Store) -> Iterator[str]:
 
 
 def verify_command(args: argparse.Namespace) -> int:
+    if getattr(args, "index", False):
+        from hashmesh.node.cli.remote import verify_index
+
+        return verify_index(args)
     config = load_node_config(args.config)
     store = _open_existing_store(config)
     try:

@@ -215,7 +215,10 @@ def _status(sub: Sub) -> None:
 def _verify(sub: Sub) -> None:
     p = _command(sub, "verify", "local.verify_command",
                  "re-check every stored signature and hash chain; exit 1 on any fault")
-    _config_arg(p)
+    _client_args(p)
+    p.add_argument("--index", action="store_true",
+                   help="instead, ask the running node whether its match index holds exactly "
+                        "the hashes its store has in force")
 
 
 def _export(sub: Sub) -> None:

@@ -153,3 +153,11 @@ def _thresholds(pairs: list[str]) -> dict[str, int]:
 def status(args: argparse.Namespace) -> int:
     print_json(client_for(args).call("GET", "/v1/status"))
     return 0
+
+
+def verify_index(args: argparse.Namespace) -> int:
+    """``hashmesh verify --index``: exit 0 if the running node's index holds exactly the
+    hashes its store has in force, 1 (with the differences) if not."""
+    answer = client_for(args).call("GET", "/v1/index/check")
+    print_json(answer)
+    return 0 if answer.get("ok") else 1

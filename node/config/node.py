@@ -148,6 +148,9 @@ class LimitsConfig:
     max_items_per_record: int = MAX_ITEMS
     max_page_records: int = 5_000
     max_page_bytes: int = 4_194_304
+    # how often the node checkpoints the WAL, whether or not it writes itself: match
+    # workers commit audit rows but never checkpoint (issue 18)
+    wal_checkpoint_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -377,6 +380,8 @@ def _parse_limits(limits: Table) -> LimitsConfig:
         # a page must be able to carry at least one record of the largest allowed size
         max_page_bytes=limits.integer("max_page_bytes", MAX_RECORD_BYTES, GIB,
                                       default=d.max_page_bytes),
+        wal_checkpoint_seconds=limits.integer("wal_checkpoint_seconds", 1, 3600,
+                                              default=d.wal_checkpoint_seconds),
     )
 
 

@@ -115,6 +115,10 @@ class PeersConfig:
         """The name of the first peer pinned to ``origin``: match answers' ``origin_name``."""
         return self._names.get(origin)
 
+    def origin_names(self) -> dict[str, str]:
+        """Every ``origin_name`` answer at once (handed to match workers)."""
+        return dict(self._names)
+
     def by_name(self, name: str) -> PeerConfig | None:
         return self._by_name.get(name)
 

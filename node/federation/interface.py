@@ -15,6 +15,7 @@ from hashmesh.node.config.identity import Identity
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.runtime.metrics import NodeMetrics
+from hashmesh.node.runtime.tasks import Supervisor
 from hashmesh.node.store.sqlite import AsyncStore, Changes
 from hashmesh.protocol.evidence import Evidence
 
@@ -27,14 +28,20 @@ class LocalNode(Protocol):
     store: AsyncStore
     metrics: NodeMetrics
     peers: PeersConfig  # replaced whole when peers.toml reloads
+    tasks: Supervisor  # runs the peer links
 
     @property
     def origin(self) -> str:
         """This node's own origin id (its root key)."""
         ...
 
-    def apply_changes_soon(self, changes: Changes) -> asyncio.Future[None]:
-        """Bring the in-memory index in line with a commit; the future is done once it is."""
+    def queue_changes(self, changes: Changes) -> Changes:
+        """Queue a commit's changes for the index; called on the store's writer thread right
+        after the commit (so the queue is in commit order). Returns ``changes``."""
+        ...
+
+    def apply_changes_soon(self, changes: Changes | None = None) -> asyncio.Future[None]:
+        """Apply the queued changes to the index; the future is done once it has."""
         ...
 
     async def own_log_behind(self, peer: str, peer_seq: int) -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.sync import Federation
-from hashmesh.node.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("hashmesh.reload")
 
@@ -39,7 +38,6 @@ class PeersWatcher:
         self.federation = federation
         self.path = node.config.federation.peers_file
         self.stamp = self._stamp()
-        self.task: asyncio.Task[None] | None = None
         # set while the file on disk is one we refused; cleared by the next good reload
         self.refused: RefusedReload | None = None
 
@@ -51,10 +49,10 @@ class PeersWatcher:
         return (st.st_mtime_ns, st.st_size)
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._poll_forever(), name="peers-watcher")
+        self.node.tasks.start("peers-watcher", self._poll_forever)
 
     async def stop(self) -> None:
-        await cancel_and_wait(self.task)
+        await self.node.tasks.stop("peers-watcher")
 
     async def _poll_forever(self) -> None:
         """Reload once the file has changed *and* then stayed the same for one poll.

@@ -26,11 +26,11 @@ from hashmesh.node.federation.httpsig import (
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.policy import RecordScope, may_send_body
 from hashmesh.node.federation.sync import Federation
-from hashmesh.node.runtime.web import ApiError, Handler, read_body
+from hashmesh.node.runtime.web import ApiError, Handler, parse_query_int, read_body
 from hashmesh.node.store.sqlite import Store
-from hashmesh.protocol.fields import Fields, check_integer
+from hashmesh.protocol.fields import Fields
 from hashmesh.protocol.keys import PublicKey
-from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.records import MAX_RECORD_BYTES, SignedRecord
 
 log = logging.getLogger("hashmesh.federation")
 
@@ -40,6 +40,7 @@ FEDERATION_KEY = web.AppKey("federation", Federation)
 VERIFIER_KEY = web.AppKey("verifier", RequestVerifier)
 FEDERATION_ROUTES = frozenset({"heads", "log", "notify"})
 NDJSON = "application/x-ndjson"
+MAX_SEQ = 2**53 - 1
 MAX_NOTIFY_BYTES = 65_536
 
 
@@ -101,14 +102,22 @@ async def heads(request: web.Request) -> web.Response:
 
 
 async def log_page(request: web.Request) -> web.Response:
-    """Records of one origin after ``after``, in seq order, within count and byte caps."""
+    """Records of one origin after ``after``, in seq order, within count and byte caps.
+
+    ``limit`` and ``max_bytes`` are what the puller takes; a page holds no more than the
+    lower of theirs and ours (a larger ask is not an error: peers with different limits
+    must still sync, SPEC §17). A page always holds at least one record if any is left.
+    """
     node = request.app[NODE_KEY]
     peer = request[PEER_KEY]
     origin = PublicKey.from_id(request.match_info["origin"], "origin").id
     limits = node.config.limits
-    after = _query_int(request, "after", 0, 2**53 - 1, default=0)
-    limit = _query_int(request, "limit", 1, limits.max_page_records,
-                       default=limits.max_page_records)
+    after = _query_int(request, "after", 0, MAX_SEQ, default=0)
+    limit = min(limits.max_page_records,
+                _query_int(request, "limit", 1, MAX_SEQ, default=limits.max_page_records))
+    max_bytes = min(limits.max_page_bytes,
+                    _query_int(request, "max_bytes", MAX_RECORD_BYTES, MAX_SEQ,
+                               default=limits.max_page_bytes))
     our_origin = node.origin  # encoded from our key on each access: once per page
 
     def page(store: Store) -> list[bytes]:
@@ -118,7 +127,7 @@ async def log_page(request: web.Request) -> web.Response:
         decisions: dict[tuple[Any, ...], bool] = {}
         for row in store.log_rows(origin, after, limit):
             line = _line_for(row, origin, peer, our_origin, decisions)
-            if lines and size + len(line) + 1 > limits.max_page_bytes:
+            if lines and size + len(line) + 1 > max_bytes:
                 break
             lines.append(line)
             size += len(line) + 1
@@ -152,11 +161,7 @@ def _line_for(row: Any, origin: str, peer: PeerConfig, our_origin: str,
 def _query_int(request: web.Request, name: str, minimum: int, maximum: int,
                *, default: int) -> int:
     raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit():
-        raise ApiError(400, "BAD_SCHEMA", f"{name} must be a non-negative integer", name)
-    return check_integer(int(raw), name, minimum=minimum, maximum=maximum)
+    return default if raw is None else parse_query_int(raw, name, minimum, maximum)
 
 
 async def notify(request: web.Request) -> web.Response:

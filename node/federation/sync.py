@@ -39,7 +39,7 @@ from hashmesh.node.config.peers import PeerConfig, PeersConfig
 from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.policy import may_keep_body
-from hashmesh.node.runtime.tasks import cancel_and_wait
+from hashmesh.node.runtime.tasks import being_cancelled, cancel_and_wait
 from hashmesh.node.store.sqlite import Changes, Store
 from hashmesh.protocol.errors import KeyNotAuthorisedError, PrevMismatchError, ProtocolError
 from hashmesh.protocol.evidence import Evidence
@@ -135,31 +135,38 @@ def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHea
 
 
 class _IndexBatch:
-    """Changes of a pull's committed pages on their way to the matcher, in batches.
+    """When a pull hands its committed pages to the matcher.
 
-    Each hand-over (``apply_changes_soon``) merges the matcher's delta into its main arrays
-    once, ~0.1 s of numpy at 1M hashes whatever the batch size, so a bulk pull hands over
-    ``INDEX_BATCH`` hashes at a time rather than every page (a 1M-hash sync: 10 merges, not
-    35). A page that removes entries (a revoke) is handed over at once, and whatever is left
-    when the pull ends, however it ends.
+    Each page's changes are queued for the index on the store's writer thread as it commits
+    (``LocalNode.queue_changes``: commit order, whoever commits). Each hand-over
+    (``apply_changes_soon``) merges the matcher's delta into its main arrays once, ~0.1 s
+    of numpy at 1M hashes whatever the batch size, so a bulk pull hands over every
+    ``INDEX_BATCH`` hashes rather than every page (a 1M-hash sync: 10 merges, not 35). A page
+    that removes entries (a revoke) is handed over at once, and whatever is left when the
+    pull ends, however it ends: a commit that finishes after that (the pull was cancelled
+    meanwhile) is handed over as soon as it is done.
     """
 
     def __init__(self, node: LocalNode) -> None:
         self.node = node
-        self.changes = Changes()
+        self.added = 0
+        self.ended = False
         self.applying: list[asyncio.Future[None]] = []
 
-    def add(self, changes: Changes) -> None:
-        self.changes.extend(changes)
-        if changes.removed or self.changes.added_count >= INDEX_BATCH:
+    def committed(self, changes: Changes) -> None:
+        self.added += changes.added_count
+        if self.ended or changes.removed or self.added >= INDEX_BATCH:
             self.flush()
 
     def flush(self) -> None:
-        if self.changes.added or self.changes.removed:
-            self.applying.append(self.node.apply_changes_soon(self.changes))
-            self.changes = Changes()
+        self.added = 0
+        try:
+            self.applying.append(self.node.apply_changes_soon())
+        except RuntimeError:  # the node is closing: its index is going away too
+            log.debug("index hand-over after the node closed", exc_info=True)
 
     async def wait(self) -> None:
+        self.ended = True
         self.flush()
         await asyncio.shield(asyncio.gather(*self.applying))
 
@@ -195,11 +202,18 @@ class PeerLink:
         self.failures = 0
         self.task: asyncio.Task[None] | None = None
 
+    @property
+    def task_name(self) -> str:
+        return f"peer-{self.peer.name}"
+
     def start(self) -> None:
-        self.task = asyncio.create_task(self.run(), name=f"peer-{self.peer.name}")
+        self.task = self.federation.node.tasks.start(self.task_name, self.run)
         self.wake.set()
 
     async def stop(self) -> None:
+        """Stop the link and wait until its task has unwound (a commit in flight finishes
+        and reaches the index first)."""
+        self.federation.node.tasks.release(self.task_name)
         await cancel_and_wait(self.task)
 
     def poke(self, notify: bool = False) -> None:
@@ -223,6 +237,8 @@ class PeerLink:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any peer fault: log, back off, try again
+                if being_cancelled():  # the stop surfaced as a connection error
+                    raise asyncio.CancelledError from exc
                 await self._back_off(exc)
             else:
                 self.failures = 0
@@ -248,6 +264,7 @@ class Federation:
         self.session: aiohttp.ClientSession | None = None
         self.verifier = ThreadPoolExecutor(max_workers=VERIFY_THREADS,
                                            thread_name_prefix="verify")
+        self._stopping: set[asyncio.Task[None]] = set()  # links being replaced or removed
 
     async def start(self) -> None:
         ca_file = self.node.config.federation.ca_file
@@ -260,6 +277,8 @@ class Federation:
         for link in list(self.links.values()):
             await link.stop()
         self.links.clear()
+        while self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
         self.verifier.shutdown(wait=False, cancel_futures=True)
@@ -270,7 +289,12 @@ class Federation:
         for name, link in list(self.links.items()):
             if wanted.get(name) != link.peer:
                 del self.links[name]
-                asyncio.create_task(link.stop())
+                # released now, so the new link of that name does not cancel it unawaited;
+                # kept until done, so that stop() waits for it too
+                self.node.tasks.release(link.task_name)
+                stopping = asyncio.create_task(link.stop(), name=f"stop-{link.task_name}")
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
         for name, peer in wanted.items():
             if name not in self.links:
                 link = PeerLink(self, peer)
@@ -334,9 +358,14 @@ class Federation:
 
     async def fetch_page(self, peer: PeerConfig, origin: str, after: int,
                          limit: int) -> list[bytes]:
+        """A page of ``origin``'s log after ``after``. We say how many records (``limit``)
+        and bytes (``max_bytes``) we take; a server with lower maxima sends less (SPEC §17),
+        so peers with different limits still sync."""
         limits = self.node.config.limits
         payload, _ = await self._request(
-            peer, "GET", f"/v1/log/{origin}", params={"after": str(after), "limit": str(limit)},
+            peer, "GET", f"/v1/log/{origin}",
+            params={"after": str(after), "limit": str(limit),
+                    "max_bytes": str(limits.max_page_bytes)},
             max_bytes=limits.max_page_bytes)
         lines = payload.splitlines()
         if len(lines) > limit:
@@ -419,14 +448,14 @@ class Federation:
                 result = await loop.run_in_executor(None, verify_page, lines, origin, ring,
                                                     head, peer, self.verifier)
                 if committing is not None:
-                    stored += await committing
-                    committing = None
+                    done, committing = committing, None
+                    stored += await done
                 if result.records:
                     committing = self._commit_page(peer, origin, result.records, indexing)
                     head = result.head
                 if result.conflict is not None and result.conflict_seq is not None:
-                    stored += await committing if committing is not None else 0
-                    committing = None
+                    last, committing = committing, None
+                    stored += await last if last is not None else 0
                     if not await self._gather_evidence(peer, origin, result.conflict_seq):
                         raise result.conflict
                     break
@@ -434,26 +463,32 @@ class Federation:
                     break
         finally:
             _discard(ahead)
-            if committing is not None:  # a fault in a later page leaves this one committed
-                stored += await committing
-            await indexing.wait()  # the matcher has every committed page when the pull returns
+            try:
+                if committing is not None:  # a fault in a later page leaves this committed
+                    stored += await committing
+            finally:  # even if that commit failed or we are cancelled: the index gets the rest
+                await indexing.wait()
         return stored
 
     def _commit_page(self, peer: PeerConfig, origin: str, records: list[SignedRecord],
                      indexing: _IndexBatch) -> asyncio.Future[int]:
         """Store a verified page and advance the peer's cursor in one transaction.
 
-        The page's changes go to ``indexing`` as soon as the commit is done, even if the
-        caller is cancelled meanwhile: the commit itself cannot be called back.
+        The page's changes are queued for the index on the writer thread, right after the
+        commit (``queue_changes``), and ``indexing`` learns of it as soon as the commit is
+        done, even if the caller is cancelled meanwhile: the commit cannot be called back.
         """
         node = self.node
         cursor = (peer.name, origin, records[-1].head.seq)
-        write = asyncio.ensure_future(node.store.write(partial(
-            Store.ingest, records=records, source=peer.name, cursor=cursor)))
+
+        def commit(store: Store) -> Changes:
+            return node.queue_changes(store.ingest(records, source=peer.name, cursor=cursor))
+
+        write = asyncio.ensure_future(node.store.write(commit))
 
         def committed(done: asyncio.Future[Changes]) -> None:
             if not done.cancelled() and done.exception() is None:
-                indexing.add(done.result())
+                indexing.committed(done.result())
                 node.metrics.records_ingested.inc(len(records))
 
         write.add_done_callback(committed)

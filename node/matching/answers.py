@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -109,15 +109,30 @@ class Matching:
         self.matcher = matcher
         self.update_gauges()
 
-    async def sweep_expired(self, now: int | None = None) -> int:
+    @property
+    def swept_until(self) -> int:
+        """Entries that expired up to this time (ms) are out of the index."""
+        return self._swept_until
+
+    async def sweep_expired(self, now: int | None = None,
+                            remove: Callable[[list[int]], Awaitable[None]] | None = None
+                            ) -> int:
         """Drop the hashes that expired since the last sweep from the index (the store keeps
         them, and match answers filter on expiry too). The index is loaded without the hashes
-        expired by then, so the first sweep starts where that load stopped."""
+        expired by then, so the first sweep starts where that load stopped.
+
+        ``remove``: how to take them out, when index changes must keep commit order (the
+        node's index writer); by default, straight from the matcher.
+        """
         until = now_ms() if now is None else now
-        after, self._swept_until = self._swept_until, max(self._swept_until, until)
+        after = self._swept_until
         expired = await self.store.read(lambda s: s.expired_entries(after, until))
-        for entry_id in expired:
-            self.matcher.remove(entry_id)
+        if remove is not None:
+            await remove(expired)
+        else:
+            for entry_id in expired:
+                self.matcher.remove(entry_id)
+        self._swept_until = max(self._swept_until, until)
         if expired:
             self.update_gauges()
         return len(expired)

@@ -339,6 +339,11 @@ class HammingIndex:
     def contains(self, entry_id: int) -> bool:
         return self._find_row(entry_id) is not None
 
+    def live_ids(self) -> IntArray:
+        """The entry ids this index matches now (a copy; for the store/index check)."""
+        snap = self._snap
+        return snap.row_ids[: snap.n_rows][snap.alive[: snap.n_rows]].copy()
+
     def bulk_load(self, entry_ids: IntArray, packed: bytes | bytearray) -> None:
         """Add many entries in one go and (re)build the CSR part: the start-up path.
 
@@ -719,6 +724,11 @@ class Matcher:
 
     def memory_bytes(self) -> int:
         return sum(index.memory_bytes() for index in self._indexes.values())
+
+    def live_ids(self) -> IntArray:
+        """Every entry id matched now, of any type, sorted (duplicates kept: a bug to see)."""
+        parts = [index.live_ids() for index in self._indexes.values() if len(index)]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
     @staticmethod
     def warm_up() -> None:

@@ -74,6 +74,12 @@ class NodeMetrics:
             "hashmesh_peers_config_refused",
             "1 if the peers file on disk was refused at its last reload (the old peers stay "
             "in force; the reason is in /v1/status)", registry=r)
+        self.background_task_failures = Counter(
+            "hashmesh_background_task_failures", "Background loops that died (and were "
+            "started again)", ["task"], registry=r)
+        self.wal_bytes = Gauge(
+            "hashmesh_wal_bytes", "Size of the database's write-ahead log after the last "
+            "checkpoint", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ so the pieces that raise and write it live below all of them.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,24 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.field = field
+
+
+# ASCII digits only: str.isdigit() also takes "²" and other Unicode digits, which int() then
+# refuses (a 500); and at most 16 of them, as int() of thousands of digits is refused too
+# (and slow).
+QUERY_INT = re.compile(r"[0-9]{1,16}")
+
+
+def parse_query_int(raw: str, name: str, minimum: int, maximum: int) -> int:
+    """A query parameter as a non-negative integer within bounds, or a 400 naming it."""
+    if not QUERY_INT.fullmatch(raw):
+        raise ApiError(400, "BAD_SCHEMA", f"{name} must be a non-negative integer of at most "
+                       f"16 ASCII digits, got {raw[:20]!r}", name)
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise ApiError(400, "BAD_SCHEMA", f"{name} must be between {minimum} and {maximum}, "
+                       f"got {value}", name)
+    return value
 
 
 def error_response(status: int, code: str, message: str, field: str = "",

@@ -7,6 +7,13 @@ rows as before), and only then is it swapped in. The old file stays beside it as
 ``hashmesh.db.v1-backup``. A crash at any point before the swap leaves the version 1 file as
 it was: a copy that fails is deleted, and one left by a crash is deleted by the next attempt.
 
+The swap never leaves the database's name empty: the backup is made as a second name of the
+old file (a hard link), then one ``rename`` puts the new file in its place, and the directory
+is fsynced after each step. (Two renames, old away then new in, left no database between
+them: a crash there, and the next ``hashmesh run`` made an empty one.) A crash after the
+link leaves the old database in place with a backup name beside it; ``migrate`` then starts
+over once the operator has moved that backup away, as it says.
+
 Records are copied byte for byte, in the order they were stored: nothing is re-signed,
 and there is nothing to re-verify, as every record was verified when it arrived.
 """
@@ -70,15 +77,36 @@ def migrate_v1(path: Path) -> Migrated:
         _remove_database(work)
         raise
     _checkpoint(work)
+    _fsync(work)
     for suffix in ("-wal", "-shm"):  # a WAL left beside the new file would be replayed into it
-        if path.with_name(path.name + suffix).exists():
-            os.replace(path.with_name(path.name + suffix), backup.with_name(backup.name + suffix))
         if work.with_name(work.name + suffix).exists():
             raise MigrationError(f"{work}{suffix} is still there after a checkpoint; "
                                  "the old database is unchanged")
-    os.replace(path, backup)
+    old_wal = path.with_name(path.name + "-wal")
+    if old_wal.exists() and old_wal.stat().st_size:
+        raise MigrationError(f"{old_wal} holds data after a checkpoint (is the node running?); "
+                             "the old database is unchanged")
+    for suffix in ("-wal", "-shm"):  # empty: the new file must not find the old file's
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    os.link(path, backup)
+    _fsync_directory(path.parent)
     os.replace(work, path)
+    _fsync_directory(path.parent)
     return Migrated(records=counts["records"], entries=counts["entries"], backup=backup)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the renames in ``directory`` durable (a rename is only as durable as the
+    directory entry that records it)."""
+    _fsync(directory)
 
 
 def _copy(source: Path, target: Path) -> dict[str, int]:

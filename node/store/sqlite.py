@@ -66,6 +66,16 @@ class StoreError(Exception):
     code = "STORE_ERROR"
 
 
+class StorageError(Exception):
+    """The database file cannot be written now (disk full, file size limit, I/O error).
+
+    Nothing of the failed transaction was stored; the write can be retried once there is
+    room. The API answers 503, not 500: the fault is the machine's, not the request's.
+    """
+
+    code = "STORAGE_UNAVAILABLE"
+
+
 class OriginFrozenError(StoreError):
     """The origin is frozen after equivocation or a restored backup; nothing is signed."""
 
@@ -128,6 +138,8 @@ WRITER_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=16384")
 
 
 MAX_ENTRY_ID = 2**63 - 1
+BUSY_TIMEOUT_MS = 30_000
+CHECKPOINT_BUSY_MS = 200
 
 
 def database_identity(path: Path) -> tuple[int, int]:
@@ -146,7 +158,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
 
 
@@ -169,6 +181,10 @@ class Store:
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
             check_version(self.conn)
         else:
+            backup = self.path.with_name(self.path.name + ".v1-backup")
+            if not self.path.exists() and backup.exists():
+                raise StoreError(f"{self.path}: no database, but {backup.name} is beside it (an "
+                                 "interrupted `hashmesh migrate`?); not creating an empty one")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = connect(self.path)
             for pragma in WRITER_PRAGMAS:
@@ -220,8 +236,11 @@ class Store:
                           ts: int | None = None) -> tuple[list[SignedRecord], Changes]:
         """Sign and store consecutive records of our own log in one transaction.
 
-        A bulk add of 1M hashes is ~3,900 records; a commit each cost ~10 ms of the ~58 ms
-        a record took. One commit for the whole request also makes the add all-or-nothing.
+        One add request can need several records (``batch_items``); signed one transaction
+        each, a failure after the first left it committed, and the client's retry of the
+        whole request duplicated it. Here the request is stored whole or not at all. It is
+        also faster: a bulk add of 1M hashes is ~3,900 records, and a commit each cost ~10 ms
+        of the ~58 ms a record took.
         """
         records: list[SignedRecord] = []
         changes = Changes()
@@ -242,6 +261,32 @@ class Store:
                 records.append(record)
                 head = LogHead.of(record)
         return records, changes
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Fold the WAL into the database file and truncate it: ``(busy, wal frames,
+        frames checkpointed)``.
+
+        Match workers commit audit rows with ``wal_autocheckpoint=0``, so without this the
+        WAL of a node that does not write itself grows for ever. TRUNCATE waits for readers
+        and writers only ``CHECKPOINT_BUSY_MS``; when they hold it up, a PASSIVE checkpoint
+        still copies what it can, and the next one truncates.
+        """
+        self.conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+        try:
+            row = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if row[0]:
+                row = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.OperationalError:
+            row = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def wal_bytes(self) -> int:
+        try:
+            return self.path.with_name(self.path.name + "-wal").stat().st_size
+        except OSError:
+            return 0
 
     def ingest(self, records: Iterable[SignedRecord], *, source: str,
                cursor: tuple[str, str, int] | None = None) -> Changes:
@@ -432,6 +477,18 @@ class Store:
         finally:
             cursor.close()
 
+    def in_force_ids(self, now: int) -> Iterator[list[int]]:
+        """Ids of the entries in force at ``now`` (active, not expired), in id order, in
+        chunks: what the match index must hold (``hashmesh verify --index``)."""
+        cursor = self.reader().execute(
+            "SELECT id FROM entries WHERE active=1 AND (expires IS NULL OR expires > ?) "
+            "ORDER BY id", (now,))
+        try:
+            while rows := cursor.fetchmany(100_000):
+                yield [r[0] for r in rows]
+        finally:
+            cursor.close()
+
     def last_entry_id(self) -> int:
         """The highest entry id stored (0 if none). Entries are numbered in commit order and
         never deleted, so a reader that has seen every id up to this one can follow the
@@ -523,6 +580,16 @@ class Store:
             "evidence": scalar("SELECT COUNT(*) FROM evidence"),
             "frozen_origins": scalar("SELECT COUNT(*) FROM origins WHERE frozen_seq IS NOT NULL"),
         }
+
+    def alert_state(self) -> tuple[bool, int, int]:
+        """(signing blocked, evidence objects, frozen origins): what the alert gauges show.
+        Cheap (no scan of the entries), so it can be read on every ``/metrics`` scrape."""
+        conn = self.reader()
+        blocked = conn.execute("SELECT 1 FROM meta WHERE key='signing_blocked'").fetchone()
+        (evidence,) = conn.execute("SELECT COUNT(*) FROM evidence").fetchone()
+        (frozen,) = conn.execute(
+            "SELECT COUNT(*) FROM origins WHERE frozen_seq IS NOT NULL").fetchone()
+        return blocked is not None, int(evidence), int(frozen)
 
     def evidence(self) -> list[dict[str, Any]]:
         rows = self.reader().execute("SELECT evidence FROM evidence ORDER BY id").fetchall()
@@ -871,7 +938,13 @@ class AsyncStore:
             log.exception("audit rows NOT committed: %s", json.dumps(rows))
 
     async def write(self, fn: Callable[[Store], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, self.store)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, fn,
+                                                                    self.store)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc) or "I/O error" in str(exc):
+                raise StorageError(f"the database cannot be written: {exc}") from exc
+            raise
 
     async def read(self, fn: Callable[[Store], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, self.store)

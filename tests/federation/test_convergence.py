@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hashmesh.protocol.records import SignedRecord
 from hashmesh.protocol.state import State
 from tests.federation.cluster import Cluster, eventually
+from tests.invariants import assert_index_matches_store
 
 
 @st.composite
@@ -68,6 +69,8 @@ async def run_scenario(root: Path, size: int, edges: list[tuple[int, int]],
         expected = State().apply_all(SignedRecord.from_bytes(r) for r in raw)
         assert states[0] == {(item.record, item.index, h.value)
                              for item in expected.active(now_ms=0) for h in item.item.hashes}
+        for name in names:
+            await assert_index_matches_store(cluster.nodes[name].svc)
     finally:
         await cluster.stop()
 

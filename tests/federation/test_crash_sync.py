@@ -107,6 +107,8 @@ def test_kill_9_mid_sync_loses_and_duplicates_nothing(tmp_path: Path) -> None:
 
         c = NodeProcess(c_cfg, c_url, tmp_path / "c2.log").start()
         wait_for(lambda: head_seq(c_cfg, a_origin) == RECORDS, 120, "c resumes and finishes")
+        checked = run_cli("verify", "--index", "--config", c_cfg, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         for node in (a, b, c):
             node.stop()

@@ -63,6 +63,7 @@ from tests.federation.hostile import (
     ndjson,
     pdq,
 )
+from tests.invariants import assert_index_matches_store
 
 IDLE_INTERVAL = 3600  # background links sync only when poked, so rounds are the tests' own
 QUIET = 0.3  # how long to watch for a pull that must not happen (a real one takes ~10 ms)
@@ -142,7 +143,11 @@ class Arena:
 
     async def close(self) -> None:
         await self.session.close()
-        await self.cluster.stop()
+        try:
+            for node in (self.victim, self.honest):  # whatever the hostile did
+                await assert_index_matches_store(node.svc)
+        finally:
+            await self.cluster.stop()
         await self.hostile.stop()
 
 

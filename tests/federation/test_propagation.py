@@ -10,6 +10,7 @@ import pytest
 
 from hashmesh.protocol.records import Distribution
 from tests.federation.cluster import Cluster, eventually
+from tests.invariants import assert_index_matches_store
 
 
 def pdq(seed: int) -> str:
@@ -20,7 +21,12 @@ def pdq(seed: int) -> str:
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     c = Cluster(tmp_path)
     yield c
-    await c.stop()
+    try:
+        for node in c.nodes.values():  # every scenario ends with what each node holds matched
+            if node.service is not None:
+                await assert_index_matches_store(node.service)
+    finally:
+        await c.stop()
 
 
 async def matches_on(cluster: Cluster, name: str, value: str) -> bool:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from hashmesh.node.api.app import create_app
 from hashmesh.node.api.openapi import openapi_document
-from hashmesh.node.api.routes import SERVICE_KEY
+from hashmesh.node.api.routes import MATCHING_KEY, SERVICE_KEY
 from hashmesh.node.config.node import hash_token
 from hashmesh.node.service import NodeService
 from hashmesh.node.store.sqlite import now_ms
@@ -414,7 +414,7 @@ async def test_openapi_document_lists_exactly_the_served_routes(api: Client) -> 
               for route in api.app.router.routes()
               if route.method != "HEAD" and route.resource is not None}
     document = await (await api.get("/v1/openapi.json")).json()
-    assert document == openapi_document()
+    assert document == openapi_document(api.app[MATCHING_KEY].config.limits)
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert documented == served
 
@@ -447,3 +447,38 @@ async def test_items_of_different_lists_go_in_separate_records(
     assert response.status == 201, await response.text()
     records = (await response.json())["records"]
     assert [len(r["items"]) for r in records] == [2, 1]
+
+
+async def test_openapi_document_says_what_the_node_does(api: Client) -> None:
+    """Issue 18, item 8: each of these differed from behaviour."""
+    document = await (await api.get("/v1/openapi.json")).json()
+    limits = api.app[MATCHING_KEY].config.limits
+    paths, schemas = document["paths"], document["components"]["schemas"]
+
+    def body(path: str) -> dict[str, Any]:
+        schema: dict[str, Any] = paths[path]["post"]["requestBody"]["content"][
+            "application/json"]["schema"]
+        return schema
+
+    match_hashes = body("/v1/match")["properties"]["hashes"]
+    assert match_hashes["maxItems"] == limits.max_batch
+    assert match_hashes["items"]["oneOf"][0] == {"$ref": "#/components/schemas/HashQuery"}
+    assert "quality" not in schemas["HashQuery"]["properties"]
+    refused = await api.post("/v1/match", json={"hashes": [
+        {"type": "pdq", "value": pdq(1), "quality": 100}]})
+    assert refused.status == 400 and (await error_of(refused))["field"] == "hashes[0].quality"
+    assert body("/v1/records")["properties"]["items"]["maxItems"] == limits.max_batch
+    assert body("/v1/revocations")["properties"]["targets"]["maxItems"] == min(
+        limits.max_batch, 256)
+    log_parameters = {p["name"]: p["schema"] for p in paths["/v1/log/{origin}"]["get"][
+        "parameters"]}
+    assert log_parameters["limit"]["maximum"] == 2**53 - 1
+    assert {"400", "401", "421", "503"} <= set(paths["/v1/log/{origin}"]["get"]["responses"])
+    for path in ("/v1/records", "/v1/revocations", "/v1/feedback"):
+        assert {"409", "503"} <= set(paths[path]["post"]["responses"])
+
+    service = api.app[SERVICE_KEY]
+    await service.store.write(lambda s: s.block_signing("restored from a backup"))
+    blocked = await api.post("/v1/records", json={"items": [
+        {"hashes": [{"type": "pdq", "value": pdq(2)}]}]})
+    assert blocked.status == 409 and (await error_of(blocked))["code"] == "ORIGIN_FROZEN"

@@ -81,6 +81,7 @@ def test_acknowledged_adds_survive_kill_9(tmp_path: Path) -> None:
     try:
         after = post_add(url, token, 999_999_999)
         assert after["records"][0]["seq"] == len(stored) + 1  # type: ignore[index]
+        assert run_cli("verify", "--index", "--config", config_path).returncode == 0
     finally:
         restarted.stop()
     assert "0 fault(s)" in run_cli("verify", "--config", config_path).stdout
