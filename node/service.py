@@ -291,7 +291,11 @@ class NodeService:
             await self.sweep_expired()
 
     async def sweep_expired(self, now: int | None = None) -> int:
-        return await self.matching.sweep_expired(now)
+        """Drop expired hashes from the index, and log their expiry in the change feed."""
+        until = int(time.time() * 1000) if now is None else now
+        swept = await self.matching.sweep_expired(until)
+        await self.store.write(lambda s: s.log_expiries(until))
+        return swept
 
     async def reload_index(self) -> None:
         await self.matching.reload_index()

@@ -1,0 +1,217 @@
+"""The change log: what changed in the lists this node holds, numbered in commit order.
+
+Why a table of its own. A consumer of the change feed (``GET /v1/changes``, the
+python-threatexchange extension, TAXII) keeps a cursor and asks "everything after N". That
+number must follow commit order, never be reused and survive restarts, so that a cursor
+neither skips nor repeats a change. ``records.num`` is commit-ordered, but a stub completed by
+its body later gets its hashes under its old number, and revocations, expiries and verdicts
+change items that were numbered long before. So each change of an *item* (one ``add`` item:
+its hashes, list, labels) gets a row here, written in the same transaction as the write that
+makes it::
+
+    seq         INTEGER PRIMARY KEY: the cursor; rows are never deleted, so it only grows
+    kind        add | revoke | expire | verdict
+    record_num  the add record of the item (``records.num``), item: its index
+    list        the item's list (the feed filters on it through ``changes(list, seq)``)
+    ts          commit time (ms); an expiry is logged at its own ``expires`` time
+    ref_num     revoke and verdict: ``records.num`` of the record that made the change
+
+An item that arrives already revoked (a stub completed after its revocation) is logged as
+``add`` then ``revoke`` in one transaction. Expiries are written by ``log_expiries`` (the
+node's expiry sweep) for items whose ``expires`` passed since the last sweep; the watermark
+is kept in ``meta`` (``changes_expired_through``), so an expiry is logged once, even across
+restarts. An item that arrives after its expiry time is logged as ``add`` then ``expire``.
+
+The table is added to an existing schema version 2 database when the node opens it, and
+filled from the rows already there (``backfill``) in that transaction, so no migration step
+is needed and no database is refused. A node of an older release would not write change
+rows: after running one on this database, drop the log (``DROP TABLE changes``) and the
+node rebuilds it at its next start (feed consumers then start again from cursor 0).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+CHANGE_KINDS = ("add", "revoke", "expire", "verdict")
+EXPIRED_THROUGH_KEY = "changes_expired_through"
+
+# item identity and the columns a change row needs: (record_num, item, list)
+ItemKey = tuple[int, int, str]
+
+
+def create_changes_table(conn: sqlite3.Connection) -> None:
+    """Create the change log if it is missing, and fill it from the rows already stored."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='changes'"
+                          ).fetchone()
+    if exists:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE changes (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
+            "record_num INTEGER NOT NULL, item INTEGER NOT NULL, list TEXT NOT NULL, "
+            "ts INTEGER NOT NULL, ref_num INTEGER)")
+        conn.execute("CREATE INDEX changes_by_list ON changes (list, seq)")
+        backfill(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def backfill(conn: sqlite3.Connection) -> None:
+    """Log the items already stored: an ``add`` each in entry order, then a ``revoke`` for
+    the revoked ones and a ``verdict`` per feedback held. Expiries are left to the next sweep
+    (the watermark starts at 0 and lives in ``meta`` only once a sweep moved it). A new, empty
+database logs nothing here."""
+    conn.execute(
+        "INSERT INTO changes (kind, record_num, item, list, ts) "
+        "SELECT 'add', e.record_num, e.item, e.list, r.received_at FROM entries e "
+        "JOIN records r ON r.num = e.record_num "
+        "WHERE e.id = (SELECT MIN(id) FROM entries f WHERE f.record_num = e.record_num "
+        "AND f.item = e.item) ORDER BY e.id")
+    conn.execute(
+        "INSERT INTO changes (kind, record_num, item, list, ts) "
+        "SELECT 'revoke', e.record_num, e.item, e.list, r.received_at FROM entries e "
+        "JOIN records r ON r.num = e.record_num WHERE e.active = 0 "
+        "AND e.id = (SELECT MIN(id) FROM entries f WHERE f.record_num = e.record_num "
+        "AND f.item = e.item) ORDER BY e.id")
+    for target, record_id in conn.execute("SELECT target, record FROM feedback").fetchall():
+        row = conn.execute("SELECT num, received_at FROM records WHERE id_key = ? AND id = ?",
+                           (id_key(record_id), record_id)).fetchone()
+        if row is not None:
+            log_verdict(conn, target, row[0], row[1])
+
+
+def log_items(conn: sqlite3.Connection, kind: str, items: Iterable[ItemKey], ts: int,
+              ref_num: int | None = None) -> None:
+    """Append one change row per item, in the order given."""
+    rows = [(kind, num, item, list_name, ts, ref_num) for num, item, list_name in items]
+    if rows:
+        conn.executemany("INSERT INTO changes (kind, record_num, item, list, ts, ref_num) "
+                         "VALUES (?,?,?,?,?,?)", rows)
+
+
+def log_added(conn: sqlite3.Connection, items: list[tuple[int, int, str, bool, int | None]],
+              ts: int) -> None:
+    """The items of add records just written: ``(record_num, item, list, active, expires)``.
+
+    An item written inactive (revoked before its body arrived) is followed by its ``revoke``;
+    one written after its expiry time was swept past, by its ``expire``.
+    """
+    if not items:
+        return
+    log_items(conn, "add", [(num, item, name) for num, item, name, _, _ in items], ts)
+    log_items(conn, "revoke", [(n, i, name) for n, i, name, active, _ in items if not active],
+              ts)
+    if any(expires is not None for *_, expires in items):
+        through = expired_through(conn)
+        log_items(conn, "expire", [(n, i, name) for n, i, name, active, expires in items
+                                   if active and expires is not None and expires <= through],
+                  ts)
+
+
+def log_verdict(conn: sqlite3.Connection, target: str, feedback_num: int, ts: int) -> None:
+    """A verdict on ``target`` (a record id or ``<id>/<item>``): one row per item it covers
+    that this node holds; feedback on a record this node does not hold changes no list."""
+    record_id, _, item = target.partition("/")
+    query = ("SELECT DISTINCT e.record_num, e.item, e.list FROM entries e JOIN records r "
+             "ON r.num = e.record_num WHERE r.id_key = ? AND r.id = ?")
+    params: list[Any] = [id_key(record_id), record_id]
+    if item:
+        query += " AND e.item = ?"
+        params.append(int(item))
+    items = conn.execute(query + " ORDER BY e.item", params).fetchall()
+    log_items(conn, "verdict", items, ts, feedback_num)
+
+
+def id_key(record_id: str) -> int:
+    """The records index key of a record id (the same as ``sqlite.id_key``, which imports
+    this module): its first 60 bits, or -1 for a malformed id."""
+    try:
+        return int(record_id[:15], 16)
+    except ValueError:
+        return -1
+
+
+def expired_through(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (EXPIRED_THROUGH_KEY,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def log_expiries(conn: sqlite3.Connection, until: int) -> int:
+    """Log an ``expire`` for each active item whose ``expires`` is in (watermark, until], in
+    expiry order, and move the watermark to ``until``. Run inside a write transaction."""
+    after = expired_through(conn)
+    if until <= after:
+        return 0
+    rows = conn.execute(
+        "SELECT record_num, item, list, MIN(expires) FROM entries WHERE active = 1 "
+        "AND expires IS NOT NULL AND expires > ? AND expires <= ? "
+        "GROUP BY record_num, item ORDER BY MIN(expires), record_num, item",
+        (after, until)).fetchall()
+    conn.executemany("INSERT INTO changes (kind, record_num, item, list, ts) "
+                     "VALUES ('expire', ?, ?, ?, ?)", rows)
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                 (EXPIRED_THROUGH_KEY, str(until)))
+    return len(rows)
+
+
+def last_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT MAX(seq) FROM changes").fetchone()
+    return int(row[0] or 0)
+
+
+def changes_after(conn: sqlite3.Connection, after: int, limit: int,
+                  lists: tuple[str, ...] | None) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` change rows after ``after`` (in one list set, if given), each with its
+    item's record id, origin and hashes: ``(seq, kind, ts, ref_num, record_id, origin, item,
+    list, [(hash_type, value, quality, labels, tier, expires), ...])``.
+
+    One query for the page of changes and one for their hashes, so a page costs the same
+    whatever the size of the log.
+    """
+    if lists:
+        marks = ",".join("?" * len(lists))
+        page = conn.execute(
+            f"SELECT seq, kind, ts, ref_num, record_num, item, list FROM changes "
+            f"WHERE list IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?",
+            (*lists, after, limit)).fetchall()
+    else:
+        page = conn.execute(
+            "SELECT seq, kind, ts, ref_num, record_num, item, list FROM changes "
+            "WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+    if not page:
+        return []
+    nums = sorted({row[4] for row in page})
+    hashes: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
+    records: dict[int, tuple[str, str]] = {}
+    for start in range(0, len(nums), 500):
+        chunk = nums[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for num, record_id, origin in conn.execute(
+                f"SELECT num, id, origin FROM records WHERE num IN ({marks})", chunk):
+            records[num] = (record_id, origin)
+        for num, item, *rest in conn.execute(
+                f"SELECT record_num, item, hash_type, value, quality, labels, tier, expires "
+                f"FROM entries WHERE record_num IN ({marks}) ORDER BY id", chunk):
+            hashes.setdefault((num, item), []).append(tuple(rest))
+    return [(seq, kind, ts, ref_num, *records[num], item, list_name,
+             hashes.get((num, item), []))
+            for seq, kind, ts, ref_num, num, item, list_name in page]
+
+
+def record_ids(conn: sqlite3.Connection, nums: Iterable[int]) -> dict[int, tuple[str, bytes]]:
+    """``records.num -> (id, raw)`` of the revoke and feedback records that made changes."""
+    wanted = sorted(set(nums))
+    found: dict[int, tuple[str, bytes]] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for num, record_id, raw in conn.execute(
+                f"SELECT num, id, raw FROM records WHERE num IN ({marks})", chunk):
+            found[num] = (record_id, bytes(raw))
+    return found
