@@ -7,6 +7,7 @@ import signal
 
 from aiohttp import web
 
+from hashmesh.node.api.feed import add_feed_routes
 from hashmesh.node.api.routes import (
     MATCHING_KEY,
     SERVICE_KEY,
@@ -48,6 +49,7 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
     federation = service.federation = Federation(service)
     _set_keys(app, service, federation)
     add_routes(app)
+    add_feed_routes(app)
     if shared:
         add_federation_routes(app)
 

@@ -13,7 +13,9 @@ makes it::
     kind        add | revoke | expire | verdict
     record_num  the add record of the item (``records.num``), item: its index
     list        the item's list (the feed filters on it through ``changes(list, seq)``)
-    ts          commit time (ms); an expiry is logged at its own ``expires`` time
+    ts          when the change was committed, in microseconds, strictly increasing with seq
+                (the clock, or one more than the row before): TAXII's ``added_after`` is
+                then a cursor as exact as ``seq``
     ref_num     revoke and verdict: ``records.num`` of the record that made the change
 
 An item that arrives already revoked (a stub completed after its revocation) is logged as
@@ -32,6 +34,7 @@ node rebuilds it at its next start (feed consumers then start again from cursor 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +58,7 @@ def create_changes_table(conn: sqlite3.Connection) -> None:
             "record_num INTEGER NOT NULL, item INTEGER NOT NULL, list TEXT NOT NULL, "
             "ts INTEGER NOT NULL, ref_num INTEGER)")
         conn.execute("CREATE INDEX changes_by_list ON changes (list, seq)")
+        conn.execute("CREATE INDEX changes_by_item ON changes (record_num, item, seq)")
         backfill(conn)
     except BaseException:
         conn.execute("ROLLBACK")
@@ -69,34 +73,54 @@ def backfill(conn: sqlite3.Connection) -> None:
 database logs nothing here."""
     conn.execute(
         "INSERT INTO changes (kind, record_num, item, list, ts) "
-        "SELECT 'add', e.record_num, e.item, e.list, r.received_at FROM entries e "
+        "SELECT 'add', e.record_num, e.item, e.list, r.received_at * 1000 FROM entries e "
         "JOIN records r ON r.num = e.record_num "
         "WHERE e.id = (SELECT MIN(id) FROM entries f WHERE f.record_num = e.record_num "
         "AND f.item = e.item) ORDER BY e.id")
     conn.execute(
         "INSERT INTO changes (kind, record_num, item, list, ts) "
-        "SELECT 'revoke', e.record_num, e.item, e.list, r.received_at FROM entries e "
+        "SELECT 'revoke', e.record_num, e.item, e.list, r.received_at * 1000 FROM entries e "
         "JOIN records r ON r.num = e.record_num WHERE e.active = 0 "
         "AND e.id = (SELECT MIN(id) FROM entries f WHERE f.record_num = e.record_num "
         "AND f.item = e.item) ORDER BY e.id")
     for target, record_id in conn.execute("SELECT target, record FROM feedback").fetchall():
-        row = conn.execute("SELECT num, received_at FROM records WHERE id_key = ? AND id = ?",
+        row = conn.execute("SELECT num FROM records WHERE id_key = ? AND id = ?",
                            (id_key(record_id), record_id)).fetchone()
         if row is not None:
-            log_verdict(conn, target, row[0], row[1])
+            log_verdict(conn, target, row[0])
+    # receive times can repeat or go back (a clock step): make them strictly increasing
+    last = 0
+    fixes = []
+    for seq, ts in conn.execute("SELECT seq, ts FROM changes ORDER BY seq"):
+        if ts is None or ts <= last:
+            ts = last + 1
+            fixes.append((ts, seq))
+        last = ts
+    conn.executemany("UPDATE changes SET ts = ? WHERE seq = ?", fixes)
 
 
-def log_items(conn: sqlite3.Connection, kind: str, items: Iterable[ItemKey], ts: int,
+def _stamps(conn: sqlite3.Connection) -> int:
+    """The ``ts`` of the next change row: now, or one microsecond after the last row's."""
+    row = conn.execute("SELECT ts FROM changes ORDER BY seq DESC LIMIT 1").fetchone()
+    return max(time.time_ns() // 1000, (row[0] + 1) if row else 0)
+
+
+def log_items(conn: sqlite3.Connection, kind: str, items: Iterable[ItemKey],
               ref_num: int | None = None) -> None:
     """Append one change row per item, in the order given."""
-    rows = [(kind, num, item, list_name, ts, ref_num) for num, item, list_name in items]
+    keys = list(items)
+    if not keys:
+        return
+    first = _stamps(conn)
+    rows = [(kind, num, item, list_name, first + i, ref_num)
+            for i, (num, item, list_name) in enumerate(keys)]
     if rows:
         conn.executemany("INSERT INTO changes (kind, record_num, item, list, ts, ref_num) "
                          "VALUES (?,?,?,?,?,?)", rows)
 
 
-def log_added(conn: sqlite3.Connection, items: list[tuple[int, int, str, bool, int | None]],
-              ts: int) -> None:
+def log_added(conn: sqlite3.Connection, items: list[tuple[int, int, str, bool, int | None]]
+              ) -> None:
     """The items of add records just written: ``(record_num, item, list, active, expires)``.
 
     An item written inactive (revoked before its body arrived) is followed by its ``revoke``;
@@ -104,17 +128,15 @@ def log_added(conn: sqlite3.Connection, items: list[tuple[int, int, str, bool, i
     """
     if not items:
         return
-    log_items(conn, "add", [(num, item, name) for num, item, name, _, _ in items], ts)
-    log_items(conn, "revoke", [(n, i, name) for n, i, name, active, _ in items if not active],
-              ts)
+    log_items(conn, "add", [(num, item, name) for num, item, name, _, _ in items])
+    log_items(conn, "revoke", [(n, i, name) for n, i, name, active, _ in items if not active])
     if any(expires is not None for *_, expires in items):
         through = expired_through(conn)
         log_items(conn, "expire", [(n, i, name) for n, i, name, active, expires in items
-                                   if active and expires is not None and expires <= through],
-                  ts)
+                                   if active and expires is not None and expires <= through])
 
 
-def log_verdict(conn: sqlite3.Connection, target: str, feedback_num: int, ts: int) -> None:
+def log_verdict(conn: sqlite3.Connection, target: str, feedback_num: int) -> None:
     """A verdict on ``target`` (a record id or ``<id>/<item>``): one row per item it covers
     that this node holds; feedback on a record this node does not hold changes no list."""
     record_id, _, item = target.partition("/")
@@ -125,7 +147,7 @@ def log_verdict(conn: sqlite3.Connection, target: str, feedback_num: int, ts: in
         query += " AND e.item = ?"
         params.append(int(item))
     items = conn.execute(query + " ORDER BY e.item", params).fetchall()
-    log_items(conn, "verdict", items, ts, feedback_num)
+    log_items(conn, "verdict", items, feedback_num)
 
 
 def id_key(record_id: str) -> int:
@@ -149,12 +171,11 @@ def log_expiries(conn: sqlite3.Connection, until: int) -> int:
     if until <= after:
         return 0
     rows = conn.execute(
-        "SELECT record_num, item, list, MIN(expires) FROM entries WHERE active = 1 "
+        "SELECT record_num, item, list FROM entries WHERE active = 1 "
         "AND expires IS NOT NULL AND expires > ? AND expires <= ? "
         "GROUP BY record_num, item ORDER BY MIN(expires), record_num, item",
         (after, until)).fetchall()
-    conn.executemany("INSERT INTO changes (kind, record_num, item, list, ts) "
-                     "VALUES ('expire', ?, ?, ?, ?)", rows)
+    log_items(conn, "expire", rows)
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                  (EXPIRED_THROUGH_KEY, str(until)))
     return len(rows)
@@ -214,4 +235,41 @@ def record_ids(conn: sqlite3.Connection, nums: Iterable[int]) -> dict[int, tuple
         for num, record_id, raw in conn.execute(
                 f"SELECT num, id, raw FROM records WHERE num IN ({marks})", chunk):
             found[num] = (record_id, bytes(raw))
+    return found
+
+
+def seq_at_time(conn: sqlite3.Connection, ts: int) -> int:
+    """The last seq whose ``ts`` is at or before ``ts`` (µs), 0 if none: where a reader
+    that has seen every change added up to that time resumes. Seqs run 1..max without gaps
+    (rows are never deleted) and ``ts`` grows with seq, so a binary search on the primary key
+    finds it in ~20 lookups."""
+    low, high = 0, last_seq(conn)
+    while low < high:
+        middle = (low + high + 1) // 2
+        row = conn.execute("SELECT ts FROM changes WHERE seq = ?", (middle,)).fetchone()
+        if row is not None and row[0] <= ts:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def item_versions(conn: sqlite3.Connection, nums: Iterable[int]
+                  ) -> dict[tuple[int, int], tuple[int, int | None, int | None]]:
+    """``(record_num, item) -> (add ts, seq of its first tombstone, its ts)`` for every item
+    of these records that has changes: what a TAXII object's versions are made of (the add,
+    then a revoked version at the first revoke or expiry)."""
+    wanted = sorted(set(nums))
+    found: dict[tuple[int, int], tuple[int, int | None, int | None]] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for num, item, kind, seq, ts in conn.execute(
+                f"SELECT record_num, item, kind, seq, ts FROM changes WHERE record_num IN "
+                f"({marks}) AND kind IN ('add', 'revoke', 'expire') ORDER BY seq", chunk):
+            key = (num, item)
+            if kind == "add":
+                found.setdefault(key, (ts, None, None))
+            elif key in found and found[key][1] is None:
+                found[key] = (found[key][0], seq, ts)
     return found

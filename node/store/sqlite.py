@@ -459,6 +459,13 @@ class Store:
     def change_records(self, nums: Iterable[int]) -> dict[int, tuple[str, bytes]]:
         return change_log.record_ids(self.reader(), nums)
 
+    def change_seq_at(self, ts: int) -> int:
+        return change_log.seq_at_time(self.reader(), ts)
+
+    def item_versions(self, nums: Iterable[int]
+                      ) -> dict[tuple[int, int], tuple[int, int | None, int | None]]:
+        return change_log.item_versions(self.reader(), nums)
+
     def active_hash_types(self) -> list[str]:
         rows = self.reader().execute(
             "SELECT DISTINCT hash_type FROM entries WHERE active=1").fetchall()
@@ -582,7 +589,7 @@ class Store:
                  record.id)).fetchall()
             num = _record_num(conn, record.id) if changed else None
             if num is not None:
-                change_log.log_verdict(conn, body.target.ref, num, now_ms())
+                change_log.log_verdict(conn, body.target.ref, num)
         elif isinstance(body, KeyBody):
             conn.execute(
                 "INSERT INTO keys (origin, key, authorised_at) VALUES (?,?,?) "
@@ -762,7 +769,7 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
                 next_id += 1
     _insert_rows(conn, "INSERT INTO entries (id, record_num, item, hash_type, value, quality,"
                  " list, labels, tier, expires, active)", ENTRY_COLUMNS, rows)
-    change_log.log_added(conn, logged, now)
+    change_log.log_added(conn, logged)
 
 
 # Rows per multi-row INSERT (capped by SQLite's parameter limit). One statement is one
@@ -829,7 +836,7 @@ def _apply_revoke(conn: sqlite3.Connection, record: SignedRecord, body: RevokeBo
         changes.removed.extend(r[0] for r in rows)
         items = sorted({(num, item, name) for _, num, item, name in rows})
         if items:
-            change_log.log_items(conn, "revoke", items, now_ms(), _record_num(conn, record.id))
+            change_log.log_items(conn, "revoke", items, _record_num(conn, record.id))
     return changes
 
 
