@@ -16,6 +16,7 @@ from hashmesh.node.api.routes import (
     errors_middleware,
     healthz,
 )
+from hashmesh.node.api.taxii import add_taxii_routes
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.routes import (
     FEDERATION_KEY,
@@ -50,6 +51,7 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
     _set_keys(app, service, federation)
     add_routes(app)
     add_feed_routes(app)
+    add_taxii_routes(app)
     if shared:
         add_federation_routes(app)
 

@@ -91,7 +91,7 @@ def read_page(store: Store, after: int, limit: int, lists: tuple[str, ...] | Non
 
 def _change_json(row: tuple[Any, ...], makers: dict[int, tuple[str, bytes]],
                  verdicts: dict[str, dict[str, int]]) -> dict[str, Any]:
-    seq, kind, ts, ref_num, record_id, origin, item, list_name, hashes = row
+    seq, kind, ts, ref_num, record_id, origin, item, list_name, hashes, _ = row
     labels = json.loads(hashes[0][3] or "[]") if hashes else []
     counts: dict[str, int] = {}
     for ref in (record_id, f"{record_id}/{item}"):

@@ -50,7 +50,7 @@ ROUTE_SCOPES = {
     # node/api/feed.py and node/api/taxii.py (registered by app.py)
     "changes": "read", "taxii_discovery": "read", "taxii_root": "read",
     "taxii_collections": "read", "taxii_collection": "read", "taxii_objects": "read",
-    "taxii_object": "read", "taxii_manifest": "read", "taxii_versions": "read",
+    "taxii_manifest": "read",
 }
 
 

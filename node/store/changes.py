@@ -190,7 +190,7 @@ def changes_after(conn: sqlite3.Connection, after: int, limit: int,
                   lists: tuple[str, ...] | None) -> list[tuple[Any, ...]]:
     """Up to ``limit`` change rows after ``after`` (in one list set, if given), each with its
     item's record id, origin and hashes: ``(seq, kind, ts, ref_num, record_id, origin, item,
-    list, [(hash_type, value, quality, labels, tier, expires), ...])``.
+    list, [(hash_type, value, quality, labels, tier, expires), ...], record_num)``.
 
     One query for the page of changes and one for their hashes, so a page costs the same
     whatever the size of the log.
@@ -221,7 +221,7 @@ def changes_after(conn: sqlite3.Connection, after: int, limit: int,
                 f"FROM entries WHERE record_num IN ({marks}) ORDER BY id", chunk):
             hashes.setdefault((num, item), []).append(tuple(rest))
     return [(seq, kind, ts, ref_num, *records[num], item, list_name,
-             hashes.get((num, item), []))
+             hashes.get((num, item), []), num)
             for seq, kind, ts, ref_num, num, item, list_name in page]
 
 
