@@ -8,13 +8,17 @@ change, so a consumer that stores ``next`` and asks again neither skips nor repe
 whatever order records came in from peers and across restarts of the node.
 
 A revoke or an expiry is a *tombstone*: the item with ``"kind": "revoke"`` (or ``expire``)
-and its hashes, so that a consumer keyed by item or by hash can drop it. Pages are capped
+and its hashes, so that a consumer keyed by item or by hash can drop it. Each change also
+says whether its item is ``in_force`` now (not revoked, not expired): a consumer that keeps
+only the current state may treat an add or a verdict of an item no longer in force as a
+tombstone (its tombstone follows later in the log). Pages are capped
 (``MAX_LIMIT`` changes), so neither side holds more than a page.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,13 +101,15 @@ def _change_json(row: tuple[Any, ...], makers: dict[int, tuple[str, bytes]],
     for ref in (record_id, f"{record_id}/{item}"):
         for verdict, n in verdicts.get(ref, {}).items():
             counts[verdict] = counts.get(verdict, 0) + n
+    now = time.time_ns() // 1_000_000
+    in_force = bool(hashes) and all(h[6] and (h[5] is None or h[5] > now) for h in hashes)
     change: dict[str, Any] = {
         "cursor": str(seq), "kind": kind, "at": ts // 1000, "item": f"{record_id}/{item}",
         "record": record_id, "origin": origin, "list": list_name, "labels": labels,
         "tier": hashes[0][4] if hashes else None, "expires": hashes[0][5] if hashes else None,
         "hashes": [{"type": t, "value": v, **({"quality": q} if q is not None else {})}
                    for t, v, q, *_ in hashes],
-        "verdicts": counts,
+        "verdicts": counts, "in_force": in_force,
     }
     if ref_num is not None and ref_num in makers:
         maker_id, raw = makers[ref_num]

@@ -190,7 +190,8 @@ def changes_after(conn: sqlite3.Connection, after: int, limit: int,
                   lists: tuple[str, ...] | None) -> list[tuple[Any, ...]]:
     """Up to ``limit`` change rows after ``after`` (in one list set, if given), each with its
     item's record id, origin and hashes: ``(seq, kind, ts, ref_num, record_id, origin, item,
-    list, [(hash_type, value, quality, labels, tier, expires), ...], record_num)``.
+    list, [(hash_type, value, quality, labels, tier, expires, active), ...], record_num)``;
+    ``active`` and ``expires`` are the hashes' state now, not at the change.
 
     One query for the page of changes and one for their hashes, so a page costs the same
     whatever the size of the log.
@@ -217,8 +218,8 @@ def changes_after(conn: sqlite3.Connection, after: int, limit: int,
                 f"SELECT num, id, origin FROM records WHERE num IN ({marks})", chunk):
             records[num] = (record_id, origin)
         for num, item, *rest in conn.execute(
-                f"SELECT record_num, item, hash_type, value, quality, labels, tier, expires "
-                f"FROM entries WHERE record_num IN ({marks}) ORDER BY id", chunk):
+                f"SELECT record_num, item, hash_type, value, quality, labels, tier, expires, "
+                f"active FROM entries WHERE record_num IN ({marks}) ORDER BY id", chunk):
             hashes.setdefault((num, item), []).append(tuple(rest))
     return [(seq, kind, ts, ref_num, *records[num], item, list_name,
              hashes.get((num, item), []), num)
