@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hashmesh.node.api.openapi_interop import INTEROP_PATHS, INTEROP_SCHEMAS
 from hashmesh.node.service import VERSION
 
 HASH_TYPES = ["pdq", "md5", "sha256", "phash", "dhash", "ahash", "whash", "photodna"]
@@ -229,7 +230,7 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "hashmesh node local API", "version": VERSION},
         "security": [{"bearer": []}],
-        "paths": PATHS,
+        "paths": {**PATHS, **INTEROP_PATHS},
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -238,7 +239,7 @@ def openapi_document() -> dict[str, Any]:
                     "description": "RFC 9421 ed25519 signature by a configured peer's "
                                    "node key; see protocol/SPEC.md"},
             },
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **INTEROP_SCHEMAS},
             "responses": {
                 "BadRequest": _error_response("Malformed or invalid input"),
                 "Unauthorized": _error_response("Missing or unknown token"),

@@ -75,9 +75,10 @@ def parse_time(value: str, field: str) -> int:
     if match is None:
         raise ApiError(400, "BAD_FILTER", f"{field}: expected a timestamp like "
                        f"2026-01-31T12:00:00.000Z, got {value[:40]!r}", field)
-    *parts, fraction = match.groups()
+    year, month, day, hour, minute, second, fraction = match.groups()
     try:
-        moment = datetime(*map(int, parts), tzinfo=UTC)
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute),
+                          int(second), tzinfo=UTC)
     except ValueError as exc:
         raise ApiError(400, "BAD_FILTER", f"{field}: {exc}", field) from None
     micros = int((fraction or "0").ljust(9, "0")[:6])

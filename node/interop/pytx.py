@@ -118,7 +118,7 @@ class HashmeshItem:
 
     item: str
     origin: str
-    list: str
+    list_name: str
     hashes: dict[str, str]
     labels: list[str] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=dict)
