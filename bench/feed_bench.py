@@ -18,6 +18,7 @@ and while each full fetch runs.
     python -m bench.feed_bench --quick                 # 100k items
     python -m bench.feed_bench                         # 1M items (~2 min to sign first)
     python -m bench.feed_bench --dir /tmp/api1m        # reuse a node directory
+    python -m bench.feed_bench --quick --match-workers 2   # matches served by 2 workers
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="node directory to make or reuse")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--match-workers", type=int, default=0,
+                        help="serve matches from N match worker processes ([match_workers])")
     parser.add_argument("--client", nargs=3, metavar=("KIND", "URL", "TOKEN"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,7 +156,10 @@ def main() -> None:
     root = args.dir or Path(tempfile.mkdtemp(prefix="feed-bench-"))
     print(f"machine: {machine()}; {items:,} items in {root}", flush=True)
     node = prepare(root, items)
+    node.set_match_workers(args.match_workers)
     node.start(timeout=300)
+    if args.match_workers:
+        time.sleep(5)  # the workers load the index
     try:
         print("\nfull fetch   items     s   items/s  pages  client peak MB  node CPU s  "
               "node RSS +MB", flush=True)
@@ -164,8 +170,10 @@ def main() -> None:
                   f"{r['peak_rss_mb']:>16.0f}{r['node_cpu_seconds']:>12.1f}"
                   f"{r['node_rss_growth_mb']:>14.0f}", flush=True)
         queries = make_queries(stored_values(items), 20_000)
-        print(f"\nmatching, {args.connections} connections, {args.duration:.0f} s: "
-              "req/s, p50/p99 ms", flush=True)
+        served = (f"{args.match_workers} match workers" if args.match_workers
+                  else "the node process")
+        print(f"\nmatching ({served}), {args.connections} connections, {args.duration:.0f} s:"
+              " req/s, p50/p99 ms", flush=True)
         alone = aiohttp_load(node, queries, args.connections, args.duration, 2.0)
         print(f"alone        {alone.rps:>8,.0f}  {alone.p50_ms:6.2f} {alone.p99_ms:7.2f}",
               flush=True)

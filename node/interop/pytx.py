@@ -60,7 +60,9 @@ PAGE_SIZE = 1000
 # our hash type -> pytx signal type
 SIGNAL_TYPES: dict[str, type[SignalType]] = {
     "pdq": PdqSignal, "md5": VideoMD5Signal, "sha256": VideoSHA256Signal}
-OUR_TYPES = {signal.get_name(): ours for ours, signal in SIGNAL_TYPES.items()}
+SIGNAL_NAMES = {ours: signal.get_name() for ours, signal in SIGNAL_TYPES.items()}  # cached:
+# pytx derives a name from the class name with regular expressions at every call
+OUR_TYPES = {name: ours for ours, name in SIGNAL_NAMES.items()}
 # what a pytx opinion becomes on the node
 VERDICTS = {state.SignalOpinionCategory.NEGATIVE_CLASS: "not_ncii",
             state.SignalOpinionCategory.POSITIVE_CLASS: "confirmed"}
@@ -207,8 +209,8 @@ class HashmeshSignalExchangeAPI(
             return None
         if self.collab.labels and not self.collab.labels & set(change["labels"]):
             return None
-        hashes = {SIGNAL_TYPES[h["type"]].get_name(): h["value"] for h in change["hashes"]
-                  if h["type"] in SIGNAL_TYPES}
+        hashes = {SIGNAL_NAMES[h["type"]]: h["value"] for h in change["hashes"]
+                  if h["type"] in SIGNAL_NAMES}
         if not hashes:
             return None
         return HashmeshItem(change["item"], change["origin"], change["list"], hashes,
