@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from hashmesh.node.api.app import create_app
 from hashmesh.node.api.routes import SERVICE_KEY
 from hashmesh.node.config.node import hash_token
 from hashmesh.node.service import NodeService
-from hashmesh.node.store.sqlite import now_ms
+from hashmesh.node.store.sqlite import Store, now_ms
 from hashmesh.protocol.records import Distribution, HashEntry, Item, Target
 from tests.conftest import NodeDir
 from tests.node.test_api import add, error_of, pdq
 from tests.node.test_store_ingest import add as add_body
-from tests.protocol.builders import Chain, revoke_body
+from tests.protocol.builders import ROOT, STRANGER, Chain, feedback_body, revoke_body
 
 Client = TestClient[Any, Any]
 
@@ -171,3 +173,65 @@ async def test_the_feed_needs_a_token_with_the_read_scope(make_node_dir: Any,
     response = await client.get("/v1/changes", headers={"Authorization": "Bearer scrape"})
     assert response.status == 403
     assert (await error_of(response))["field"] == "Authorization"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_follower_of_the_feed_ends_with_what_is_in_force(tmp_path: Any, seed: int) -> None:
+    """Two origins' logs (adds, item and record revokes, feedback), stored in random pages,
+    some records first as stubs and completed later, with a follower reading the feed in
+    random-sized pages in between: replaying adds minus tombstones gives exactly the items the
+    store holds in force, and no cursor comes twice."""
+    rng = random.Random(seed)
+    chains = [Chain(ROOT), Chain(STRANGER)]
+    for chain in chains:
+        adds: list[str] = []
+        for n in range(12):
+            roll = rng.random()
+            if roll < 0.5 or not adds:
+                record = chain.add(add_body(1000 * seed + 100 * chains.index(chain) + 10 * n,
+                                            rng.randint(1, 3)))
+                adds.append(record.id)
+            elif roll < 0.8:
+                target = rng.choice(adds)
+                chain.add(revoke_body(rng.choice([target, f"{target}/0"])))
+            else:
+                chain.add(feedback_body(f"{rng.choice(adds)}/0", "not_ncii"))
+    store = Store(tmp_path / "store.db")
+    state: dict[str, bool] = {}
+    seen: set[int] = set()
+    cursor = 0
+
+    def follow() -> None:
+        nonlocal cursor
+        while rows := store.changes_after(cursor, rng.randint(1, 7), None):
+            for seq, kind, _, _, record_id, _, item, *_ in rows:
+                assert seq not in seen and seq > cursor
+                seen.add(seq)
+                if kind == "add":
+                    state[f"{record_id}/{item}"] = True
+                elif kind in ("revoke", "expire"):
+                    state[f"{record_id}/{item}"] = False
+                cursor = seq
+
+    try:
+        pending = [list(chain.records) for chain in chains]
+        stubbed: list[Any] = []
+        while any(pending):
+            chain_records = rng.choice([p for p in pending if p])
+            page = [chain_records.pop(0) for _ in range(min(len(chain_records),
+                                                            rng.randint(1, 4)))]
+            if rng.random() < 0.3:  # held as stubs first, completed by a later page
+                stubbed += page
+                page = [record.stub() for record in page]
+            store.ingest(page, source="peer")
+            if stubbed and rng.random() < 0.5:
+                store.ingest(stubbed, source="peer-b")
+                stubbed = []
+            follow()
+        store.ingest(stubbed, source="peer-b")
+        follow()
+        in_force = {f"{e.record}/{e.item}" for record in chains[0].records + chains[1].records
+                    for e in store.item_entries(record.id) if e.active}
+    finally:
+        store.close()
+    assert {ref for ref, on in state.items() if on} == in_force
