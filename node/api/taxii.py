@@ -27,10 +27,12 @@ Auth is the local API's: a bearer token with the ``read`` scope (``routes.ROUTE_
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +47,7 @@ TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
 STIX_MEDIA_TYPE = "application/stix+json;version=2.1"
 # uuid5 namespace of every id this node derives (objects, collections)
 NAMESPACE = uuid.UUID("2c4b5c1e-0d0b-5d55-9a53-6861736d6573")
+NAMESPACE_BYTES = NAMESPACE.bytes
 DEFAULT_LIMIT = 1000
 # a page scans at most this many change rows per object it may return (superseded versions
 # are skipped), so a request's work stays bounded
@@ -56,7 +59,13 @@ OBJECT_PARAMS = {"added_after", "limit", "next", "match[type]", "match[version]"
 
 
 def object_id(item_ref: str) -> str:
-    return f"indicator--{uuid.uuid5(NAMESPACE, 'item:' + item_ref)}"
+    """``indicator--`` and ``uuid5(NAMESPACE, "item:" + ref)``, computed here with hashlib:
+    the ``uuid`` module's objects cost a third of a TAXII page's work."""
+    digest = bytearray(hashlib.sha1(NAMESPACE_BYTES + b"item:" + item_ref.encode()).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest[:16].hex()
+    return f"indicator--{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def collection_id(list_name: str) -> str:
@@ -66,7 +75,13 @@ def collection_id(list_name: str) -> str:
 def stix_time(us: int) -> str:
     """A STIX timestamp with microseconds from µs since the epoch (no float rounding)."""
     seconds, micros = divmod(us, 1_000_000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
+    return f"{_second(seconds)}.{micros:06d}Z"
+
+
+@lru_cache(maxsize=1024)
+def _second(seconds: int) -> str:
+    """The date and time of a second: a page's objects share a few of them."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_time(value: str, field: str) -> int:

@@ -157,6 +157,16 @@ async def test_pages_headers_and_versions(api: Client) -> None:
     assert other == {"more": False}
 
 
+def test_object_ids_are_uuid5_of_the_item_ref() -> None:
+    import uuid
+
+    from hashmesh.node.api.taxii import NAMESPACE, stix_time
+
+    for ref in ("a" * 64 + "/0", "b" * 64 + "/255"):
+        assert object_id(ref) == f"indicator--{uuid.uuid5(NAMESPACE, 'item:' + ref)}"
+    assert stix_time(1_700_000_000_000_001) == "2023-11-14T22:13:20.000001Z"
+
+
 async def test_bad_taxii_parameters_are_refused_by_field(api: Client) -> None:
     url = f"/taxii2/api/collections/{collection_id('ncii')}/objects/"
     for params, code, field in [
