@@ -36,6 +36,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 CHANGE_KINDS = ("add", "revoke", "expire", "verdict")
@@ -112,11 +113,27 @@ def log_items(conn: sqlite3.Connection, kind: str, items: Iterable[ItemKey],
     if not keys:
         return
     first = _stamps(conn)
-    rows = [(kind, num, item, list_name, first + i, ref_num)
-            for i, (num, item, list_name) in enumerate(keys)]
-    if rows:
-        conn.executemany("INSERT INTO changes (kind, record_num, item, list, ts, ref_num) "
-                         "VALUES (?,?,?,?,?,?)", rows)
+    values: list[Any] = []
+    for i, (num, item, list_name) in enumerate(keys):
+        values += (kind, num, item, list_name, first + i, ref_num)
+    rows, start, size = len(keys), 0, ROWS_PER_INSERT
+    while start < rows:  # a few multi-row INSERTs (see sqlite._insert_rows for why)
+        while size > rows - start:
+            size //= 2
+        conn.execute(_insert_sql(size), values[start * 6:(start + size) * 6])
+        start += size
+
+
+# Rows per INSERT statement: one statement is one sqlite3_step, which keeps the GIL released
+# for all its rows; ``executemany`` takes it back after every row, and waits for it whenever
+# another thread (a sync's verifier) runs Python.
+ROWS_PER_INSERT = 1024
+
+
+@lru_cache(maxsize=16)
+def _insert_sql(count: int) -> str:
+    return ("INSERT INTO changes (kind, record_num, item, list, ts, ref_num) VALUES "
+            + ",".join(["(?,?,?,?,?,?)"] * count))
 
 
 def log_added(conn: sqlite3.Connection, items: list[tuple[int, int, str, bool, int | None]]
