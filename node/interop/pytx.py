@@ -224,7 +224,7 @@ class HashmeshSignalExchangeAPI(
         """Items to ``{signal type: {hash: metadata}}``; items sharing a hash are merged."""
         by_name = {signal.get_name(): signal for signal in signal_types}
         result: dict[type[SignalType], dict[str, HashmeshSignalMetadata]] = {}
-        for ref, value in fetched.items():
+        for value in fetched.values():
             if value is None:
                 continue
             for name, signal in value.hashes.items():
@@ -235,7 +235,7 @@ class HashmeshSignalExchangeAPI(
                 meta = found.get(signal)
                 if meta is None:
                     meta = found[signal] = HashmeshSignalMetadata([])
-                meta.items.append(ref)
+                meta.items.append(value.item)
                 meta.labels.update(value.labels)
                 for verdict, n in value.verdicts.items():
                     meta.verdicts[verdict] = meta.verdicts.get(verdict, 0) + n

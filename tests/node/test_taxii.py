@@ -201,3 +201,20 @@ async def test_taxii_needs_a_token_with_the_read_scope(make_node_dir: Any,
         assert (await client.get(path)).status == 401
         response = await client.get(path, headers={"Authorization": "Bearer scrape"})
         assert response.status == 403
+
+
+async def test_an_expiry_is_a_revoked_version_after_valid_until(api: Client) -> None:
+    from hashmesh.node.api.routes import SERVICE_KEY
+    from hashmesh.node.store.sqlite import now_ms
+
+    soon = now_ms() + 60_000
+    response = await api.post("/v1/records", json={"items": [item(1, expires=soon)]})
+    assert response.status == 201
+    await api.app[SERVICE_KEY].sweep_expired(now=soon)
+    url = f"/taxii2/api/collections/{collection_id('ncii')}/objects/"
+    body = await (await api.get(url, params={"match[version]": "all"})).json()
+    first, expired = body["objects"]
+    assert first["id"] == expired["id"] and "revoked" not in first
+    assert first["valid_until"] == expired["valid_until"]
+    assert expired["revoked"] is True and expired["modified"] > first["modified"]
+    assert all(valid(o) for o in body["objects"])
