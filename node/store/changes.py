@@ -27,17 +27,21 @@ restarts. An item that arrives after its expiry time is logged as ``add`` then `
 The table is added to an existing schema version 2 database when the node opens it, and
 filled from the rows already there (``backfill``) in that transaction, so no migration step
 is needed and no database is refused. A node of an older release would not write change
-rows: after running one on this database, drop the log (``DROP TABLE changes``) and the
-node rebuilds it at its next start (feed consumers then start again from cursor 0).
+rows: a node that finds its newest item missing from the log says so in its log at start;
+drop the log (``DROP TABLE changes``) and the node rebuilds it at its next start (feed
+consumers then start again from cursor 0).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
+
+log = logging.getLogger("hashmesh.store")
 
 CHANGE_KINDS = ("add", "revoke", "expire", "verdict")
 EXPIRED_THROUGH_KEY = "changes_expired_through"
@@ -51,6 +55,7 @@ def create_changes_table(conn: sqlite3.Connection) -> None:
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='changes'"
                           ).fetchone()
     if exists:
+        _check_complete(conn)
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -65,6 +70,20 @@ def create_changes_table(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _check_complete(conn: sqlite3.Connection) -> None:
+    """Say so if the newest stored item has no ``add`` in the log: a release without the log
+    wrote to this database, and followers of the feed would miss what it wrote."""
+    newest = conn.execute("SELECT record_num, item FROM entries ORDER BY id DESC LIMIT 1"
+                          ).fetchone()
+    if newest is not None and not conn.execute(
+            "SELECT 1 FROM changes WHERE record_num = ? AND item = ? AND kind = 'add'",
+            newest).fetchone():
+        log.error("ALERT: the change log (GET /v1/changes, TAXII, the pytx extension) misses "
+                  "items written by a release without it; stop the node, run `DROP TABLE "
+                  "changes` on the database and start it: the log is rebuilt, and feed "
+                  "consumers must start again from cursor 0")
 
 
 def backfill(conn: sqlite3.Connection) -> None:

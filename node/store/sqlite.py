@@ -13,9 +13,10 @@ of its own. A crash can lose the audit rows of the last interval; a clean shutdo
 Signing a local record, inserting it and advancing the origin's head happen in one
 transaction: a crash can neither leave a gap nor reuse a seq.
 
-Derived tables (``entries``, ``revoked``, ``feedback``, ``keys``) are updated in the same
-transaction as the record that changes them, and every write returns the ``Changes`` that the
-in-memory matcher must apply once the transaction has committed.
+Derived tables (``entries``, ``revoked``, ``feedback``, ``keys``, and the change log that feed
+consumers follow, ``node/store/changes.py``) are updated in the same transaction as the record
+that changes them, and every write returns the ``Changes`` that the in-memory matcher must
+apply once the transaction has committed.
 """
 
 from __future__ import annotations

@@ -235,3 +235,15 @@ def test_a_follower_of_the_feed_ends_with_what_is_in_force(tmp_path: Any, seed: 
     finally:
         store.close()
     assert {ref for ref, on in state.items() if on} == in_force
+
+
+async def test_items_written_without_the_log_are_reported_at_start(
+        node_dir: NodeDir, caplog: Any) -> None:
+    service = await NodeService.open(node_dir.config())
+    await service.add([Item((HashEntry("pdq", pdq(1)),), "ncii")], Distribution(), "t")
+    await service.close()
+    with sqlite3.connect(node_dir.config().db_path) as conn:  # as an older release would
+        conn.execute("DELETE FROM changes")
+    service = await NodeService.open(node_dir.config())
+    await service.close()
+    assert "the change log (GET /v1/changes" in caplog.text
