@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
@@ -96,7 +97,7 @@ def read_page(store: Store, after: int, limit: int, lists: tuple[str, ...] | Non
 def _change_json(row: tuple[Any, ...], makers: dict[int, tuple[str, bytes]],
                  verdicts: dict[str, dict[str, int]]) -> dict[str, Any]:
     seq, kind, ts, ref_num, record_id, origin, item, list_name, hashes, _ = row
-    labels = json.loads(hashes[0][3] or "[]") if hashes else []
+    labels = list(_labels(hashes[0][3])) if hashes else []
     counts: dict[str, int] = {}
     for ref in (record_id, f"{record_id}/{item}"):
         for verdict, n in verdicts.get(ref, {}).items():
@@ -121,6 +122,12 @@ def _change_json(row: tuple[Any, ...], makers: dict[int, tuple[str, bytes]],
             change["verdict"] = body.verdict
             change["verdict_origin"] = SignedRecord.from_bytes(raw).head.origin
     return change
+
+
+@lru_cache(maxsize=4096)
+def _labels(text: str | None) -> tuple[str, ...]:
+    """Labels as stored (JSON text): the same few arrays over and over."""
+    return tuple(json.loads(text or "[]"))
 
 
 async def changes(request: web.Request) -> web.Response:
