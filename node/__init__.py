@@ -2,6 +2,8 @@
 
 Imports flow one way, top to bottom (``tests/test_layering.py`` holds it)::
 
+    interop     adapters for other tools over the local API: the python-threatexchange
+                extension (``interop.pytx``, for the threatexchange CLI and HMA)
     cli         the ``hashmesh`` command line and its client for the local API
     api         HTTP: local routes, request parsing, OpenAPI, app wiring, the server,
                 the match workers that serve the match routes on a port of their own

@@ -364,11 +364,16 @@ class NodeService:
                 "reason": None if refused is None else refused.reason}
 
     async def sweep_expired(self, now: int | None = None) -> int:
+        """Drop expired hashes from the index, and log their expiry in the change feed."""
+        until = int(time.time() * 1000) if now is None else now
+
         async def remove(expired: list[int]) -> None:
             if expired:
                 await self.apply_changes_soon(Changes(removed=expired))
 
-        return await self.matching.sweep_expired(now, remove)
+        swept = await self.matching.sweep_expired(until, remove)
+        await self.store.write(lambda s: s.log_expiries(until))
+        return swept
 
     async def checkpoint(self) -> None:
         """Fold the WAL into the database file (``Store.checkpoint``)."""

@@ -2,7 +2,8 @@
 
 The layers, top to bottom (``node/__init__.py`` explains each)::
 
-    cli -> api -> service -> {federation, matching} -> store -> {config, runtime} -> protocol
+    interop -> cli -> api -> service -> {federation, matching} -> store
+        -> {config, runtime} -> protocol
 
 A module may import any layer below its own, and modules of its own package; never a layer
 above, nor a sibling package of the same rank. Every import counts: those under
@@ -30,6 +31,7 @@ RANKS = {
     "hashmesh.node.service": 4,
     "hashmesh.node.api": 5,
     "hashmesh.node.cli": 6,
+    "hashmesh.node.interop": 7,
 }
 
 

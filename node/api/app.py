@@ -7,6 +7,7 @@ import signal
 
 from aiohttp import web
 
+from hashmesh.node.api.feed import add_feed_routes
 from hashmesh.node.api.page import add_page_routes
 from hashmesh.node.api.routes import (
     MATCHING_KEY,
@@ -17,6 +18,7 @@ from hashmesh.node.api.routes import (
     healthz,
     request_id_middleware,
 )
+from hashmesh.node.api.taxii import add_taxii_routes
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.routes import (
     FEDERATION_KEY,
@@ -52,6 +54,8 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
     _set_keys(app, service, federation)
     add_routes(app)
     add_page_routes(app, service)
+    add_feed_routes(app)
+    add_taxii_routes(app)
     if shared:
         add_federation_routes(app)
 

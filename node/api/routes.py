@@ -55,6 +55,10 @@ ROUTE_SCOPES = {
     "add": "write", "revoke": "write", "feedback": "write",
     "match": "read", "match_image": "read", "record": "read", "status": "read",
     "evidence": "read", "index_check": "read", "metrics": "metrics",
+    # node/api/feed.py and node/api/taxii.py (registered by app.py)
+    "changes": "read", "taxii_discovery": "read", "taxii_root": "read",
+    "taxii_collections": "read", "taxii_collection": "read", "taxii_objects": "read",
+    "taxii_manifest": "read",
 }
 
 

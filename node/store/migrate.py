@@ -25,6 +25,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from hashmesh.node.store.changes import backfill
 from hashmesh.node.store.schema import SCHEMA_VERSION
 from hashmesh.node.store.sqlite import Store, id_key
 
@@ -119,6 +120,7 @@ def _copy(source: Path, target: Path) -> dict[str, int]:
         conn.execute("ATTACH DATABASE ? AS v1", (str(source),))
         with store.transaction():
             _copy_rows(conn)
+            backfill(conn)  # the change log of the rows copied (node/store/changes.py)
         counts = _check_counts(conn)
         conn.execute("DETACH DATABASE v1")
     finally:

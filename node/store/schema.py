@@ -25,6 +25,8 @@ import sqlite3
 
 import sqlite_utils
 
+from hashmesh.node.store.changes import create_changes_table
+
 SCHEMA_VERSION = 2
 
 
@@ -83,6 +85,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
     db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                  (str(SCHEMA_VERSION),))
+    create_changes_table(conn)  # added to version 2 in place: see node/store/changes.py
 
 
 def check_version(conn: sqlite3.Connection) -> None:

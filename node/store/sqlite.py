@@ -13,9 +13,10 @@ of its own. A crash can lose the audit rows of the last interval; a clean shutdo
 Signing a local record, inserting it and advancing the origin's head happen in one
 transaction: a crash can neither leave a gap nor reuse a seq.
 
-Derived tables (``entries``, ``revoked``, ``feedback``, ``keys``) are updated in the same
-transaction as the record that changes them, and every write returns the ``Changes`` that the
-in-memory matcher must apply once the transaction has committed.
+Derived tables (``entries``, ``revoked``, ``feedback``, ``keys``, and the change log that feed
+consumers follow, ``node/store/changes.py``) are updated in the same transaction as the record
+that changes them, and every write returns the ``Changes`` that the in-memory matcher must
+apply once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hashmesh.node.store import changes as change_log
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
 from hashmesh.protocol.evidence import Evidence
@@ -390,6 +392,11 @@ class Store:
         with self.transaction() as conn:
             self._set_cursor(conn, peer, origin, seq)
 
+    def log_expiries(self, until: int) -> int:
+        """Log the items that expired by ``until`` in the change log (``changes.py``)."""
+        with self.transaction() as conn:
+            return change_log.log_expiries(conn, until)
+
     # -- reads ------------------------------------------------------------------------
 
     def head(self, origin: str) -> LogHead | None:
@@ -511,6 +518,30 @@ class Store:
                 ids.append(row_id)
                 values.append(value)
         return (rows[-1][0] if rows else entry_id), added
+
+    def changes_after(self, after: int, limit: int, lists: tuple[str, ...] | None
+                      ) -> list[tuple[Any, ...]]:
+        """A page of the change log with each item's hashes (``changes.changes_after``)."""
+        conn = self.reader()
+        conn.execute("BEGIN")  # one snapshot for the page and its hashes
+        try:
+            return change_log.changes_after(conn, after, limit, lists)
+        finally:
+            conn.execute("COMMIT")
+
+    def last_change(self) -> int:
+        """The highest change seq (0 if none): a cursor past it was not given by this log."""
+        return change_log.last_seq(self.reader())
+
+    def change_records(self, nums: Iterable[int]) -> dict[int, tuple[str, bytes]]:
+        return change_log.record_ids(self.reader(), nums)
+
+    def change_seq_at(self, ts: int) -> int:
+        return change_log.seq_at_time(self.reader(), ts)
+
+    def item_versions(self, nums: Iterable[int]
+                      ) -> dict[tuple[int, int], tuple[int, int | None, int | None]]:
+        return change_log.item_versions(self.reader(), nums)
 
     def active_hash_types(self) -> list[str]:
         rows = self.reader().execute(
@@ -642,13 +673,16 @@ class Store:
         if isinstance(body, RevokeBody):
             return _apply_revoke(conn, record, body)
         if isinstance(body, FeedbackBody):
-            conn.execute(
+            changed = conn.execute(
                 "INSERT INTO feedback (origin, target, seq, verdict, note, record) "
                 "VALUES (?,?,?,?,?,?) ON CONFLICT(origin, target) DO UPDATE SET "
                 "seq=excluded.seq, verdict=excluded.verdict, note=excluded.note, "
-                "record=excluded.record WHERE excluded.seq > feedback.seq",
+                "record=excluded.record WHERE excluded.seq > feedback.seq RETURNING 1",
                 (record.head.origin, body.target.ref, record.head.seq, body.verdict, body.note,
-                 record.id))
+                 record.id)).fetchall()
+            num = _record_num(conn, record.id) if changed else None
+            if num is not None:
+                change_log.log_verdict(conn, body.target.ref, num)
         elif isinstance(body, KeyBody):
             conn.execute(
                 "INSERT INTO keys (origin, key, authorised_at) VALUES (?,?,?) "
@@ -801,6 +835,7 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
         "SELECT 1 FROM revoked WHERE origin=? LIMIT 1", (origin,)).fetchone()}
     now = now_ms()
     rows: list[Any] = []  # ENTRY_COLUMNS values a hash, one hash after the other
+    logged: list[tuple[int, int, str, bool, int | None]] = []  # the change log's items
     hash_type = ""  # the added columns of the last hash type seen:
     ids: list[int] = []
     values: list[str] = []
@@ -814,6 +849,7 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
                                      and f"{record_id}/{index}" not in revoked)
             in_force = active and (item.expires is None or item.expires > now)
             labels = _json_array(item.labels)
+            logged.append((num, index, item.list, active, item.expires))
             for entry in item.hashes:
                 rows += (next_id, num, index, entry.type, entry.value, entry.quality,
                          item.list, labels, item.tier, item.expires, int(active))
@@ -826,6 +862,7 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
                 next_id += 1
     _insert_rows(conn, "INSERT INTO entries (id, record_num, item, hash_type, value, quality,"
                  " list, labels, tier, expires, active)", ENTRY_COLUMNS, rows)
+    change_log.log_added(conn, logged)
 
 
 # Rows per multi-row INSERT (capped by SQLite's parameter limit). One statement is one
@@ -888,9 +925,18 @@ def _apply_revoke(conn: sqlite3.Connection, record: SignedRecord, body: RevokeBo
         if target.item is not None:
             query += " AND item=?"
             params.append(target.item)
-        rows = conn.execute(query + " RETURNING id", params).fetchall()
+        rows = conn.execute(query + " RETURNING id, record_num, item, list", params).fetchall()
         changes.removed.extend(r[0] for r in rows)
+        items = sorted({(num, item, name) for _, num, item, name in rows})
+        if items:
+            change_log.log_items(conn, "revoke", items, _record_num(conn, record.id))
     return changes
+
+
+def _record_num(conn: sqlite3.Connection, record_id: str) -> int | None:
+    row = conn.execute("SELECT num FROM records WHERE id_key=? AND id=?",
+                       (id_key(record_id), record_id)).fetchone()
+    return None if row is None else int(row[0])
 
 
 class AsyncStore:

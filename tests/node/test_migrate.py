@@ -89,7 +89,12 @@ async def test_migrating_a_v1_database_gives_back_every_row(node_dir: NodeDir) -
         Store(path)
 
     done = migrate_v1(path)
-    assert dump(path) == before
+    after = dump(path)
+    # a version 1 database had no change log: migrating rebuilds it (adds, then revokes and
+    # verdicts), so it holds the same changes, in another order
+    assert sorted(r[1:5] for r in after.pop("changes")) == sorted(
+        r[1:5] for r in before.pop("changes"))
+    assert after == before
     assert (done.records, done.entries) == (len(before["records"]), len(before["entries"]))
     assert schema_version(done.backup) == 1
     service = await NodeService.open(node_dir.config())  # opens, and loads the index
