@@ -15,6 +15,11 @@ _ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "403": {"$ref": "#/components/responses/Forbidden"},
 }
+# A collection that names no list of this node.
+_COLLECTION_ERRORS = {
+    **_ERRORS,
+    "404": {"$ref": "#/components/responses/NotFound"},
+}
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -117,14 +122,14 @@ INTEROP_PATHS: dict[str, Any] = {
         "responses": {"200": _taxii("Collections"), **_ERRORS}}},
     "/taxii2/api/collections/{collection}/": {"get": {
         "summary": "A collection", "parameters": [_COLLECTION],
-        "responses": {"200": _taxii("Collection"), **_ERRORS}}},
+        "responses": {"200": _taxii("Collection"), **_COLLECTION_ERRORS}}},
     "/taxii2/api/collections/{collection}/objects/": {"get": {
         "summary": "STIX 2.1 indicators of the list's items (a withdrawal is a version with "
                    "revoked: true); next is always sent when more is true",
         "parameters": [_COLLECTION, *_PAGING],
-        "responses": {"200": _taxii("Envelope", headers=_DATE_HEADERS), **_ERRORS}}},
+        "responses": {"200": _taxii("Envelope", headers=_DATE_HEADERS), **_COLLECTION_ERRORS}}},
     "/taxii2/api/collections/{collection}/manifest/": {"get": {
         "summary": "The manifest of the same objects",
         "parameters": [_COLLECTION, *_PAGING],
-        "responses": {"200": _taxii("Manifest", headers=_DATE_HEADERS), **_ERRORS}}},
+        "responses": {"200": _taxii("Manifest", headers=_DATE_HEADERS), **_COLLECTION_ERRORS}}},
 }
