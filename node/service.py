@@ -22,6 +22,7 @@ from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
 from hashmesh.node.matching.matcher import Matcher
+from hashmesh.node.matching.verdicts import Policy, dispute_state, standing_verdicts
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import cancel_and_wait
 from hashmesh.node.store.sqlite import AsyncStore, Changes, Store
@@ -283,7 +284,26 @@ class NodeService:
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
             "match_workers": None if self.worker_status is None else self.worker_status(),
+            "disputed": await self.disputed(),
         }
+
+    async def disputed(self) -> list[dict[str, Any]]:
+        """This origin's items (or whole records) that answer ``disputed`` instead of
+        ``match``, and who disputes them: what its operators should look at first."""
+        feedback = await self.store.read(lambda s: s.feedback_on_origin(self.origin))
+        if not feedback:
+            return []
+        frozen = await self.store.read(lambda s: s.frozen())
+        policy = Policy.from_config(self.config.match)
+        found = []
+        for target in sorted(feedback):
+            record, _, item = target.partition("/")
+            standing = (standing_verdicts(feedback, record, int(item)) if item
+                        else feedback[target])
+            state = dispute_state(standing, self.origin, frozen, policy)
+            if state.disputed:
+                found.append({"target": target, "not_ncii": list(state.not_ncii)})
+        return found
 
     async def _sweep_expired_forever(self) -> None:
         while True:

@@ -22,11 +22,13 @@ from hashmesh.node.api.requests import (
     parse_feedback,
     parse_lists,
     parse_match,
+    parse_policy,
     parse_revoke,
     parse_thresholds,
 )
 from hashmesh.node.matching.answers import Matching
 from hashmesh.node.matching.hasher import ImageError
+from hashmesh.node.matching.verdicts import Policy
 from hashmesh.node.runtime.metrics import labelled
 from hashmesh.node.runtime.web import ApiError, Handler, error_response, read_body
 from hashmesh.node.service import ForbiddenError, NodeService, NotFoundError
@@ -161,9 +163,10 @@ async def feedback(request: web.Request) -> web.Response:
 async def match(request: web.Request) -> web.Response:
     matching = request.app[MATCHING_KEY]
     parsed = parse_match(await read_json(request), max_batch=matching.config.limits.max_batch)
-    results = await matching.match(parsed.hashes, parsed.thresholds, parsed.lists,
-                                   _actor(request))
-    return web.json_response({"results": results})
+    policy = parsed.policy(Policy.from_config(matching.config.match))
+    answer = await matching.answer(parsed.hashes, parsed.thresholds, parsed.lists,
+                                   _actor(request), policy)
+    return web.json_response(answer)
 
 
 async def match_image(request: web.Request) -> web.Response:
@@ -171,24 +174,37 @@ async def match_image(request: web.Request) -> web.Response:
     data = await read_body(request, matching.config.limits.max_image_bytes)
     if not data:
         raise ApiError(400, "EMPTY_BODY", "send the image bytes as the request body", "body")
-    thresholds, lists = _image_query_options(request)
-    answer = await matching.match_image(data, thresholds, lists, _actor(request))
+    thresholds, lists, policy = _image_query_options(request)
+    answer = await matching.match_image(data, thresholds, lists, _actor(request), policy)
     return web.json_response(answer)
 
 
-def _image_query_options(request: web.Request) -> tuple[dict[str, int], frozenset[str] | None]:
-    """``?threshold.pdq=40&list=ncii`` query parameters of the image endpoint."""
+def _image_query_options(request: web.Request
+                         ) -> tuple[dict[str, int], frozenset[str] | None, Policy]:
+    """``?threshold.pdq=40&list=ncii&policy.corroboration=3&policy.transforms=false``."""
     raw_thresholds: dict[str, object] = {}
+    raw_policy: dict[str, object] = {}
     for name, value in request.query.items():
         if name.startswith("threshold."):
             if not value.isdigit():
                 raise ApiError(400, "BAD_SCHEMA", "threshold must be an integer", name)
             raw_thresholds[name.removeprefix("threshold.")] = int(value)
+        elif name == "policy.corroboration":
+            if not value.isdigit():
+                raise ApiError(400, "BAD_SCHEMA", "corroboration must be an integer", name)
+            raw_policy["corroboration"] = int(value)
+        elif name == "policy.transforms":
+            if value not in ("true", "false"):
+                raise ApiError(400, "BAD_SCHEMA", "transforms must be true or false", name)
+            raw_policy["transforms"] = value == "true"
         elif name != "list":
             raise ApiError(400, "UNKNOWN_FIELD", f"unknown query parameter {name!r}", name)
     lists = request.query.getall("list", [])
+    corroboration, transforms = parse_policy(raw_policy, "policy")
+    node_policy = Policy.from_config(request.app[MATCHING_KEY].config.match)
     return (parse_thresholds(raw_thresholds, "threshold"),
-            parse_lists(list(lists), "list") if lists else None)
+            parse_lists(list(lists), "list") if lists else None,
+            node_policy.stricter(corroboration, transforms))
 
 
 async def get_record(request: web.Request) -> web.Response:

@@ -130,9 +130,13 @@ class ListsConfig:
 
 @dataclass(frozen=True)
 class MatchConfig:
-    """Per-hash-type default thresholds that override the hash type's own default."""
+    """Per-hash-type default thresholds that override the hash type's own default, and the
+    verdict policy (``node/matching/verdicts.py`` says what each knob means)."""
 
     thresholds: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    corroboration: int = 2  # independent 64-bit hashes that make a match without PDQ
+    transforms: bool = True  # a PDQ hit through a flip, rotation or trimmed margin is a match
+    dispute_origins: int = 2  # distinct trusted origins whose not_ncii quarantines an item
 
     def threshold_for(self, hash_type: str) -> int:
         override = self.thresholds.get(hash_type)
@@ -250,8 +254,15 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     api_tokens = _parse_tokens(api)
     public_metrics = api.boolean("public_metrics", default=False)
     lists = _parse_lists(top.table("lists", {"default", "allowed"}))
-    match = top.table("match", {"thresholds"})
+    match = top.table("match", {"thresholds", "corroboration", "transforms", "dispute_origins"})
     thresholds = _parse_thresholds(match.table("thresholds", None))
+    defaults = MatchConfig()
+    match_config = MatchConfig(
+        thresholds,
+        corroboration=match.integer("corroboration", 1, 4, default=defaults.corroboration),
+        transforms=match.boolean("transforms", default=defaults.transforms),
+        dispute_origins=match.integer("dispute_origins", 1, 1000,
+                                      default=defaults.dispute_origins))
     match_workers = (_parse_match_workers(
         top.table("match_workers", {"processes", "host", "port"}), listen)
         if top.has("match_workers") else None)
@@ -261,7 +272,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
         listen, match_workers)
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
-                      match=MatchConfig(thresholds), limits=limits, federation=federation,
+                      match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics)
 
 

@@ -195,7 +195,7 @@ def _exact(image: Image.Image) -> list[tuple[str, str, int]]:
     return found
 
 
-def _hex(bits: npt.NDArray[np.integer]) -> str:  # type: ignore[type-arg]
+def _hex(bits: npt.NDArray[np.integer]) -> str:
     return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from hashmesh.node.config.node import MatchConfig
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.hashtypes import get_hash_type
 
@@ -57,6 +58,10 @@ class Policy:
     corroboration: int = DEFAULT_CORROBORATION
     transforms: bool = True
     dispute_origins: int = DEFAULT_DISPUTE_ORIGINS
+
+    @classmethod
+    def from_config(cls, config: MatchConfig) -> Policy:
+        return cls(config.corroboration, config.transforms, config.dispute_origins)
 
     def stricter(self, corroboration: int | None, transforms: bool | None,
                  path: str = "policy") -> Policy:
