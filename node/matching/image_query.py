@@ -53,12 +53,13 @@ EXACT = {
     "rotate180": Image.Transpose.ROTATE_180,
     "rotate270": Image.Transpose.ROTATE_270,
 }
-EXACT_SIDE = 1024
+EXTRA_SIDE = 512  # the extra hashes (transforms, trimmed) are taken on a copy this size
 
 MARGIN_SCAN_SIDE = 256
 MARGIN_TOLERANCE = 24  # per channel, out of 255: JPEG noise around a flat colour
 CANVAS_SHARE = 0.95  # of a row's pixels near the edge colour: a canvas (strict pass)
 MARGIN_SHARE = 0.6  # the same for a bar that carries text (loose pass, within the canvas)
+MARGIN_BLOCK = 16  # rows read at a time
 MIN_MARGIN = 0.02  # margins thinner than this share of the side are left alone
 MIN_KEPT = 0.3  # never trim to less than this share of a side: that is not a margin
 
@@ -89,8 +90,8 @@ def hash_image_query(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     extra = [QueryHash("pdq", value, quality, transform)
              for transform, value in zip(DIHEDRAL[1:], pdqs[1:], strict=True)]
     extra += [QueryHash("pdq", value, q, transform) for transform, value, q in _exact(image)]
-    for number, (left, top, right, bottom) in enumerate(margin_boxes(pixels)):
-        picture = np.ascontiguousarray(pixels[top:bottom, left:right])
+    for number, box in enumerate(margin_boxes(pixels)):
+        picture = np.asarray(_reduced(image.crop(box)))
         if number == 0:  # all margins cut: also flipped or rotated
             trimmed, trimmed_quality = _dihedral(picture)
             extra += [QueryHash("pdq", value, trimmed_quality, transform) for transform, value
@@ -125,13 +126,17 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
     step = max(1, -(-max(height, width) // MARGIN_SCAN_SIDE))
     small = pixels[::step, ::step].astype(np.int16)
     rows, cols = small.shape[:2]
-    views = (small, small[::-1], small.transpose(1, 0, 2), small.transpose(1, 0, 2)[::-1])
-    colours = [np.median(view[0], axis=0) for view in views]
+    # Only as far in as a margin may reach (the rest is picture whatever it looks like).
+    reach_rows, reach_cols = int(rows * (1 - MIN_KEPT)) + 1, int(cols * (1 - MIN_KEPT)) + 1
+    across = small.transpose(1, 0, 2)
+    views = (small[:reach_rows], small[::-1][:reach_rows], across[:reach_cols],
+             across[::-1][:reach_cols])
+    colours = [np.median(view[0], axis=0).astype(np.int16) for view in views]
     strict = [_margin_run(view, CANVAS_SHARE, colour) for view, colour in zip(views, colours,
                                                                                strict=True)]
     top, bottom, left, right = strict
-    if top + bottom >= rows or left + right >= cols:
-        return []  # uniform all through: nothing to trim it to
+    if top + bottom >= rows * (1 - MIN_KEPT) or left + right >= cols * (1 - MIN_KEPT):
+        return []  # (nearly) uniform all through: nothing to trim it to
     spans = ((left, cols - right), (left, cols - right), (top, rows - bottom),
              (top, rows - bottom))
     full = (pixels, pixels[::-1], pixels.transpose(1, 0, 2), pixels.transpose(1, 0, 2)[::-1])
@@ -168,13 +173,17 @@ def margin_box(pixels: npt.NDArray[np.uint8]) -> tuple[int, int, int, int] | Non
 
 
 def _margin_run(pixels: npt.NDArray[np.int16], share: float,
-                colour: npt.NDArray[np.float64]) -> int:
-    """How many leading rows of ``pixels`` have ``share`` of their pixels near ``colour``."""
-    if not pixels.size:
-        return 0
-    near = (np.abs(pixels - colour).max(axis=2) <= MARGIN_TOLERANCE).mean(axis=1)
-    outside = np.flatnonzero(near < share)
-    return int(outside[0]) if len(outside) else len(near)
+                colour: npt.NDArray[np.int16]) -> int:
+    """How many leading rows of ``pixels`` have ``share`` of their pixels near ``colour``.
+    Read a block of rows at a time: most images have no margin, and stop at the first."""
+    for start in range(0, len(pixels), MARGIN_BLOCK):
+        block = np.abs(pixels[start:start + MARGIN_BLOCK] - colour)
+        far = np.maximum(np.maximum(block[..., 0], block[..., 1]), block[..., 2])
+        near = (far <= MARGIN_TOLERANCE).mean(axis=1)
+        outside = np.flatnonzero(near < share)
+        if len(outside):
+            return start + int(outside[0])
+    return len(pixels)
 
 
 def _exact(image: Image.Image) -> list[tuple[str, str, int]]:
@@ -183,16 +192,23 @@ def _exact(image: Image.Image) -> list[tuple[str, str, int]]:
     compute_dihedral derives the transforms from the image's own DCT, which differs from
     hashing the transformed pixels by 10-20 bits on photos and by 40-100 on textures (grass,
     brick: PDQ's downsampling is not symmetric). Hashing the pixels costs one PDQ each, on a
-    copy no longer than ``EXACT_SIDE`` px, and lands within 0-2 bits.
+    reduced copy (``_reduced``), and lands within 0-2 bits at full size.
     """
-    factor = -(-max(image.size) // EXACT_SIDE)
-    small = image.reduce(factor) if factor >= 2 else image
+    small = _reduced(image)
     found = []
     for transform, method in EXACT.items():
         bits, quality = pdqhash.compute(np.asarray(small.transpose(method)))
         found.append((transform, np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex(),
                       int(quality)))
     return found
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """The image box-reduced by the integer factor that brings its long side nearest above
+    ``EXTRA_SIDE``: PDQ's cost is in its pass over the pixels, and its 64x64 downsample
+    loses little at that size (photos moved at most 14 bits, ``bench/quality_bench.py``)."""
+    factor = max(image.size) // EXTRA_SIDE
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def _hex(bits: npt.NDArray[np.integer]) -> str:
