@@ -137,6 +137,8 @@ class MatchConfig:
     corroboration: int = 2  # independent 64-bit hashes that make a match without PDQ
     transforms: bool = True  # a PDQ hit through a flip, rotation or trimmed margin is a match
     dispute_origins: int = 2  # distinct trusted origins whose not_ncii quarantines an item
+    # 64-bit types: how close a hit must be to corroborate (overrides the policy's defaults)
+    corroborating: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def threshold_for(self, hash_type: str) -> int:
         override = self.thresholds.get(hash_type)
@@ -254,7 +256,8 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     api_tokens = _parse_tokens(api)
     public_metrics = api.boolean("public_metrics", default=False)
     lists = _parse_lists(top.table("lists", {"default", "allowed"}))
-    match = top.table("match", {"thresholds", "corroboration", "transforms", "dispute_origins"})
+    match = top.table("match", {"thresholds", "corroboration", "transforms", "dispute_origins",
+                                "corroborating"})
     thresholds = _parse_thresholds(match.table("thresholds", None))
     defaults = MatchConfig()
     match_config = MatchConfig(
@@ -262,7 +265,8 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
         corroboration=match.integer("corroboration", 1, 4, default=defaults.corroboration),
         transforms=match.boolean("transforms", default=defaults.transforms),
         dispute_origins=match.integer("dispute_origins", 1, 1000,
-                                      default=defaults.dispute_origins))
+                                      default=defaults.dispute_origins),
+        corroborating=_parse_corroborating(match.table("corroborating", None)))
     match_workers = (_parse_match_workers(
         top.table("match_workers", {"processes", "host", "port"}), listen)
         if top.has("match_workers") else None)
@@ -364,6 +368,16 @@ def _parse_thresholds(table: Table) -> Mapping[str, int]:
             raise ConfigError(f"duplicate threshold for {hash_type.name}", table.at(key))
         thresholds[hash_type.name] = table.integer(key, 0, hash_type.max_threshold)
     return MappingProxyType(thresholds)
+
+
+def _parse_corroborating(table: Table) -> Mapping[str, int]:
+    """``[match.corroborating]``: only the 64-bit perceptual types."""
+    found = _parse_thresholds(table)
+    for name in found:
+        if name not in ("phash", "dhash", "ahash", "whash"):
+            raise ConfigError(f"{name} does not corroborate: only phash, dhash, ahash and "
+                              "whash do", table.at(name))
+    return found
 
 
 def _parse_limits(limits: Table) -> LimitsConfig:

@@ -134,9 +134,12 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
     colours = [np.median(view[0], axis=0).astype(np.int16) for view in views]
     strict = [_margin_run(view, CANVAS_SHARE, colour) for view, colour in zip(views, colours,
                                                                                strict=True)]
+    # A side that is (nearly) uniform all the way across is background, not a margin.
+    if strict[0] + strict[1] >= rows * (1 - MIN_KEPT):
+        strict[0] = strict[1] = 0
+    if strict[2] + strict[3] >= cols * (1 - MIN_KEPT):
+        strict[2] = strict[3] = 0
     top, bottom, left, right = strict
-    if top + bottom >= rows * (1 - MIN_KEPT) or left + right >= cols * (1 - MIN_KEPT):
-        return []  # (nearly) uniform all through: nothing to trim it to
     spans = ((left, cols - right), (left, cols - right), (top, rows - bottom),
              (top, rows - bottom))
     full = (pixels, pixels[::-1], pixels.transpose(1, 0, 2), pixels.transpose(1, 0, 2)[::-1])

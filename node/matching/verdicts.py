@@ -16,8 +16,9 @@ Verdict of one stored item (``record/item``) that a query hit, weakest to strong
   origins this node trusts quarantine it (``dispute_state``).
 - ``match``: PDQ within its threshold (of the image or of one of its 8 dihedral transforms or of
   the image with its uniform margin trimmed); or an exact hash (md5, sha256, photodna); or at
-  least ``corroboration`` (default 2) independent 64-bit hashes within their thresholds, where
-  aHash and wHash count as one (``SHORT_FAMILIES``).
+  least ``corroboration`` (default 2) independent 64-bit hashes within their corroborating
+  thresholds (``CORROBORATING``, about half the plain ones), aHash and wHash counting as one
+  (``SHORT_FAMILIES``).
 
 An answer's top-level verdict is the strongest of its items', ``none`` when nothing matched.
 
@@ -31,7 +32,8 @@ disputed whatever others say: the origin answers for its own records.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from hashmesh.node.config.node import MatchConfig
 from hashmesh.protocol.errors import SchemaError
@@ -46,6 +48,14 @@ SHORT_FAMILIES = {"phash": "dct", "dhash": "gradient", "ahash": "mean", "whash":
 SHORT_TYPES = frozenset(SHORT_FAMILIES)
 ORIGINAL = "original"
 
+# How close a 64-bit hash must be to count towards a corroborated match: about half its
+# threshold. bench/quality_bench.py: resized, thumbnailed and re-lit copies whose PDQ missed
+# moved at most phash 2, dhash 5, ahash 1, whash 2, while two photos of one scene from two
+# cameras (scikit-image motorcycle_left/right) sat at phash 4, dhash 9, ahash 12, whash 10 --
+# both within the plain thresholds (10, 10), a false match. Within the plain threshold but not
+# within this one, a hit is reported as weak.
+CORROBORATING: Mapping[str, int] = MappingProxyType(
+    {"phash": 5, "dhash": 5, "ahash": 4, "whash": 4})
 DEFAULT_CORROBORATION = 2
 DEFAULT_DISPUTE_ORIGINS = 2
 MAX_CORROBORATION = len(set(SHORT_FAMILIES.values())) + 1  # 4: 64-bit alone never match
@@ -58,10 +68,12 @@ class Policy:
     corroboration: int = DEFAULT_CORROBORATION
     transforms: bool = True
     dispute_origins: int = DEFAULT_DISPUTE_ORIGINS
+    corroborating: Mapping[str, int] = field(default_factory=lambda: CORROBORATING)
 
     @classmethod
     def from_config(cls, config: MatchConfig) -> Policy:
-        return cls(config.corroboration, config.transforms, config.dispute_origins)
+        return cls(config.corroboration, config.transforms, config.dispute_origins,
+                   MappingProxyType({**CORROBORATING, **config.corroborating}))
 
     def stricter(self, corroboration: int | None, transforms: bool | None,
                  path: str = "policy") -> Policy:
@@ -84,7 +96,8 @@ class Policy:
 
     def to_json(self) -> dict[str, object]:
         return {"corroboration": self.corroboration, "transforms": self.transforms,
-                "dispute_origins": self.dispute_origins}
+                "dispute_origins": self.dispute_origins,
+                "corroborating": dict(self.corroborating)}
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,9 @@ def item_verdict(hits: Iterable[Hit], policy: Policy) -> str:
     weak = False
     for hit in hits:
         if hit.hash_type in SHORT_TYPES:
-            short_types.add(SHORT_FAMILIES[hit.hash_type])
+            weak = True
+            if hit.distance <= policy.corroborating.get(hit.hash_type, hit.threshold):
+                short_types.add(SHORT_FAMILIES[hit.hash_type])
         elif hit.hash_type == "pdq" and hit.transform != ORIGINAL and not policy.transforms:
             weak = True
         elif get_hash_type(hit.hash_type).exact or hit.hash_type == "pdq":
@@ -113,7 +128,7 @@ def item_verdict(hits: Iterable[Hit], policy: Policy) -> str:
             weak = True
     if len(short_types) >= policy.corroboration:
         return "match"
-    return "weak" if short_types or weak else "none"
+    return "weak" if weak else "none"
 
 
 @dataclass(frozen=True)
