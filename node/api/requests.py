@@ -55,6 +55,8 @@ class MatchRequest:
     transforms: bool | None = None
 
     def policy(self, node: Policy) -> Policy:
+        if self.corroboration is None and self.transforms is None:
+            return node
         return node.stricter(self.corroboration, self.transforms)
 
 

@@ -163,7 +163,7 @@ async def feedback(request: web.Request) -> web.Response:
 async def match(request: web.Request) -> web.Response:
     matching = request.app[MATCHING_KEY]
     parsed = parse_match(await read_json(request), max_batch=matching.config.limits.max_batch)
-    policy = parsed.policy(Policy.from_config(matching.config.match))
+    policy = parsed.policy(matching.policy)
     answer = await matching.answer(parsed.hashes, parsed.thresholds, parsed.lists,
                                    _actor(request), policy)
     return web.json_response(answer)
@@ -201,7 +201,7 @@ def _image_query_options(request: web.Request
             raise ApiError(400, "UNKNOWN_FIELD", f"unknown query parameter {name!r}", name)
     lists = request.query.getall("list", [])
     corroboration, transforms = parse_policy(raw_policy, "policy")
-    node_policy = Policy.from_config(request.app[MATCHING_KEY].config.match)
+    node_policy = request.app[MATCHING_KEY].policy
     return (parse_thresholds(raw_thresholds, "threshold"),
             parse_lists(list(lists), "list") if lists else None,
             node_policy.stricter(corroboration, transforms))

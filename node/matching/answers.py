@@ -108,6 +108,7 @@ class Matching:
         self.on_stale = on_stale
         self.matcher = Matcher()
         self.lookups = IndexLookups(self)
+        self._policy: tuple[object, Policy] | None = None
         self._swept_until = 0  # entries that expired up to this time are out of the index
 
     async def reload_index(self, through: int | None = None) -> None:
@@ -137,6 +138,14 @@ class Matching:
         if expired:
             self.update_gauges()
         return len(expired)
+
+    @property
+    def policy(self) -> Policy:
+        """The node's verdict policy (``[match]``), built once per config object."""
+        cached = self._policy
+        if cached is None or cached[0] is not self.config.match:
+            cached = self._policy = (self.config.match, Policy.from_config(self.config.match))
+        return cached[1]
 
     def update_gauges(self) -> None:
         for hash_type in ALL_TYPES:
@@ -176,7 +185,7 @@ class Matching:
                 for q, limit, found in zip(queries, limits, lookups, strict=True)]
         for query in queries:
             labelled(self.metrics.match_queries, query.type).inc()
-        policy = Policy.from_config(self.config.match) if policy is None else policy
+        policy = self.policy if policy is None else policy
         entry_ids = {entry_id for _, _, found in hits for entry_id, _ in found}
         entries, feedback, frozen = (
             await self.store.read(partial(_provenance, entry_ids=entry_ids))
