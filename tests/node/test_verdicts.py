@@ -19,6 +19,7 @@ from skimage import data as skdata
 
 from hashmesh.node.api.routes import SERVICE_KEY
 from hashmesh.node.config.node import node_config_from_text
+from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.matching.hasher import hash_image
 from hashmesh.node.matching.image_query import hash_image_query, margin_box
 from hashmesh.node.matching.verdicts import Hit, Policy, item_verdict, strongest
@@ -102,6 +103,13 @@ def test_match_section_of_node_toml_sets_the_policy(tmp_path: Path) -> None:
     assert Policy.from_config(config.match) == Policy(3, False, 4)
     assert Policy.from_config(node_config_from_text(MINIMAL_NODE, tmp_path / "n.toml").match
                               ) == Policy(2, True, 2)
+    tighter = node_config_from_text(MINIMAL_NODE + "[match.corroborating]\nphash = 3\n",
+                                    tmp_path / "node.toml")
+    assert dict(Policy.from_config(tighter.match).corroborating) == {
+        "phash": 3, "dhash": 5, "ahash": 4, "whash": 4}
+    with pytest.raises(ConfigError, match="does not corroborate"):
+        node_config_from_text(MINIMAL_NODE + "[match.corroborating]\npdq = 3\n",
+                              tmp_path / "node.toml")
 
 
 def test_margin_of_a_padded_photo_is_found_to_the_pixel(astronaut: Image.Image) -> None:
