@@ -109,10 +109,12 @@ def hash_image_query(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
 
 def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int]]:
     """Boxes (left, top, right, bottom) of the picture inside a uniform margin: the box with
-    every edge's margin cut, then each edge's alone; none if the image has no margin.
+    every edge's margin cut, then each edge with a bar (text) cut alone; none if the image has
+    no margin.
 
-    Why each edge alone too: a caption bar on a photo whose own top is plain sky would
-    otherwise lose the sky with the bar, and the trimmed picture would no longer be the photo.
+    Why a bar alone too: a caption bar on a photo whose own top is plain sky would otherwise
+    lose the sky with the bar, and the trimmed picture would no longer be the photo. A plain
+    canvas needs no such second guess (each costs one PDQ).
 
     Per edge, the edge colour is the median of its outermost row. A strict pass takes the rows
     with ``CANVAS_SHARE`` of their pixels near it (a canvas: a row through a picture on a wide
@@ -143,13 +145,14 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
     spans = ((left, cols - right), (left, cols - right), (top, rows - bottom),
              (top, rows - bottom))
     full = (pixels, pixels[::-1], pixels.transpose(1, 0, 2), pixels.transpose(1, 0, 2)[::-1])
-    cut = []
+    cut, barred = [], []
     for edge in range(4):
         run, share = strict[edge], CANVAS_SHARE
         lo, hi = spans[edge]
         if run:
             more = _margin_run(views[edge][run:, lo:hi], MARGIN_SHARE, colours[edge])
             run, share = run + more, (MARGIN_SHARE if more else CANVAS_SHARE)
+            barred.append(edge if more else -1)
             start = max(0, (run - 1) * step)  # place the cut to the pixel
             band = full[edge][start:start + 2 * step, lo * step:hi * step].astype(np.int16)
             run = start + _margin_run(band, share, colours[edge])
@@ -157,7 +160,7 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
     top, bottom, left, right = cut
     limits = (height, height, width, width)
     candidates = [tuple(cut)] + [tuple(c if i == edge else 0 for i, c in enumerate(cut))
-                                 for edge in range(4) if cut[edge]]
+                                 for edge in barred if edge >= 0]
     boxes = []
     for t, b, lft, r in candidates:
         box = (lft, t, width - r, height - b)
