@@ -12,6 +12,12 @@ Images: scikit-image's ``astronaut`` upscaled to 1024x768 and 4000x3000 and save
 q88 (as ``bench/hash_bench.py``), and the 1024x768 one pasted onto a white canvas 20% larger
 (a padded screenshot, the case that costs a second hashing pass). Nothing is written to disk
 but the node's own directory, which is a temporary one.
+
+A second table times the hashing alone, in this process, interleaved call by call: what an
+image query hashed before issue 11 (``hash_image``: the image's own hashes) and what it hashes
+now (``hash_image_query``: also the flips, rotations and trimmed margin). Interleaving keeps
+the ratio honest on a machine shared with other work, where two runs minutes apart can
+differ by 2x.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from PIL import Image
 
 from bench.hash_bench import skimage_data, upscaled_jpeg
 from bench.nodes import BenchNode, make_node
+from hashmesh.node.matching.hasher import hash_image
+from hashmesh.node.matching.image_query import hash_image_query
 
 
 def padded_jpeg(data: bytes) -> bytes:
@@ -64,6 +72,22 @@ def main() -> None:
         "4000x3000 JPEG": upscaled_jpeg(photo, (4000, 3000)),
         "1024x768 on a white canvas": padded_jpeg(small),
     }
+    print(f"# hashing alone, interleaved, {calls} calls each (median ms)")
+    print("| image | own hashes (before) | image query (now) | ratio |")
+    print("|---|---|---|---|")
+    for name, data in images.items():
+        hash_image(data), hash_image_query(data)  # warm up
+        before, now = [], []
+        for _ in range(calls):
+            started = time.perf_counter()
+            hash_image(data)
+            before.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            hash_image_query(data)
+            now.append(time.perf_counter() - started)
+        b, n = statistics.median(before), statistics.median(now)
+        print(f"| {name} | {1000 * b:.0f} | {1000 * n:.0f} | {n / b:.2f} |")
+    print()
     with tempfile.TemporaryDirectory() as root:
         node = make_node(Path(root), "bench", "127.0.0.1")
         node.start()

@@ -211,7 +211,7 @@ class Matching:
                 by_item.setdefault(f"{m.entry.record}/{m.entry.item}", []).append(
                     Hit(query.type, m.distance, threshold, query.transform))
             per_query.append((query, threshold, matches))
-        items = _verdicts(by_item, per_query, feedback, frozen, policy)
+        items = _verdicts(by_item, per_query, feedback, frozen, policy) if by_item else {}
         results = []
         for query, threshold, matches in per_query:
             if matches or keep_empty is None or keep_empty(query):
@@ -223,7 +223,7 @@ class Matching:
             self.store.audit_later(actor, "match", {
                 "queries": len(queries),
                 "matched_records": sorted({e.record for e in entries.values()})})
-        return {"verdict": strongest(i["verdict"] for i in items.values()),
+        return {"verdict": strongest(i["verdict"] for i in items.values()) if items else "none",
                 "policy": policy.to_json(), "items": list(items.values()), "results": results}
 
     async def match_image(self, data: bytes, thresholds: dict[str, int],

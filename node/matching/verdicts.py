@@ -95,9 +95,14 @@ class Policy:
         return result
 
     def to_json(self) -> dict[str, object]:
-        return {"corroboration": self.corroboration, "transforms": self.transforms,
-                "dispute_origins": self.dispute_origins,
-                "corroborating": dict(self.corroborating)}
+        """The policy as answers show it (built once: every answer carries it)."""
+        shown: dict[str, object] | None = self.__dict__.get("_json")
+        if shown is None:
+            shown = {"corroboration": self.corroboration, "transforms": self.transforms,
+                     "dispute_origins": self.dispute_origins,
+                     "corroborating": dict(self.corroborating)}
+            object.__setattr__(self, "_json", shown)
+        return shown
 
 
 @dataclass(frozen=True)
