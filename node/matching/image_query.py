@@ -226,9 +226,3 @@ def _dihedral(pixels: npt.NDArray[np.uint8]) -> tuple[list[str], int]:
     hashes, quality = pdqhash.compute_dihedral(pixels)
     return ([np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex() for bits in hashes],
             int(quality))
-
-
-def trimmed_image(image: Image.Image) -> Image.Image | None:
-    """The picture inside the image's uniform margin, or None: for tests and the bench."""
-    box = margin_box(np.asarray(image.convert("RGB")))
-    return None if box is None else image.crop(box)
