@@ -25,6 +25,7 @@ from hashmesh.node.federation.sync import Federation
 from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
 from hashmesh.node.matching.index_check import IndexCheck, compare_index
 from hashmesh.node.matching.matcher import Matcher
+from hashmesh.node.matching.verdicts import Policy, dispute_state, standing_verdicts
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import Supervisor, cancel_and_wait, every
 from hashmesh.node.store.sqlite import AsyncStore, Changes, Store
@@ -352,6 +353,7 @@ class NodeService:
             "peers_config": self.peers_config_status(),
             "background_tasks": self.tasks.status(),
             "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
+            "disputed": await self.disputed(),
         }
 
     def peers_config_status(self) -> dict[str, Any]:
@@ -362,6 +364,25 @@ class NodeService:
                 "refused": refused is not None,
                 "refused_at": None if refused is None else int(refused.at),
                 "reason": None if refused is None else refused.reason}
+
+    async def disputed(self) -> list[dict[str, Any]]:
+        """This origin's items (or whole records) that answer ``disputed`` instead of
+        ``match``, and who disputes them: what its operators should look at first."""
+        feedback = await self.store.read(lambda s: s.feedback_on_origin(self.origin))
+        if not feedback:
+            return []
+        frozen = await self.store.read(lambda s: s.frozen())
+        policy = Policy.from_config(self.config.match)
+        found = []
+        for target in sorted(feedback):
+            record, _, item = target.partition("/")
+            standing = (standing_verdicts(feedback, record, int(item)) if item
+                        else feedback[target])
+            state = dispute_state(standing, self.origin, frozen, policy)
+            if state.disputed:
+                found.append({"target": target, "not_ncii": list(state.not_ncii)})
+        return found
+
 
     async def sweep_expired(self, now: int | None = None) -> int:
         """Drop expired hashes from the index, and log their expiry in the change feed."""

@@ -18,6 +18,23 @@ from hashmesh.node.service import VERSION
 from hashmesh.protocol.hashtypes import get_hash_type
 
 HASH_TYPES = ["pdq", "md5", "sha256", "phash", "dhash", "ahash", "whash", "photodna"]
+VERDICT = {"type": "string", "enum": ["none", "weak", "disputed", "match"],
+           "description": "match: act on it. weak: one 64-bit hash only, never act on it alone. "
+                          "disputed: would be a match, but trusted origins said not_ncii. "
+                          "none: nothing matched (top level only). See README."}
+TRANSFORM = {"type": "string", "description": (
+    "which variant of the query image the hash was taken from: original, rotate90, rotate180, "
+    "rotate270 (counter-clockwise), flip_horizontal, flip_vertical, transpose, transverse, "
+    "trimmed (uniform margin cut off) or trimmed+<one of those>. Only pdq hashes carry one.")}
+POLICY = {
+    "type": "object", "description": "A stricter verdict policy for this query; looser than "
+    "the node's is a 400 error.",
+    "properties": {
+        "corroboration": {"type": "integer", "minimum": 1, "maximum": 4,
+                          "description": "independent 64-bit hashes needed for a match"},
+        "transforms": {"type": "boolean",
+                       "description": "false: a hit only through a flip, rotation or trimmed "
+                                      "margin is weak, not a match"}}}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -77,10 +94,12 @@ SCHEMAS: dict[str, Any] = {
     },
     "HashQuery": {
         "type": "object", "required": ["type", "value"], "additionalProperties": False,
-        "description": "A hash to match: no quality (a match is by value alone)",
+        "description": "A hash to match: no quality (a match is by value alone); a PDQ value "
+                       "may name the transform of the image it was computed from",
         "properties": {
             "type": {"type": "string", "enum": HASH_TYPES},
             "value": {"type": "string"},
+            "transform": TRANSFORM,
         },
     },
     "MatchedHash": {
@@ -121,6 +140,7 @@ SCHEMAS: dict[str, Any] = {
             "distance": {"type": "integer"}, "threshold": {"type": "integer"},
             "expires": {"type": ["integer", "null"]},
             "feedback": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "verdict": VERDICT,
         },
     },
     "MatchResult": {
@@ -128,6 +148,27 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "query": _ref("HashQuery"), "threshold": {"type": "integer"},
             "matches": {"type": "array", "items": _ref("Match")},
+        },
+    },
+    "MatchedItem": {
+        "type": "object", "description": "One stored item that the query hit, and its verdict",
+        "properties": {
+            "item": {"type": "string"}, "record": {"type": "string"},
+            "origin": {"type": "string"}, "verdict": VERDICT,
+            "hits": {"type": "array", "items": {"type": "object", "properties": {
+                "type": {"type": "string"}, "distance": {"type": "integer"},
+                "threshold": {"type": "integer"}, "transform": TRANSFORM}}},
+            "not_ncii_origins": {"type": "integer", "description":
+                                 "trusted origins whose standing verdict is not_ncii"},
+        },
+    },
+    "MatchAnswer": {
+        "type": "object",
+        "properties": {
+            "verdict": VERDICT,
+            "policy": {"type": "object", "description": "the policy the verdicts were made by"},
+            "items": {"type": "array", "items": _ref("MatchedItem")},
+            "results": {"type": "array", "items": _ref("MatchResult")},
         },
     },
     "Written": {
@@ -184,8 +225,11 @@ PATHS: dict[str, Any] = {
                       "404": {"$ref": "#/components/responses/NotFound"}, **WRITE_ERRORS},
     }},
     "/v1/match": {"post": {
-        "summary": "Match a batch of hashes against the hashes in force",
-        "description": "Also served, with the same tokens and answers, by the node's match "
+        "summary": "Match the hashes of one image against the hashes in force",
+        "description": "All hashes of a request are taken to be of one image: hits on one "
+                       "stored item corroborate each other. Several pdq values (a platform's "
+                       "own flips and rotations) may be sent, each naming its transform. "
+                       "Also served, with the same tokens and answers, by the node's match "
                        "workers on their own port when node.toml has [match_workers].",
         "requestBody": _json_body({
             "type": "object", "required": ["hashes"],
@@ -195,10 +239,10 @@ PATHS: dict[str, Any] = {
                                _ref("HashQuery"),
                                {"type": "string", "description": "TYPE:VALUE"}]}},
                 "thresholds": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "lists": {"type": "array", "items": {"type": "string"}}}}),
-        "responses": {"200": _ok("One result per query hash", {
-            "type": "object", "properties": {"results": {"type": "array",
-                                                         "items": _ref("MatchResult")}}}),
+                "lists": {"type": "array", "items": {"type": "string"}},
+                "policy": POLICY}}),
+        "responses": {"200": _ok("A verdict, the matched items, one result per query hash",
+                                 _ref("MatchAnswer")),
             **ERRORS},
     }},
     "/v1/match/image": {"post": {
@@ -209,14 +253,19 @@ PATHS: dict[str, Any] = {
              "schema": {"type": "integer", "minimum": 0,
                         "maximum": get_hash_type("pdq").max_threshold},
              "description": "likewise threshold.<type> for each hash type; ASCII digits"},
+            {"name": "policy.corroboration", "in": "query", "schema": {"type": "integer"}},
+            {"name": "policy.transforms", "in": "query",
+             "schema": {"type": "string", "enum": ["true", "false"]}},
         ],
         "requestBody": {"required": True, "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             "image/*": {"schema": {"type": "string", "format": "binary"}}}},
-        "responses": {"200": _ok("Hashes and matches", {
-            "type": "object", "properties": {
-                "hashes": {"type": "array", "items": _ref("Hash")},
-                "results": {"type": "array", "items": _ref("MatchResult")}}}),
+        "description": "Looks up the image's own hashes, the pdq of its 8 flips and rotations, "
+                       "and, where it has a uniform margin, of the picture inside it. results "
+                       "lists every own hash, and a variant only where it found something.",
+        "responses": {"200": _ok("The image's own hashes, a verdict and matches", {
+            "allOf": [_ref("MatchAnswer"), {"type": "object", "properties": {
+                "hashes": {"type": "array", "items": _ref("Hash")}}}]}),
             "422": _error_response("Not a decodable image (code BAD_IMAGE)"), **ERRORS},
     }},
     "/v1/records/{id}": {"get": {
@@ -240,7 +289,9 @@ PATHS: dict[str, Any] = {
                 "extra": {"type": "array", "items": {"type": "integer"}},
                 "extra_count": {"type": "integer"}}}), **ERRORS},
     }},
-    "/v1/status": {"get": {"summary": "Counts, origin id, version",
+    "/v1/status": {"get": {"summary": "Counts, origin id, version, this origin's disputed "
+                                      "items",
+
                            "responses": {"200": _ok("Status"), **ERRORS}}},
     "/v1/evidence": {"get": {"summary": "Stored equivocation evidence",
                              "responses": {"200": _ok("Evidence objects"), **ERRORS}}},

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hashmesh.node.matching.answers import HashQuery
+from hashmesh.node.matching.image_query import TRANSFORMS
+from hashmesh.node.matching.verdicts import MAX_CORROBORATION, Policy
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.fields import Fields, check_integer, check_string
 from hashmesh.protocol.hashtypes import get_hash_type
@@ -49,6 +51,13 @@ class MatchRequest:
     hashes: list[HashQuery]
     thresholds: dict[str, int]
     lists: frozenset[str] | None
+    corroboration: int | None = None  # a stricter policy asked for (``Policy.stricter``)
+    transforms: bool | None = None
+
+    def policy(self, node: Policy) -> Policy:
+        if self.corroboration is None and self.transforms is None:
+            return node
+        return node.stricter(self.corroboration, self.transforms)
 
 
 def parse_add(value: object, *, max_batch: int, default_list: str,
@@ -110,13 +119,31 @@ def _target(value: object, path: str) -> Target:
 
 
 def parse_match(value: object, *, max_batch: int) -> MatchRequest:
-    fields = Fields(value, "", frozenset({"hashes", "thresholds", "lists"}))
+    fields = Fields(value, "", frozenset({"hashes", "thresholds", "lists", "policy"}))
     raw = fields.array("hashes", min_length=1, max_length=max_batch)
     hashes = [parse_hash_query(h, f"hashes[{i}]") for i, h in enumerate(raw)]
     thresholds = parse_thresholds(fields.raw("thresholds") if fields.has("thresholds") else {},
                                   "thresholds")
     lists = parse_lists(fields.raw("lists"), "lists") if fields.has("lists") else None
-    return MatchRequest(hashes, thresholds, lists)
+    corroboration, transforms = (parse_policy(fields.raw("policy"), "policy")
+                                 if fields.has("policy") else (None, None))
+    return MatchRequest(hashes, thresholds, lists, corroboration, transforms)
+
+
+def parse_policy(value: object, path: str) -> tuple[int | None, bool | None]:
+    """``{"corroboration": 3, "transforms": false}``: a stricter verdict policy for one query
+    (checked against the node's own by ``Policy.stricter``)."""
+    fields = Fields(value, path, frozenset({"corroboration", "transforms"}))
+    corroboration = (check_integer(fields.raw("corroboration"), fields.at("corroboration"),
+                                   minimum=1, maximum=MAX_CORROBORATION)
+                     if fields.has("corroboration") else None)
+    transforms: bool | None = None
+    if fields.has("transforms"):
+        raw = fields.raw("transforms")
+        if not isinstance(raw, bool):
+            raise SchemaError("expected true or false", fields.at("transforms"))
+        transforms = raw
+    return corroboration, transforms
 
 
 def parse_hash_query(value: object, path: str) -> HashQuery:
@@ -125,9 +152,16 @@ def parse_hash_query(value: object, path: str) -> HashQuery:
         if not sep:
             raise SchemaError("expected TYPE:VALUE or {\"type\", \"value\"}", path)
         value = {"type": kind_name, "value": hash_value}
-    fields = Fields(value, path, frozenset({"type", "value"}))
+    fields = Fields(value, path, frozenset({"type", "value", "transform"}))
     kind = get_hash_type(fields.raw("type"), fields.at("type"))
-    return HashQuery(kind.name, kind.validate(fields.raw("value"), fields.at("value")))
+    normalised = kind.validate(fields.raw("value"), fields.at("value"))
+    if not fields.has("transform"):
+        return HashQuery(kind.name, normalised)
+    transform = fields.choice("transform", frozenset(TRANSFORMS))
+    if kind.name != "pdq":
+        raise SchemaError("only pdq hashes may name a transform (the 64-bit types are looked "
+                          "up on the image as given)", fields.at("transform"))
+    return HashQuery(kind.name, normalised, transform)
 
 
 def parse_thresholds(value: object, path: str) -> dict[str, int]:

@@ -22,11 +22,13 @@ from hashmesh.node.api.requests import (
     parse_feedback,
     parse_lists,
     parse_match,
+    parse_policy,
     parse_revoke,
     parse_thresholds,
 )
 from hashmesh.node.matching.answers import Matching
 from hashmesh.node.matching.hasher import ImageError
+from hashmesh.node.matching.verdicts import MAX_CORROBORATION, Policy
 from hashmesh.node.runtime.logs import REQUEST_ID_HEADER, new_request_id, request_id
 from hashmesh.node.runtime.metrics import labelled
 from hashmesh.node.runtime.web import (
@@ -189,9 +191,10 @@ async def feedback(request: web.Request) -> web.Response:
 async def match(request: web.Request) -> web.Response:
     matching = request.app[MATCHING_KEY]
     parsed = parse_match(await read_json(request), max_batch=matching.config.limits.max_batch)
-    results = await matching.match(parsed.hashes, parsed.thresholds, parsed.lists,
-                                   _actor(request))
-    return web.json_response({"results": results})
+    policy = parsed.policy(matching.policy)
+    answer = await matching.answer(parsed.hashes, parsed.thresholds, parsed.lists,
+                                   _actor(request), policy)
+    return web.json_response(answer)
 
 
 async def match_image(request: web.Request) -> web.Response:
@@ -199,23 +202,34 @@ async def match_image(request: web.Request) -> web.Response:
     data = await read_body(request, matching.config.limits.max_image_bytes)
     if not data:
         raise ApiError(400, "EMPTY_BODY", "send the image bytes as the request body", "body")
-    thresholds, lists = _image_query_options(request)
-    answer = await matching.match_image(data, thresholds, lists, _actor(request))
+    thresholds, lists, policy = _image_query_options(request)
+    answer = await matching.match_image(data, thresholds, lists, _actor(request), policy)
     return web.json_response(answer)
 
 
-def _image_query_options(request: web.Request) -> tuple[dict[str, int], frozenset[str] | None]:
-    """``?threshold.pdq=40&list=ncii`` query parameters of the image endpoint."""
+def _image_query_options(request: web.Request
+                         ) -> tuple[dict[str, int], frozenset[str] | None, Policy]:
+    """``?threshold.pdq=40&list=ncii&policy.corroboration=3&policy.transforms=false``."""
     raw_thresholds: dict[str, object] = {}
+    raw_policy: dict[str, object] = {}
     for name, value in request.query.items():
         if name.startswith("threshold."):
             raw_thresholds[name.removeprefix("threshold.")] = parse_query_int(
                 value, name, 0, MAX_THRESHOLD)
+        elif name == "policy.corroboration":
+            raw_policy["corroboration"] = parse_query_int(value, name, 1, MAX_CORROBORATION)
+        elif name == "policy.transforms":
+            if value not in ("true", "false"):
+                raise ApiError(400, "BAD_SCHEMA", "transforms must be true or false", name)
+            raw_policy["transforms"] = value == "true"
         elif name != "list":
             raise ApiError(400, "UNKNOWN_FIELD", f"unknown query parameter {name!r}", name)
     lists = request.query.getall("list", [])
+    corroboration, transforms = parse_policy(raw_policy, "policy")
+    node_policy = request.app[MATCHING_KEY].policy
     return (parse_thresholds(raw_thresholds, "threshold"),
-            parse_lists(list(lists), "list") if lists else None)
+            parse_lists(list(lists), "list") if lists else None,
+            node_policy.stricter(corroboration, transforms))
 
 
 async def get_record(request: web.Request) -> web.Response:

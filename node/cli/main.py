@@ -199,12 +199,17 @@ def _feedback(sub: Sub) -> None:
 
 def _match(sub: Sub) -> None:
     p = _command(sub, "match", "remote.match",
-                 "match images (hashed locally) or TYPE:VALUE hashes against the node")
+                 "match images (hashed locally) or TYPE:VALUE hashes against the node; "
+                 "exit 0 only on the verdict 'match'")
     _client_args(p)
     p.add_argument("inputs", nargs="+", metavar="FILE|TYPE:VALUE")
     p.add_argument("--threshold", action="append", default=[], metavar="TYPE=N",
                    help="per-type threshold override, e.g. pdq=40 (repeatable)")
     p.add_argument("--list", dest="lists", action="append", help="only match these lists")
+    p.add_argument("--corroboration", type=int, metavar="N",
+                   help="ask for a stricter policy: N independent 64-bit hashes for a match")
+    p.add_argument("--no-transforms", action="store_true",
+                   help="ask for a stricter policy: a flip, rotation or trimmed margin is weak")
 
 
 def _status(sub: Sub) -> None:

@@ -121,23 +121,44 @@ def feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def query_hashes_for(inputs: list[str]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``hashes_for``, but an image file gives every hash an image query looks up: its own,
+    and the PDQ of its flips, rotations and trimmed margin, each naming its ``transform``."""
+    result = []
+    for text in inputs:
+        path = Path(text)
+        if not path.is_file():
+            result.extend(hashes_for([text]))
+            continue
+        from hashmesh.node.matching.image_query import ORIGINAL, hash_image_query
+
+        _, queries = hash_image_query(path.read_bytes())
+        result.append((text, [{"type": q.type, "value": q.value,
+                               **({"transform": q.transform} if q.transform != ORIGINAL
+                                  else {})} for q in queries]))
+    return result
+
+
 def match(args: argparse.Namespace) -> int:
-    """Print one result per input; exit 0 if anything matched, 1 if nothing did."""
-    inputs = hashes_for(args.inputs)
-    queries = [h for _, hashes in inputs for h in hashes]
-    body: dict[str, Any] = {"hashes": [{"type": q["type"], "value": q["value"]}
-                                       for q in queries]}
-    if args.threshold:
-        body["thresholds"] = _thresholds(args.threshold)
-    if args.lists:
-        body["lists"] = args.lists
-    answer = client_for(args).call("POST", "/v1/match", body=body)
-    results = iter(answer["results"])
-    report = [{"input": label, "results": [next(results) for _ in hashes]}
-              for label, hashes in inputs]
+    """Print one answer per input (one request each, so that the hashes of one image
+    corroborate each other and never another's); exit 0 only if some input's verdict is
+    ``match``, 1 otherwise (``weak`` and ``disputed`` are not a match)."""
+    client = client_for(args)
+    report = []
+    for label, hashes in query_hashes_for(args.inputs):
+        body: dict[str, Any] = {"hashes": hashes}
+        if args.threshold:
+            body["thresholds"] = _thresholds(args.threshold)
+        if args.lists:
+            body["lists"] = args.lists
+        if args.corroboration is not None or args.no_transforms:
+            body["policy"] = {
+                **({"corroboration": args.corroboration} if args.corroboration else {}),
+                **({"transforms": False} if args.no_transforms else {})}
+        answer = client.call("POST", "/v1/match", body=body)
+        report.append({"input": label, **answer})
     print_json(report)
-    matched = any(r["matches"] for entry in report for r in entry["results"])
-    return 0 if matched else 1
+    return 0 if any(entry["verdict"] == "match" for entry in report) else 1
 
 
 def _thresholds(pairs: list[str]) -> dict[str, int]:

@@ -131,9 +131,15 @@ class ListsConfig:
 
 @dataclass(frozen=True)
 class MatchConfig:
-    """Per-hash-type default thresholds that override the hash type's own default."""
+    """Per-hash-type default thresholds that override the hash type's own default, and the
+    verdict policy (``node/matching/verdicts.py`` says what each knob means)."""
 
     thresholds: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    corroboration: int = 2  # independent 64-bit hashes that make a match without PDQ
+    transforms: bool = True  # a PDQ hit through a flip, rotation or trimmed margin is a match
+    dispute_origins: int = 2  # distinct trusted origins whose not_ncii quarantines an item
+    # 64-bit types: how close a hit must be to corroborate (overrides the policy's defaults)
+    corroborating: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def threshold_for(self, hash_type: str) -> int:
         override = self.thresholds.get(hash_type)
@@ -256,8 +262,17 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     api_tokens = _parse_tokens(api)
     public_metrics = api.boolean("public_metrics", default=False)
     lists = _parse_lists(top.table("lists", {"default", "allowed"}))
-    match = top.table("match", {"thresholds"})
+    match = top.table("match", {"thresholds", "corroboration", "transforms", "dispute_origins",
+                                "corroborating"})
     thresholds = _parse_thresholds(match.table("thresholds", None))
+    defaults = MatchConfig()
+    match_config = MatchConfig(
+        thresholds,
+        corroboration=match.integer("corroboration", 1, 4, default=defaults.corroboration),
+        transforms=match.boolean("transforms", default=defaults.transforms),
+        dispute_origins=match.integer("dispute_origins", 1, 1000,
+                                      default=defaults.dispute_origins),
+        corroborating=_parse_corroborating(match.table("corroborating", None)))
     match_workers = (_parse_match_workers(
         top.table("match_workers", {"processes", "host", "port"}), listen)
         if top.has("match_workers") else None)
@@ -272,7 +287,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
                           log.at("format"))
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
-                      match=MatchConfig(thresholds), limits=limits, federation=federation,
+                      match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics,
                       log_format=log_format)
 
@@ -365,6 +380,16 @@ def _parse_thresholds(table: Table) -> Mapping[str, int]:
             raise ConfigError(f"duplicate threshold for {hash_type.name}", table.at(key))
         thresholds[hash_type.name] = table.integer(key, 0, hash_type.max_threshold)
     return MappingProxyType(thresholds)
+
+
+def _parse_corroborating(table: Table) -> Mapping[str, int]:
+    """``[match.corroborating]``: only the 64-bit perceptual types."""
+    found = _parse_thresholds(table)
+    for name in found:
+        if name not in ("phash", "dhash", "ahash", "whash"):
+            raise ConfigError(f"{name} does not corroborate: only phash, dhash, ahash and "
+                              "whash do", table.at(name))
+    return found
 
 
 def _parse_limits(limits: Table) -> LimitsConfig:

@@ -24,8 +24,19 @@ import numpy as np
 import numpy.typing as npt
 
 from hashmesh.node.config.node import NodeConfig
-from hashmesh.node.matching.hasher import hash_image
+from hashmesh.node.matching.image_query import hash_image_query
 from hashmesh.node.matching.matcher import Matcher, pack_many
+from hashmesh.node.matching.verdicts import (
+    ORIGINAL,
+    DisputeState,
+    Hit,
+    Policy,
+    dispute_state,
+    final_verdict,
+    item_verdict,
+    standing_verdicts,
+    strongest,
+)
 from hashmesh.node.runtime.metrics import NodeMetrics, labelled
 from hashmesh.node.store.sqlite import AsyncStore, EntryRow, Store, now_ms
 
@@ -36,8 +47,19 @@ Found = asyncio.Future[list[tuple[int, int]]]
 
 @dataclass(frozen=True)
 class HashQuery:
+    """One hash to look up. ``transform`` names the variant of the query image it was taken
+    from (``node/matching/image_query.py``); a hit reports it, and the policy may count a
+    transformed hit as weaker."""
+
     type: str
     value: str
+    transform: str = ORIGINAL
+
+    def to_json(self) -> dict[str, str]:
+        shown = {"type": self.type, "value": self.value}
+        if self.transform != ORIGINAL:
+            shown["transform"] = self.transform
+        return shown
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,7 @@ class Matching:
         self.on_stale = on_stale
         self.matcher = Matcher()
         self.lookups = IndexLookups(self)
+        self._policy: tuple[object, Policy] | None = None
         self._swept_until = 0  # entries that expired up to this time are out of the index
         # Decoding takes up to MAX_DECODE_BYTES (and ~2x that with its copies) per image:
         # images beyond this many wait their turn instead of multiplying the peak memory.
@@ -137,6 +160,14 @@ class Matching:
             self.update_gauges()
         return len(expired)
 
+    @property
+    def policy(self) -> Policy:
+        """The node's verdict policy (``[match]``), built once per config object."""
+        cached = self._policy
+        if cached is None or cached[0] is not self.config.match:
+            cached = self._policy = (self.config.match, Policy.from_config(self.config.match))
+        return cached[1]
+
     def update_gauges(self) -> None:
         for hash_type in ALL_TYPES:
             self.metrics.hashes_active.labels(hash_type).set(self.matcher.count(hash_type))
@@ -144,7 +175,21 @@ class Matching:
 
     async def match(self, queries: Sequence[HashQuery], thresholds: dict[str, int],
                     lists: frozenset[str] | None, actor: str) -> list[dict[str, Any]]:
-        """For each query hash, every stored hash in force within the threshold.
+        """``answer``'s per-query results alone (each match carries its item's verdict)."""
+        answer = await self.answer(queries, thresholds, lists, actor)
+        results: list[dict[str, Any]] = answer["results"]
+        return results
+
+    async def answer(self, queries: Sequence[HashQuery], thresholds: dict[str, int],
+                     lists: frozenset[str] | None, actor: str, policy: Policy | None = None,
+                     *, keep_empty: Callable[[HashQuery], bool] | None = None
+                     ) -> dict[str, Any]:
+        """For each query hash, every stored hash in force within the threshold, and the
+        verdict on every stored item hit (``node/matching/verdicts.py``).
+
+        All of ``queries`` are taken to be hashes of one image: hits on one item by several
+        of them corroborate each other. ``keep_empty(query)`` says whether a query that found
+        nothing still gets a result entry (default: every one does).
 
         Index lookups go through ``self.lookups`` (batched, off the event loop). The store is
         read only when something matched, entries and feedback in one read. A match is
@@ -161,47 +206,61 @@ class Matching:
                 for q, limit, found in zip(queries, limits, lookups, strict=True)]
         for query in queries:
             labelled(self.metrics.match_queries, query.type).inc()
+        policy = self.policy if policy is None else policy
         entry_ids = {entry_id for _, _, found in hits for entry_id, _ in found}
-        entries, feedback = (await self.store.read(partial(_provenance, entry_ids=entry_ids))
-                             if entry_ids else ({}, {}))
+        entries, feedback, frozen = (
+            await self.store.read(partial(_provenance, entry_ids=entry_ids))
+            if entry_ids else ({}, {}, frozenset()))
         now = now_ms()
         if self.on_stale is not None:
             stale = [i for i in entry_ids if not _in_force(entries.get(i), now, None)]
             if stale:
                 self.on_stale(stale)
-        results = []
+        per_query = []
+        by_item: dict[str, list[Hit]] = {}
         for query, threshold, found in hits:
             matches = [
                 Match(entries[entry_id], distance, threshold,
                       self.origin_name(entries[entry_id].origin),
-                      _merge(feedback, entries[entry_id]))
+                      _counts(feedback, entries[entry_id]))
                 for entry_id, distance in found
                 if _in_force(entries.get(entry_id), now, lists)
             ]
             if matches:
                 labelled(self.metrics.match_hits, query.type).inc(len(matches))
-            results.append({"query": {"type": query.type, "value": query.value},
-                            "threshold": threshold, "matches": [m.to_json() for m in matches]})
+            for m in matches:
+                by_item.setdefault(f"{m.entry.record}/{m.entry.item}", []).append(
+                    Hit(query.type, m.distance, threshold, query.transform))
+            per_query.append((query, threshold, matches))
+        items = _verdicts(by_item, per_query, feedback, frozen, policy) if by_item else {}
+        results = []
+        for query, threshold, matches in per_query:
+            if matches or keep_empty is None or keep_empty(query):
+                results.append({"query": query.to_json(), "threshold": threshold, "matches": [
+                    {**m.to_json(), "verdict": items[f"{m.entry.record}/{m.entry.item}"][
+                        "verdict"]} for m in matches]})
         self.metrics.match_seconds.observe(time.perf_counter() - started)
-        if any(r["matches"] for r in results):
+        if by_item:
             self.store.audit_later(actor, "match", {
                 "queries": len(queries),
                 "matched_records": sorted({e.record for e in entries.values()})})
-        return results
+        return {"verdict": strongest(i["verdict"] for i in items.values()) if items else "none",
+                "policy": policy.to_json(), "items": list(items.values()), "results": results}
 
     async def match_image(self, data: bytes, thresholds: dict[str, int],
-                          lists: frozenset[str] | None, actor: str) -> dict[str, Any]:
-        """Hash image bytes in memory (never stored) and match every hash."""
+                          lists: frozenset[str] | None, actor: str,
+                          policy: Policy | None = None) -> dict[str, Any]:
+        """Hash image bytes in memory (never stored) and match every hash: the image's own,
+        and the PDQ of its flips, rotations and trimmed margin (``image_query``). Results list
+        every own hash, and a variant only where it found something."""
         loop = asyncio.get_running_loop()
         async with self._image_slots:
-            computed = await loop.run_in_executor(None, hash_image, data)
-        queries = [HashQuery(h.type, h.value) for h in computed]
-        results = await self.match(queries, thresholds, lists, actor)
-        return {
-            "hashes": [{"type": h.type, "value": h.value, "quality": h.quality}
-                       for h in computed],
-            "results": results,
-        }
+            computed, variants = await loop.run_in_executor(None, hash_image_query, data)
+        queries = [HashQuery(h.type, h.value, h.transform) for h in variants]
+        answer = await self.answer(queries, thresholds, lists, actor, policy,
+                                   keep_empty=lambda q: q.transform == ORIGINAL)
+        return {"hashes": [{"type": h.type, "value": h.value, "quality": h.quality}
+                           for h in computed], **answer}
 
     def close(self) -> None:
         self.lookups.close()
@@ -280,12 +339,46 @@ def _read_packed(store: Store, hash_type: str, through: int | None
     return np.frombuffer(ids, dtype=np.int64), packed
 
 
+Feedback = dict[str, dict[str, str]]  # target ref -> origin -> its standing verdict
+
+
 def _provenance(store: Store, entry_ids: set[int]
-                ) -> tuple[dict[int, EntryRow], dict[str, dict[str, int]]]:
-    """The entries behind matches and the feedback on their records and items, in one read."""
+                ) -> tuple[dict[int, EntryRow], Feedback, frozenset[str]]:
+    """The entries behind matches, each origin's verdict on their records and items, and the
+    frozen origins (whose verdicts do not count), in one read."""
     entries = store.entries(entry_ids)
     refs = {ref for e in entries.values() for ref in (e.record, f"{e.record}/{e.item}")}
-    return entries, (store.feedback_counts(refs) if refs else {})
+    if not refs:
+        return entries, {}, frozenset()
+    feedback = store.feedback_verdicts(refs)
+    return entries, feedback, (frozenset(store.frozen()) if feedback else frozenset())
+
+
+def _verdicts(by_item: dict[str, list[Hit]],
+              per_query: list[tuple[HashQuery, int, list[Match]]], feedback: Feedback,
+              frozen: frozenset[str], policy: Policy) -> dict[str, dict[str, Any]]:
+    """Each hit item's verdict, with the hits and the dispute state behind it."""
+    entry_of = {f"{m.entry.record}/{m.entry.item}": m.entry
+                for _, _, matches in per_query for m in matches}
+    items: dict[str, dict[str, Any]] = {}
+    for ref, item_hits in by_item.items():
+        entry = entry_of[ref]
+        state: DisputeState = dispute_state(
+            standing_verdicts(feedback, entry.record, entry.item), entry.origin, frozen, policy)
+        verdict = final_verdict(item_verdict(item_hits, policy), state)
+        best: dict[tuple[str, str], Hit] = {}
+        for hit in item_hits:
+            key = (hit.hash_type, hit.transform)
+            if key not in best or hit.distance < best[key].distance:
+                best[key] = hit
+        items[ref] = {
+            "item": ref, "record": entry.record, "origin": entry.origin, "verdict": verdict,
+            "hits": [{"type": h.hash_type, "distance": h.distance, "threshold": h.threshold,
+                      **({"transform": h.transform} if h.transform != ORIGINAL else {})}
+                     for h in sorted(best.values(), key=lambda h: (h.distance, h.hash_type))],
+            "not_ncii_origins": len(state.not_ncii),
+        }
+    return items
 
 
 def _in_force(entry: EntryRow | None, now: int, lists: frozenset[str] | None) -> bool:
@@ -296,9 +389,10 @@ def _in_force(entry: EntryRow | None, now: int, lists: frozenset[str] | None) ->
     return lists is None or entry.list in lists
 
 
-def _merge(feedback: dict[str, dict[str, int]], entry: EntryRow) -> dict[str, int]:
+def _counts(feedback: Feedback, entry: EntryRow) -> dict[str, int]:
+    """Verdict counts on an entry's record and item together (what answers always showed)."""
     total: dict[str, int] = {}
     for ref in (entry.record, f"{entry.record}/{entry.item}"):
-        for verdict, n in feedback.get(ref, {}).items():
-            total[verdict] = total.get(verdict, 0) + n
+        for verdict in feedback.get(ref, {}).values():
+            total[verdict] = total.get(verdict, 0) + 1
     return total

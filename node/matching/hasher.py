@@ -115,16 +115,26 @@ def hash_image(
     """
     wanted = _select_types(types)
     image = decode_image(data, max_pixels=max_pixels, short_side=short_side)
+    return hash_decoded(image, data, wanted)
+
+
+def hash_decoded(image: Image.Image, data: bytes | None, wanted: Collection[str],
+                 pdq: tuple[str, int] | None = None) -> list[ComputedHash]:
+    """``hash_image`` of an image already decoded (``decode_image``): what an image query
+    reuses for the variants it hashes besides (``node/matching/image_query.py``).
+
+    ``data`` is needed for md5/sha256 only; ``pdq`` is a (value, quality) computed already.
+    """
     results: list[ComputedHash] = []
     luma = image.convert("L") if any(name in _IMAGEHASH for name in wanted) else None
     for name in wanted:
         quality: int | None = None
         if name == "pdq":
-            value, quality = _pdq(image)
-        elif name == "md5":
-            value = hashlib.md5(data).hexdigest()
-        elif name == "sha256":
-            value = hashlib.sha256(data).hexdigest()
+            value, quality = pdq if pdq is not None else _pdq(image)
+        elif name in ("md5", "sha256"):
+            if data is None:
+                continue
+            value = hashlib.new(name, data).hexdigest()
         else:
             assert luma is not None
             value = str(_IMAGEHASH[name](luma))

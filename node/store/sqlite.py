@@ -596,6 +596,37 @@ class Store:
                 counts.setdefault(target, {})[verdict] = n
         return counts
 
+    def feedback_verdicts(self, refs: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Each origin's standing (latest) verdict, per record id or item ref."""
+        wanted = list(set(refs))
+        verdicts: dict[str, dict[str, str]] = {}
+        conn = self.reader()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for target, origin, verdict in conn.execute(
+                    f"SELECT target, origin, verdict FROM feedback WHERE target IN ({marks})",
+                    chunk):
+                verdicts.setdefault(target, {})[origin] = verdict
+        return verdicts
+
+    def feedback_on_origin(self, origin: str) -> dict[str, dict[str, str]]:
+        """``feedback_verdicts`` of every target in one origin's records (for its status).
+        Feedback rows are few beside records, so they are read whole and joined here."""
+        conn = self.reader()
+        rows = conn.execute("SELECT target, origin, verdict FROM feedback").fetchall()
+        ours = set()
+        for record in {target[:64] for target, _, _ in rows}:
+            found = conn.execute("SELECT origin FROM records WHERE id_key=? AND id=?",
+                                 (id_key(record), record)).fetchone()
+            if found is not None and found[0] == origin:
+                ours.add(record)
+        verdicts: dict[str, dict[str, str]] = {}
+        for target, by, verdict in rows:
+            if target[:64] in ours:
+                verdicts.setdefault(target, {})[by] = verdict
+        return verdicts
+
     def counts(self) -> dict[str, int]:
         conn = self.reader()
 

@@ -70,6 +70,7 @@ async def test_added_hash_matches_with_full_provenance(api: Client, node_dir: No
         "origin_name": "Test Commission", "list": "ncii", "labels": ["intimate"],
         "tier": "helpline_verified", "hash": {"type": "pdq", "value": value, "quality": 90},
         "distance": 5, "threshold": 31, "expires": None, "feedback": {},
+        "verdict": "match",
     }
 
 

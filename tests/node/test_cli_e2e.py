@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from hashmesh.node.config.node import load_node_config
 from hashmesh.node.store.sqlite import Store
@@ -65,6 +65,19 @@ def test_readme_walkthrough(running_node: tuple[Path, NodeProcess], photo: Path,
     assert matched.returncode == 0
     assert [m["record"] for m in pdq_result["matches"]] == [record_id]
     assert pdq_result["matches"][0]["origin_name"] == "Walkthrough Commission"
+    assert report[0]["verdict"] == "match"
+
+    # A mirrored re-upload matches through its flip; a single 64-bit hash is only weak, and
+    # `hashmesh match` exits 0 on a match only.
+    mirrored = resized_copy.with_name("mirrored.jpg")
+    ImageOps.mirror(Image.open(resized_copy)).save(mirrored, "JPEG", quality=80)
+    flipped = run_cli("match", "--config", config, mirrored)
+    [item] = json.loads(flipped.stdout)[0]["items"]
+    assert flipped.returncode == 0 and item["verdict"] == "match"
+    assert any(h.get("transform") == "flip_horizontal" for h in item["hits"])
+    phash = next(h["value"] for h in hashed[0]["hashes"] if h["type"] == "phash")
+    weak = run_cli("match", "--config", config, f"phash:{phash}", check=False)
+    assert weak.returncode == 1 and json.loads(weak.stdout)[0]["verdict"] == "weak"
 
     run_json("revoke", "--config", config, record_id, "--reason", "withdrawn")
     after = run_cli("match", "--config", config, resized_copy, check=False)

@@ -157,3 +157,21 @@ async def test_worker_counters_are_summed_and_survive_a_worker_restart(
 
 def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
     return registry.get_sample_value(name, labels)
+
+
+async def test_a_worker_gives_the_node_verdicts_disputed_included(
+        service: NodeService, worker: MatchWorker) -> None:
+    from hashmesh.protocol.keys import SigningKey
+    from tests.protocol.builders import Chain, feedback_body
+
+    value = pdq(11)
+    record = await add_pdq(service, value)
+    await worker.follow()
+    disputes = [Chain(SigningKey(bytes([n] * 32))).add(feedback_body(record, "not_ncii"))
+                for n in (21, 22)]
+    await service.store.write(lambda s: s.ingest(disputes, source="peer"))
+    query = [HashQuery("pdq", flip(value, 3))]
+    node = await service.matching.answer(query, {}, None, "t")
+    ours = await worker.matching.answer(query, {}, None, "t")
+    assert ours["verdict"] == node["verdict"] == "disputed"
+    assert ours["items"] == node["items"]
