@@ -68,7 +68,7 @@ async def test_concurrent_images_are_decoded_at_most_two_at_a_time(
     The real hasher runs; the wrapper only counts how many run together."""
     running = peak = 0
     lock = threading.Lock()
-    real = answers.hash_image
+    real = answers.hash_image_query
 
     def counted(data: bytes) -> Any:
         nonlocal running, peak
@@ -82,7 +82,7 @@ async def test_concurrent_images_are_decoded_at_most_two_at_a_time(
             with lock:
                 running -= 1
 
-    monkeypatch.setattr(answers, "hash_image", counted)
+    monkeypatch.setattr(answers, "hash_image_query", counted)
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), "white").save(buffer, "PNG")
     responses = await asyncio.gather(*(api.post("/v1/match/image", data=buffer.getvalue())
