@@ -24,7 +24,7 @@ from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
 from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import cancel_and_wait
-from hashmesh.node.store.sqlite import AsyncStore, Changes, Store
+from hashmesh.node.store.interface import AsyncStore, Changes, open_async_store
 from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
@@ -88,7 +88,7 @@ class NodeService:
     async def open(cls, config: NodeConfig, identity: Identity | None = None) -> NodeService:
         """Open the store, make sure the signing key is authorised, and load the index."""
         identity = identity or Identity.load(config)
-        store = AsyncStore(Store(config.db_path))
+        store = open_async_store(config)
         service = cls(config, identity, store, config.load_peers())
         service._warming = asyncio.create_task(_warm_up_kernel())
         try:

@@ -34,7 +34,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +53,9 @@ from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import cancel_and_wait
 from hashmesh.node.runtime.web import ApiError
+from hashmesh.node.store.interface import StoreError, open_async_store
 from hashmesh.node.store.schema import SchemaVersionError
-from hashmesh.node.store.sqlite import AsyncStore, Store, StoreError, database_identity
+from hashmesh.node.store.sqlite import database_identity
 
 log = logging.getLogger("hashmesh.match_worker")
 
@@ -82,7 +82,7 @@ class MatchWorker:
         self.origin = origin
         self.database = database
         self.metrics = NodeMetrics()
-        self.store = AsyncStore(Store(config.db_path, follower=True))
+        self.store = open_async_store(config, follower=True)
         self.check_database()
         self.peers = config.load_peers()
         self._peers_stamp = _stamp(config.federation.peers_file)
@@ -119,8 +119,8 @@ class MatchWorker:
         self.check_database()
         added = 0
         while True:
-            last, batch = await self.store.read(partial(
-                Store.entries_after, entry_id=self.followed, limit=FOLLOW_BATCH))
+            last, batch = await self.store.read(
+                lambda s: s.entries_after(self.followed, FOLLOW_BATCH))
             stale, self._stale[:] = list(self._stale), []
             await asyncio.to_thread(self._apply, batch, stale)
             added += sum(len(ids) for ids, _ in batch.values())
@@ -263,13 +263,15 @@ def stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event)
     threading.Thread(target=wait, name="stdin-watch", daemon=True).start()
 
 
-def read_handshake(config_path: Path) -> tuple[NodeConfig, str, tuple[int, int]]:
+def read_handshake(config_path: Path) -> tuple[NodeConfig, str, tuple[int, int] | None]:
     """The node's first line on our stdin: its origin, its config text and its database."""
     line = sys.stdin.buffer.readline()
     try:
         message = json.loads(line)
         config = node_config_from_text(message["config"], config_path)
         origin, database = str(message["origin"]), message["database"]
+        if database is None:  # a server database: no file to check
+            return config, origin, None
         return config, origin, (int(database[0]), int(database[1]))
     except (ValueError, LookupError, TypeError) as exc:
         raise ConfigError(f"no valid start message from the node on stdin ({exc})",

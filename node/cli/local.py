@@ -37,9 +37,9 @@ from hashmesh.node.config.peers import (
 )
 from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.matching.hasher import ImageError, hash_file, iter_image_files
+from hashmesh.node.store.interface import NodeStore, open_store
 from hashmesh.node.store.migrate import migrate_v1, schema_version
 from hashmesh.node.store.schema import SCHEMA_VERSION
-from hashmesh.node.store.sqlite import Store
 from hashmesh.protocol.errors import ProtocolError
 from hashmesh.protocol.keys import PublicKey, SigningKey
 from hashmesh.protocol.log import LogHead, check_next
@@ -143,7 +143,7 @@ def _image_files(paths: list[Path]) -> Iterator[Path]:
     yield from iter_image_files(paths)
 
 
-def verify_store(store: Store) -> Iterator[str]:
+def verify_store(store: NodeStore) -> Iterator[str]:
     """Re-verify every stored record, origin by origin; yield one line per fault."""
     ring: KeyRing | None = None
     head: LogHead | None = None
@@ -195,7 +195,7 @@ def export(args: argparse.Namespace) -> int:
 
 def import_records(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
-    store = Store(config.db_path)
+    store = open_store(config)
     try:
         imported, skipped = import_lines(store, args.input)
     finally:
@@ -204,7 +204,7 @@ def import_records(args: argparse.Namespace) -> int:
     return 0
 
 
-def import_lines(store: Store, path: Path, batch: int = 1000) -> tuple[int, int]:
+def import_lines(store: NodeStore, path: Path, batch: int = 1000) -> tuple[int, int]:
     """Verify records from an export file and store those that extend each origin's log."""
     imported = skipped = 0
     pending: list[SignedRecord] = []
@@ -252,10 +252,10 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_existing_store(config: NodeConfig) -> Store:
-    if not config.db_path.exists():
+def _open_existing_store(config: NodeConfig) -> NodeStore:
+    if config.store_url is None and not config.db_path.exists():
         raise CliError(f"{config.db_path}: no database yet (has the node run?)")
-    return Store(config.db_path)
+    return open_store(config)
 
 
 def _peers_path(args: argparse.Namespace) -> Path:

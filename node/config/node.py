@@ -183,6 +183,8 @@ class NodeConfig:
     public_metrics: bool = False
     # the file's text as loaded, handed to match workers so they run on the same config
     text: str = field(default="", repr=False, compare=False)
+    # ``[store] url``: None is the embedded SQLite file in data_dir (node/store/interface.py)
+    store_url: str | None = None
 
     @property
     def db_path(self) -> Path:
@@ -238,7 +240,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     """Validate an already-parsed ``node.toml`` document that lives at ``path``."""
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
-                           "match_workers", "limits", "federation"}, what="section")
+                           "match_workers", "limits", "federation", "store"}, what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
     name = node.display_name("name")
@@ -259,10 +261,30 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     federation = _parse_federation(top.table("federation", {
         "peers_file", "public_url", "ca_file", "pull_interval_seconds", "listen"}), base_dir,
         listen, match_workers)
+    store = top.table("store", {"url"})
+    store_url = check_store_url(store.string("url"), store.at("url")) if store.has("url") else None
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=MatchConfig(thresholds), limits=limits, federation=federation,
-                      match_workers=match_workers, public_metrics=public_metrics)
+                      match_workers=match_workers, public_metrics=public_metrics,
+                      store_url=store_url)
+
+
+STORE_URL_SCHEMES = ("postgresql://", "postgres://", "sqlite:")
+
+
+def check_store_url(url: str, at: str) -> str | None:
+    """``[store] url``: a PostgreSQL connection URL, or ``sqlite:`` for the default file.
+
+    Only the scheme is checked here (loading stays pure); the server is reached, and a bad
+    host or password reported, when the node opens its store.
+    """
+    if url == "sqlite:":
+        return None
+    if not url.startswith(STORE_URL_SCHEMES[:2]):
+        raise ConfigError("must be a postgresql:// URL (or \"sqlite:\" for the default "
+                          f"file in node.data_dir), got {url[:40]!r}", at)
+    return url
 
 
 def _parse_keys(keys: Table, base_dir: Path) -> KeysConfig:

@@ -27,7 +27,8 @@ from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.matching.hasher import hash_image
 from hashmesh.node.matching.matcher import Matcher, pack_many
 from hashmesh.node.runtime.metrics import NodeMetrics, labelled
-from hashmesh.node.store.sqlite import AsyncStore, EntryRow, Store, now_ms
+from hashmesh.node.store.interface import AsyncStore, EntryRow, NodeStore
+from hashmesh.node.store.sqlite import now_ms
 
 ALL_TYPES = ("pdq", "phash", "dhash", "ahash", "whash", "md5", "sha256", "photodna")
 
@@ -246,7 +247,7 @@ class IndexLookups:
             self._thread = None
 
 
-def _read_packed(store: Store, hash_type: str, through: int | None
+def _read_packed(store: NodeStore, hash_type: str, through: int | None
                  ) -> tuple[npt.NDArray[np.int64], bytearray]:
     """The ids and packed values of every hash in force of one type, read and packed a chunk
     at a time (on a store reader thread), so that loading never holds them all as strings."""
@@ -258,7 +259,7 @@ def _read_packed(store: Store, hash_type: str, through: int | None
     return np.frombuffer(ids, dtype=np.int64), packed
 
 
-def _provenance(store: Store, entry_ids: set[int]
+def _provenance(store: NodeStore, entry_ids: set[int]
                 ) -> tuple[dict[int, EntryRow], dict[str, dict[str, int]]]:
     """The entries behind matches and the feedback on their records and items, in one read."""
     entries = store.entries(entry_ids)

@@ -1,0 +1,197 @@
+"""The PostgreSQL store: ``[store] url = "postgresql://…"`` in ``node.toml``.
+
+For a node that outgrows one machine: the database lives on a server (with its own
+replication and backups), and several ``hashmesh`` processes may share it. It keeps the SQLite
+store's semantics exactly, because it *is* that store with another engine underneath
+(``PostgresStore`` subclasses ``Store``; ``node/store/pg_dialect.py`` runs its SQL):
+
+* the exact signed bytes are kept (``records.raw``, ``bytea``), and every derived table is
+  updated by the same statements, in the same transaction as its record;
+* every write transaction first takes one transaction-level advisory lock
+  (``pg_advisory_xact_lock``), as SQLite's ``BEGIN IMMEDIATE`` takes its write lock: writes
+  from every process that shares the database run one at a time, so records and entries are
+  numbered in commit order (followers tail ``entries`` by id and never miss a row), and
+  signing reads the committed head;
+* even a writer that skipped that lock cannot sign a second record at a seq: the unique
+  index on ``records (origin, seq)`` refuses it, and the transaction (signature, insert,
+  head) rolls back whole (``SeqTakenError``);
+* ``synchronous_commit`` is left on (the server's default): a commit that returned is on the
+  server's disk, the durability ``synchronous=FULL`` gives the SQLite store.
+
+What differs from SQLite is overridden here: connections (one writer, one reader per thread,
+each reconnecting after the server went away), transactions, the schema, and the two bulk
+reads (loading the index by ``COPY``; exporting in pages).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from hashmesh.node.store.pg_dialect import (
+    LOCK_SPACE,
+    WRITE_LOCK,
+    PgConnection,
+    check_version,
+    create_schema,
+    has_schema,
+)
+from hashmesh.node.store.sqlite import MAX_ENTRY_ID, Store, StoreError, now_ms
+
+EXPORT_PAGE = 1_000
+
+
+class SeqTakenError(StoreError):
+    """Another writer stored a record at this (origin, seq), or took its record number, first:
+    the database refused this one, and its transaction (signature included) rolled back."""
+
+    code = "SEQ_TAKEN"
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+class PostgresStore(Store):
+    """``Store`` on a PostgreSQL database. Write methods run on one thread per process
+    (``AsyncStore``), as for SQLite; any number of processes may share the database."""
+
+    def __init__(self, url: str, *, follower: bool = False, write_lock: bool = True) -> None:
+        """Connect (and create the schema unless ``follower``).
+
+        ``write_lock=False`` skips the advisory lock: only for the test that shows the
+        unique index alone stops a second signer at one seq.
+        """
+        self.url = url
+        self.path = Path(redact(url))  # what messages name; there is no file
+        self.write_lock = write_lock
+        try:
+            self.conn = PgConnection(url)  # type: ignore[assignment]
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"store.url: cannot connect to {redact(url)}: "
+                             f"{str(exc).strip()}") from None
+        raw = self.conn.raw  # type: ignore[attr-defined]
+        try:
+            if follower:
+                if not has_schema(raw):
+                    raise StoreError(f"{redact(url)}: no hashmesh database here (the node "
+                                     "creates it)")
+                check_version(raw)
+            else:
+                create_schema(raw)
+        except BaseException:
+            raw.close()
+            raise
+        self._local = threading.local()
+        self._reader_conns: list[Any] = []
+        self._readers_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._reader_conns:
+                conn.close()
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One transaction on the writer connection, holding the node's write lock."""
+        pg: PgConnection = self.conn  # type: ignore[assignment]
+        raw = pg.ensure()
+        try:
+            raw.execute("BEGIN")
+        except psycopg.OperationalError:
+            if not raw.broken:
+                raise
+            raw = pg.ensure()  # lost since the last write: nothing was sent, so start anew
+            raw.execute("BEGIN")
+        try:
+            if self.write_lock:
+                raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, WRITE_LOCK))
+            yield pg
+        except psycopg.errors.UniqueViolation as exc:
+            _rollback(raw)
+            if exc.diag.constraint_name in ("idx_records_origin_seq", "records_pkey"):
+                raise SeqTakenError(
+                    "another process stored a record at this seq (or record number) first; "
+                    f"nothing was stored ({exc.diag.constraint_name})") from None
+            raise
+        except BaseException:
+            _rollback(raw)
+            raise
+        raw.execute("COMMIT")
+
+    def reader(self) -> Any:
+        """This thread's read connection (created on first use, replaced when broken)."""
+        conn: PgConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = PgConnection(self.url)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._reader_conns.append(conn)
+        conn.ensure()
+        return conn
+
+    # -- reads that differ from SQLite -------------------------------------------------
+
+    def log_rows(self, origin: str, after: int, limit: int) -> Iterator[Any]:
+        """As ``Store.log_rows``; rows are dicts (read by column name, as callers do)."""
+        raw = self.reader().raw
+        with raw.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(
+                "SELECT seq, type, scope, grp, jurisdictions, lists, labels, stub, raw "
+                "FROM records WHERE origin=%s AND seq>%s ORDER BY seq LIMIT %s",
+                (origin, after, limit))
+            yield from cursor
+
+    def all_records(self) -> Iterator[bytes]:
+        """Every record, per origin in seq order, read a page at a time (a client-side
+        cursor would hold the whole log in memory)."""
+        raw = self.reader().raw
+        origin, seq = "", 0
+        while True:
+            rows = raw.execute(
+                "SELECT origin, seq, raw FROM records WHERE (origin, seq) > (%s, %s) "
+                "ORDER BY origin, seq LIMIT %s", (origin, seq, EXPORT_PAGE)).fetchall()
+            for _, _, data in rows:
+                yield bytes(data)
+            if len(rows) < EXPORT_PAGE:
+                return
+            origin, seq = rows[-1][0], rows[-1][1]
+
+    def active_entries(self, hash_type: str, through: int | None = None,
+                       chunk: int = 100_000) -> Iterator[tuple[list[int], list[str]]]:
+        """As ``Store.active_entries``, streamed with ``COPY … TO STDOUT``: the fastest way
+        out of PostgreSQL, and never more than a chunk held as Python strings."""
+        raw = self.reader().raw
+        ids: list[int] = []
+        values: list[str] = []
+        rest = b""
+        with raw.cursor() as cursor, cursor.copy(
+                "COPY (SELECT id, value FROM entries WHERE active=1 AND hash_type=%s "
+                "AND (expires IS NULL OR expires > %s) AND id <= %s) TO STDOUT",
+                (hash_type, now_ms(), MAX_ENTRY_ID if through is None else through)) as copy:
+            for block in copy:
+                lines = (rest + bytes(block)).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    entry_id, value = line.split(b"\t", 1)
+                    ids.append(int(entry_id))
+                    values.append(value.decode("ascii"))
+                if len(ids) >= chunk:
+                    yield ids, values
+                    ids, values = [], []
+        if ids:
+            yield ids, values
+
+
+def _rollback(raw: psycopg.Connection[Any]) -> None:
+    if not raw.broken and not raw.closed:
+        raw.execute("ROLLBACK")
