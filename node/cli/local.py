@@ -24,8 +24,10 @@ from hashmesh.node.config.node import (
     DEFAULT_PEERS_FILE,
     WILDCARD_HOSTS,
     NodeConfig,
+    check_store_url,
     hash_token,
     load_node_config,
+    redact_url,
     render_node_config,
 )
 from hashmesh.node.config.peers import (
@@ -239,6 +241,8 @@ def import_lines(store: NodeStore, path: Path, batch: int = 1000) -> tuple[int, 
 
 def migrate(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
+    if args.to is not None:
+        return _port(config, args.to)
     if not config.db_path.exists():
         raise CliError(f"{config.db_path}: no database yet (has the node run?)")
     version = schema_version(config.db_path)
@@ -249,6 +253,22 @@ def migrate(args: argparse.Namespace) -> int:
     done = migrate_v1(config.db_path)
     print_json({"migrated": f"schema {version} -> {SCHEMA_VERSION}", "records": done.records,
                 "entries": done.entries, "backup": str(done.backup)})
+    return 0
+
+
+def _port(config: NodeConfig, url: str) -> int:
+    """``migrate --to``: copy the node's SQLite database into PostgreSQL, checked."""
+    from hashmesh.node.store.port import port_to_postgres
+
+    if check_store_url(url, "--to") is None:
+        raise CliError("--to: give a postgresql:// URL to copy the node into")
+    if not config.db_path.exists():
+        raise CliError(f"{config.db_path}: no database yet (has the node run?)")
+    refuse_if_running(config)
+    checks = port_to_postgres(config.db_path, url)
+    print_json({"copied_to": redact_url(url),
+                "tables": {c.table: {"rows": c.rows, "sha256": c.sha256} for c in checks},
+                "next": f'set [store] url = "{redact_url(url)}" in {config.path}'})
     return 0
 
 

@@ -273,6 +273,11 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
 STORE_URL_SCHEMES = ("postgresql://", "postgres://", "sqlite:")
 
 
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
 def check_store_url(url: str, at: str) -> str | None:
     """``[store] url``: a PostgreSQL connection URL, or ``sqlite:`` for the default file.
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from hashmesh.node.config.node import NodeConfig
+from hashmesh.node.config.node import NodeConfig, redact_url
 from hashmesh.node.store.sqlite import (
     AsyncStore,
     AuditRow,
@@ -131,5 +131,4 @@ def describe(config: NodeConfig) -> str:
     """Where the store is, for messages (never the password of a URL)."""
     if config.store_url is None:
         return str(config.db_path)
-    from hashmesh.node.store.postgres import redact
-    return str(redact(config.store_url))
+    return redact_url(config.store_url)

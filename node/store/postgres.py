@@ -25,7 +25,6 @@ reads (loading the index by ``COPY``; exporting in pages).
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from hashmesh.node.config.node import redact_url as redact
 from hashmesh.node.store.pg_dialect import (
     LOCK_SPACE,
     WRITE_LOCK,
@@ -53,11 +53,6 @@ class SeqTakenError(StoreError):
     the database refused this one, and its transaction (signature included) rolled back."""
 
     code = "SEQ_TAKEN"
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
 class PostgresStore(Store):

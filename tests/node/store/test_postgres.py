@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from hashmesh.node.store.postgres import PostgresStore, SeqTakenError, redact
+from hashmesh.node.config.node import redact_url as redact
+from hashmesh.node.store.postgres import PostgresStore, SeqTakenError
 from hashmesh.protocol.log import append
 from tests.protocol.builders import ROOT, add_body, pdq_hex
 
