@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hashmesh.node.config.identity import Identity
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
+from hashmesh.node.matching.follow import FeedFollower
 from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import cancel_and_wait
-from hashmesh.node.store.interface import AsyncStore, Changes, open_async_store
+from hashmesh.node.store.interface import AsyncStore, Changes, open_async_store, open_cluster
 from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
@@ -41,10 +44,14 @@ from hashmesh.protocol.records import (
     Target,
 )
 
+if TYPE_CHECKING:
+    from hashmesh.node.store.cluster import Cluster
+
 log = logging.getLogger("hashmesh.node")
 
 VERSION = "0.1.0"
 EXPIRY_SWEEP_SECONDS = 60
+LEASE_POLL_SECONDS = 0.5  # a follower bids for the lease, a leader checks it, this often
 
 
 class NotFoundError(Exception):
@@ -83,6 +90,15 @@ class NodeService:
         self._index_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._unapplied: tuple[Changes, asyncio.Future[None]] | None = None
         self._unapplied_lock = threading.Lock()
+        # Several processes, one node (node/store/cluster.py): None for a single process,
+        # which always leads. A follower signs nothing, runs no federation, and follows the
+        # database's changes into its index until it takes the signer lease.
+        self.cluster: Cluster | None = None
+        self.follower: FeedFollower | None = None
+        self.leads = True
+        self.on_lead: Callable[[], Awaitable[None]] | None = None  # start federation
+        self.on_lease_lost: Callable[[], None] = _stop_this_process
+        self._clustering: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, config: NodeConfig, identity: Identity | None = None) -> NodeService:
@@ -92,8 +108,15 @@ class NodeService:
         service = cls(config, identity, store, config.load_peers())
         service._warming = asyncio.create_task(_warm_up_kernel())
         try:
-            await service._authorise_signer()
-            await service.reload_index()
+            service.cluster = cluster = open_cluster(config, store.store)
+            through = None
+            if cluster is not None:
+                service.leads = await asyncio.to_thread(cluster.try_lead)
+                service.follower = FeedFollower(store, cluster)
+                through = await service.follower.start()
+            if service.leads:
+                await service._authorise_signer()
+            await service.matching.reload_index(through=None if service.leads else through)
         except BaseException:
             await service.close()
             raise
@@ -101,11 +124,45 @@ class NodeService:
 
     async def start_background(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_expired_forever())
+        if self.cluster is not None:
+            self._clustering = asyncio.create_task(self._lead_or_follow_forever())
+
+    async def _lead_or_follow_forever(self) -> None:
+        """A leader checks its lease; a follower follows the feed and bids for the lease."""
+        cluster, follower = self.cluster, self.follower
+        assert cluster is not None and follower is not None
+        while True:
+            try:
+                if self.leads:
+                    await asyncio.sleep(LEASE_POLL_SECONDS)
+                    if not await asyncio.to_thread(cluster.still_leads):
+                        log.error("ALERT: lost the signer lease (database connection lost); "
+                                  "stopping, to start again as a follower")
+                        self.on_lease_lost()
+                        return
+                    continue
+                await self.apply_changes_soon(await follower.poll())
+                if await asyncio.to_thread(cluster.try_lead):
+                    await self.apply_changes_soon(await follower.poll())  # the old leader's last
+                    self.leads = True
+                    await self._authorise_signer()
+                    if self.on_lead is not None:
+                        await self.on_lead()
+                else:
+                    await asyncio.to_thread(cluster.wait, LEASE_POLL_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is down: answer from the index, retry
+                log.warning("following the database failed (%s); retrying", exc)
+                await asyncio.sleep(LEASE_POLL_SECONDS)
 
     async def close(self) -> None:
         if self._warming is not None:
             await self._warming
         await cancel_and_wait(self._sweeper)
+        await cancel_and_wait(self._clustering)
+        if self.cluster is not None:
+            self.cluster.close()
         self._index_writer.shutdown(wait=True)
         self.matching.close()
         self.store.close()
@@ -283,6 +340,10 @@ class NodeService:
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
             "match_workers": None if self.worker_status is None else self.worker_status(),
+            "cluster": None if self.cluster is None else {
+                "leads": self.leads, "epoch": self.cluster.epoch,
+                "leader": await asyncio.to_thread(self.cluster.leader),
+                "followed_entry_id": None if self.follower is None else self.follower.entry_id},
         }
 
     async def _sweep_expired_forever(self) -> None:
@@ -303,6 +364,11 @@ class NodeService:
     async def match_image(self, data: bytes, thresholds: dict[str, int],
                           lists: frozenset[str] | None, actor: str) -> dict[str, Any]:
         return await self.matching.match_image(data, thresholds, lists, actor)
+
+
+def _stop_this_process() -> None:
+    """SIGTERM to ourselves: ``serve`` shuts down cleanly, and a supervisor restarts us."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _warm_up_kernel() -> None:

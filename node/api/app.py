@@ -52,13 +52,19 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
         add_federation_routes(app)
 
     async def start(app: web.Application) -> None:
-        await service.start_background()
-        if federate:
+        async def federate_now() -> None:
             await federation.start()
             watcher = PeersWatcher(service, federation)
             watcher.start()
             app[WATCHER_KEY] = watcher
             _on_sighup(watcher)
+
+        if federate:  # only the process that signs federates; others when they take over
+            if service.leads:
+                await federate_now()
+            else:
+                service.on_lead = federate_now
+        await service.start_background()
 
     async def stop(app: web.Application) -> None:
         if WATCHER_KEY in app:

@@ -25,8 +25,9 @@ The ``Changes``, ``EntryRow`` and error types are shared by both backends; they 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hashmesh.node.config.node import NodeConfig, redact_url
 from hashmesh.node.store.sqlite import (
@@ -44,6 +45,9 @@ from hashmesh.protocol.keys import SigningKey
 from hashmesh.protocol.log import LogHead
 from hashmesh.protocol.records import Body, Distribution, SignedRecord
 from hashmesh.protocol.signing import KeyRing
+
+if TYPE_CHECKING:  # psycopg is imported only by a node that uses PostgreSQL
+    from hashmesh.node.store.cluster import Cluster
 
 __all__ = ["AsyncStore", "Changes", "EntryRow", "NodeStore", "OriginFrozenError",
            "StoreError", "open_async_store", "open_store", "store_identity"]
@@ -112,6 +116,28 @@ def open_store(config: NodeConfig, *, follower: bool = False) -> Store:
         from hashmesh.node.store.postgres import PostgresStore  # psycopg only when used
         return PostgresStore(config.store_url, follower=follower)
     return Store(config.db_path, follower=follower)
+
+
+def open_cluster(config: NodeConfig, store: Store) -> Cluster | None:
+    """This process's part in a node served by several processes (``node/store/cluster.py``),
+    or None for a store only one process may open (the SQLite file): that process always
+    signs and has nothing to follow. ``store`` is the one ``open_store`` gave."""
+    if config.store_url is None:
+        return None
+    from hashmesh.node.store.cluster import Cluster
+    from hashmesh.node.store.postgres import PostgresStore
+    assert isinstance(store, PostgresStore)
+    return Cluster(store, holder=api_url(config))
+
+
+def api_url(config: NodeConfig) -> str:
+    """How other processes of the node name this one in errors: its local API's URL."""
+    host = config.listen.host
+    if host in ("0.0.0.0", "::"):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if config.tls else 'http'}://{host}:{config.listen.port}"
 
 
 def open_async_store(config: NodeConfig, *, follower: bool = False) -> AsyncStore:

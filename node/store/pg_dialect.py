@@ -73,6 +73,30 @@ CREATE TABLE IF NOT EXISTS evidence (
 CREATE UNIQUE INDEX IF NOT EXISTS idx_evidence_first_id_second_id
     ON evidence (first_id, second_id);
 CREATE TABLE IF NOT EXISTS meta (key {T} PRIMARY KEY, value {T});
+
+-- Several processes, one node (node/store/cluster.py). Not in SQLite: one process owns a file.
+-- The signer lease: who signs, and its fencing epoch (raised by every new leader).
+CREATE TABLE IF NOT EXISTS leases (
+    name {T} PRIMARY KEY, epoch BIGINT NOT NULL, holder {T}, since BIGINT);
+-- Entries that stopped being in force (revoked), in commit order, for other processes'
+-- indexes; new entries are followed in ``entries`` itself (ids are assigned in commit order).
+CREATE TABLE IF NOT EXISTS entry_changes (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, entry_id BIGINT NOT NULL);
+CREATE OR REPLACE FUNCTION hashmesh_entry_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO entry_changes (entry_id) VALUES (NEW.id);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER entries_removed AFTER UPDATE OF active ON entries FOR EACH ROW
+    WHEN (OLD.active = 1 AND NEW.active = 0) EXECUTE FUNCTION hashmesh_entry_removed();
+-- wakes followers (LISTEN hashmesh_changes); they read the tables, never the payload
+CREATE OR REPLACE FUNCTION hashmesh_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('hashmesh_changes', '');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER entries_notify AFTER INSERT OR UPDATE ON entries
+    FOR EACH STATEMENT EXECUTE FUNCTION hashmesh_notify();
 """
 
 # Every table and its primary key, in the order a copy fills them (``node/store/port.py``).
@@ -86,6 +110,8 @@ TABLES: dict[str, tuple[str, ...]] = {
 LOCK_SPACE = 0x6873686D
 SCHEMA_LOCK = 1
 WRITE_LOCK = 2
+LEADER_LOCK = 3
+CHANNEL = "hashmesh_changes"
 
 
 def create_schema(conn: psycopg.Connection[Any]) -> None:

@@ -36,6 +36,7 @@ from psycopg.rows import dict_row
 
 from hashmesh.node.config.node import redact_url as redact
 from hashmesh.node.store.pg_dialect import (
+    LEADER_LOCK,
     LOCK_SPACE,
     WRITE_LOCK,
     PgConnection,
@@ -43,7 +44,7 @@ from hashmesh.node.store.pg_dialect import (
     create_schema,
     has_schema,
 )
-from hashmesh.node.store.sqlite import MAX_ENTRY_ID, Store, StoreError, now_ms
+from hashmesh.node.store.sqlite import MAX_ENTRY_ID, AuditRow, Store, StoreError, now_ms
 
 EXPORT_PAGE = 1_000
 
@@ -68,6 +69,10 @@ class PostgresStore(Store):
         self.url = url
         self.path = Path(redact(url))  # what messages name; there is no file
         self.write_lock = write_lock
+        # The signer lease's epoch this process holds (node/store/cluster.py): 0 holds none;
+        # None: no lease in use (a single process, or an operator's command).
+        self.fence: int | None = None
+        self._unfenced = False  # set while writing audit rows, which any process may
         try:
             self.conn = PgConnection(url)  # type: ignore[assignment]
         except psycopg.OperationalError as exc:
@@ -110,6 +115,8 @@ class PostgresStore(Store):
         try:
             if self.write_lock:
                 raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, WRITE_LOCK))
+            if self.fence is not None and not self._unfenced:
+                _check_fence(raw, self.fence)
             yield pg
         except psycopg.errors.UniqueViolation as exc:
             _rollback(raw)
@@ -122,6 +129,21 @@ class PostgresStore(Store):
             _rollback(raw)
             raise
         raw.execute("COMMIT")
+
+    def audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        self._unfenced = True
+        try:
+            super().audit(actor, action, detail)
+        finally:
+            self._unfenced = False
+
+    def audit_many(self, rows: list[AuditRow]) -> None:
+        """Audit rows (matches served by any process) need no lease."""
+        self._unfenced = True
+        try:
+            super().audit_many(rows)
+        finally:
+            self._unfenced = False
 
     def reader(self) -> Any:
         """This thread's read connection (created on first use, replaced when broken)."""
@@ -185,6 +207,32 @@ class PostgresStore(Store):
                     ids, values = [], []
         if ids:
             yield ids, values
+
+
+class NotLeaderError(StoreError):
+    """This process does not hold the signer lease: it neither signs nor stores records."""
+
+    code = "NOT_LEADER"
+
+
+def leader_of(raw: psycopg.Connection[Any]) -> str | None:
+    """Who holds the signer lease now (its ``holder``), or None during a failover."""
+    row = raw.execute(
+        "SELECT holder FROM leases WHERE name='signer' AND EXISTS (SELECT 1 FROM pg_locks "
+        "WHERE locktype='advisory' AND classid=%s AND objid=%s AND objsubid=2 AND granted)",
+        (LOCK_SPACE, LEADER_LOCK)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _check_fence(raw: psycopg.Connection[Any], fence: int) -> None:
+    """Refuse a signed write unless this process holds the lease at epoch ``fence`` (read
+    under the write lock, so no new leader can come in between the check and the commit)."""
+    row = raw.execute("SELECT epoch FROM leases WHERE name='signer'").fetchone()
+    if fence == 0 or row is None or row[0] != fence:
+        leader = leader_of(raw)
+        where = (f"the leader is {leader}" if leader else
+                 "no process holds the signer lease right now (failover under way: retry)")
+        raise NotLeaderError(f"this process does not sign records: {where}")
 
 
 def _rollback(raw: psycopg.Connection[Any]) -> None:
