@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -96,8 +94,8 @@ class NodeService:
         self.cluster: Cluster | None = None
         self.follower: FeedFollower | None = None
         self.leads = True
-        self.on_lead: Callable[[], Awaitable[None]] | None = None  # start federation
-        self.on_lease_lost: Callable[[], None] = _stop_this_process
+        self.on_lead: Callable[[], Awaitable[None]] | None = None  # (re)start federation
+        self.on_demote: Callable[[], None] | None = None  # stop pulling from peers
         self._clustering: asyncio.Task[None] | None = None
 
     @classmethod
@@ -135,11 +133,16 @@ class NodeService:
             try:
                 if self.leads:
                     await asyncio.sleep(LEASE_POLL_SECONDS)
-                    if not await asyncio.to_thread(cluster.still_leads):
-                        log.error("ALERT: lost the signer lease (database connection lost); "
-                                  "stopping, to start again as a follower")
-                        self.on_lease_lost()
-                        return
+                    positions = await follower.positions_now()  # read, then prove the lease
+                    if await asyncio.to_thread(cluster.still_leads):
+                        follower.removal_id, follower.entry_id = positions
+                        continue
+                    log.error("ALERT: lost the signer lease (database connection lost); "
+                              "following until this or another process takes it")
+                    cluster.demote()
+                    self.leads = False
+                    if self.on_demote is not None:
+                        self.on_demote()
                     continue
                 await self.apply_changes_soon(await follower.poll())
                 if await asyncio.to_thread(cluster.try_lead):
@@ -364,11 +367,6 @@ class NodeService:
     async def match_image(self, data: bytes, thresholds: dict[str, int],
                           lists: frozenset[str] | None, actor: str) -> dict[str, Any]:
         return await self.matching.match_image(data, thresholds, lists, actor)
-
-
-def _stop_this_process() -> None:
-    """SIGTERM to ourselves: ``serve`` shuts down cleanly, and a supervisor restarts us."""
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _warm_up_kernel() -> None:

@@ -73,4 +73,4 @@ async def api(node_dir: NodeDir, aiohttp_client: Any) -> TestClient[Any, Any]:
 
 
 # A real PostgreSQL server (one a session) and a database a test: tests/pg.py
-from tests.pg import pg_server, pg_url  # noqa: E402, F401
+from tests.pg import pg_control, pg_server, pg_url  # noqa: E402, F401

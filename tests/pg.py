@@ -21,6 +21,45 @@ import psycopg
 import pytest
 
 _databases = count()
+_server: Any = None  # the pgserver handle, when this session started the server
+
+
+class PgControl:
+    """Stops and starts the session's server (fault tests); only for a server we started."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.socket_dir = re.search(r"host=([^&]+)", server.get_uri()).group(1)  # type: ignore[union-attr]
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+
+    def stop(self) -> None:
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def start(self) -> None:
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
+                     "-l", str(self.server.log), "start")
+
+
+@pytest.fixture
+def pg_control(pg_server: str) -> Iterator[PgControl]:
+    if _server is None:
+        pytest.skip("the server is not ours to restart (HASHMESH_TEST_PG_URL)")
+    control = PgControl(_server)
+    yield control
+    if control.server.get_pid() is None or not _is_up(pg_server):
+        control.start()
+
+
+def _is_up(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+    except psycopg.OperationalError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +77,8 @@ def pg_server() -> Iterator[str]:
 
         directory = tempfile.mkdtemp(prefix="hashmesh-pg-")
         server: Any = pgserver.get_server(directory, cleanup_mode="stop")
+    global _server
+    _server = server
     try:
         yield server.get_uri()
     finally:

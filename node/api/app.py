@@ -15,6 +15,7 @@ from hashmesh.node.api.routes import (
     errors_middleware,
     healthz,
 )
+from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.routes import (
     FEDERATION_KEY,
@@ -59,11 +60,23 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
             app[WATCHER_KEY] = watcher
             _on_sighup(watcher)
 
-        if federate:  # only the process that signs federates; others when they take over
-            if service.leads:
+        started = False
+
+        async def lead() -> None:  # when this process (again) holds the signer lease
+            nonlocal started
+            if not started:
+                started = True
                 await federate_now()
             else:
-                service.on_lead = federate_now
+                federation.reconcile(service.peers)
+
+        def demote() -> None:  # lost the lease: pull from no peer (the peer routes stay)
+            federation.reconcile(PeersConfig())
+
+        if federate:  # only the process that signs federates; others when they take over
+            service.on_lead, service.on_demote = lead, demote
+            if service.leads:
+                await lead()
         await service.start_background()
 
     async def stop(app: web.Application) -> None:

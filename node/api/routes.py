@@ -62,8 +62,8 @@ def classify(exc: BaseException) -> ApiError:
         return ApiError(404, exc.code, str(exc), exc.path)
     if isinstance(exc, ForbiddenError):
         return ApiError(403, exc.code, str(exc), exc.path)
-    if isinstance(exc, StoreError):
-        return ApiError(409, exc.code, str(exc))
+    if isinstance(exc, StoreError):  # 503 for a database that cannot be reached now
+        return ApiError(getattr(exc, "http_status", 409), exc.code, str(exc))
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return ApiError(413, "BODY_TOO_LARGE", "request body exceeds the configured limit")
     if isinstance(exc, web.HTTPException):

@@ -30,9 +30,16 @@ class FeedFollower:
 
     async def start(self) -> int:
         """Take the current positions; returns the last entry id, to load the index through."""
-        self.removal_id = await self.store.read(lambda s: self.cluster.last_removal())
-        self.entry_id = await self.store.read(lambda s: s.last_entry_id())
+        self.removal_id, self.entry_id = await self.positions_now()
         return self.entry_id
+
+    async def positions_now(self) -> tuple[int, int]:
+        """The feed's current (removal, entry) positions. A leader moves to them while it
+        provably held the lease when they were read (every row up to them is its own, and its
+        index has it), so that, demoted, it reads only what it may have missed."""
+        removal = await self.store.read(lambda s: self.cluster.last_removal())
+        entry = await self.store.read(lambda s: s.last_entry_id())
+        return removal, entry
 
     async def poll(self) -> Changes:
         """Everything committed since the last poll, as one ``Changes``."""

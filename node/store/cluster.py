@@ -13,8 +13,8 @@ checks, under the store's write lock and in its own transaction, that the epoch 
 own (``postgres._check_fence``): a leader that lost its lease without noticing (a paused
 process, a broken lease connection) can no longer sign. Underneath both, the unique index on
 ``records (origin, seq)`` makes a second record at one seq impossible whatever a process
-believes. A leader that sees its lease connection fail stops (``NodeService`` sends itself
-SIGTERM) rather than run on uncertain ground; a supervisor starts it again as a follower.
+believes. A leader that sees its lease connection fail (a database restart or failover)
+demotes itself: it stops signing and pulling from peers, follows the feed, and bids again.
 
 **The feed.** New hashes are followed in ``entries`` itself, tailed by id (ids are assigned
 under the write lock, so in commit order). Hashes that stop being in force (revocations) are
@@ -34,7 +34,13 @@ from typing import Any
 
 import psycopg
 
-from hashmesh.node.store.pg_dialect import CHANNEL, LEADER_LOCK, LOCK_SPACE, WRITE_LOCK
+from hashmesh.node.store.pg_dialect import (
+    APPLICATION,
+    CHANNEL,
+    LEADER_LOCK,
+    LOCK_SPACE,
+    WRITE_LOCK,
+)
 from hashmesh.node.store.postgres import NotLeaderError, PostgresStore, leader_of
 from hashmesh.node.store.sqlite import now_ms
 
@@ -64,7 +70,8 @@ class Cluster:
         if self.epoch:
             return True
         if self._lease is None or self._lease.closed or self._lease.broken:
-            self._lease = psycopg.connect(self.store.url, autocommit=True)
+            self._lease = psycopg.connect(self.store.url, autocommit=True,
+                                          application_name=APPLICATION)
         row = self._lease.execute("SELECT pg_try_advisory_lock(%s, %s)",
                                   (LOCK_SPACE, LEADER_LOCK)).fetchone()
         if not (row and row[0]):
@@ -93,6 +100,14 @@ class Cluster:
             return False
         return True
 
+    def demote(self) -> None:
+        """Sign nothing more (the lease is lost); ``try_lead`` may take it again, with a new
+        epoch."""
+        self.epoch = 0
+        self.store.fence = 0
+        if self._lease is not None:
+            self._lease.close()
+
     def leader(self) -> str | None:
         """The holder of the lease now, or None while none does."""
         return leader_of(self.store.reader().raw)
@@ -116,7 +131,8 @@ class Cluster:
         connection fails: the caller polls anyway)."""
         try:
             if self._listener is None or self._listener.closed or self._listener.broken:
-                self._listener = psycopg.connect(self.store.url, autocommit=True)
+                self._listener = psycopg.connect(self.store.url, autocommit=True,
+                                                 application_name=APPLICATION)
                 self._listener.execute(f"LISTEN {CHANNEL}")
             for _ in self._listener.notifies(timeout=timeout, stop_after=1):
                 pass

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hashmesh.node.config.node import NodeConfig, redact_url
+from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.sqlite import (
     AsyncStore,
     AuditRow,
@@ -50,7 +51,8 @@ if TYPE_CHECKING:  # psycopg is imported only by a node that uses PostgreSQL
     from hashmesh.node.store.cluster import Cluster
 
 __all__ = ["AsyncStore", "Changes", "EntryRow", "NodeStore", "OriginFrozenError",
-           "StoreError", "open_async_store", "open_store", "store_identity"]
+           "StoreError", "StoreUnavailableError", "open_async_store", "open_store",
+           "store_identity"]
 
 
 class NodeStore(Protocol):

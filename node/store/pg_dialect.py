@@ -23,12 +23,14 @@ database's locale collation may not.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from typing import Any
 
 import psycopg
 
+from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.schema import SCHEMA_VERSION, SchemaVersionError
 
 # PostgreSQL's limit on bind parameters in one statement.
@@ -112,6 +114,8 @@ SCHEMA_LOCK = 1
 WRITE_LOCK = 2
 LEADER_LOCK = 3
 CHANNEL = "hashmesh_changes"
+# names this process's connections in pg_stat_activity (an operator, or a test, finds them)
+APPLICATION = f"hashmesh pid {os.getpid()}"
 
 
 def create_schema(conn: psycopg.Connection[Any]) -> None:
@@ -162,26 +166,46 @@ class PgConnection:
     uses (``execute``, ``executemany``, ``getlimit``, ``close``), running translated SQL.
 
     It reconnects on first use after the server went away (a restart, a failover to a
-    standby, a dropped connection): the statement that found the connection broken fails,
-    the next one runs on a new connection.
+    standby, a dropped connection). With ``retry_reads`` (a reader's connection, in autocommit
+    mode, that runs nothing but reads) the statement that found the connection broken runs
+    again on a new one; otherwise it fails (``StoreUnavailableError``: inside a transaction
+    only the caller can start again) and the next one reconnects.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, retry_reads: bool = False) -> None:
         self.url = url
+        self.retry_reads = retry_reads
         self.raw = self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url, autocommit=True)
+        return psycopg.connect(self.url, autocommit=True, application_name=APPLICATION)
 
     def ensure(self) -> psycopg.Connection[Any]:
         """The live connection, replacing a broken or closed one."""
         if self.raw.closed or self.raw.broken:
             self.raw.close()
-            self.raw = self._connect()
+            try:
+                self.raw = self._connect()
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailableError(
+                    f"cannot reach the database ({str(exc).strip()[:200]})") from exc
         return self.raw
 
     def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
-        return self.raw.execute(translate(sql), params or None)
+        try:
+            return self.raw.execute(translate(sql), params or None)
+        except psycopg.OperationalError:
+            if not self.raw.broken:
+                raise
+            if self.retry_reads:
+                self.ensure()
+                try:
+                    return self.raw.execute(translate(sql), params or None)
+                except psycopg.OperationalError as again:
+                    exc = again
+            raise StoreUnavailableError(
+                f"the database is unreachable ({str(exc).strip()[:200]}); the next call "
+                "reconnects") from exc
 
     def executemany(self, sql: str, rows: Any) -> None:
         with self.raw.cursor() as cursor:

@@ -35,6 +35,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from hashmesh.node.config.node import redact_url as redact
+from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.pg_dialect import (
     LEADER_LOCK,
     LOCK_SPACE,
@@ -111,7 +112,7 @@ class PostgresStore(Store):
             if not raw.broken:
                 raise
             raw = pg.ensure()  # lost since the last write: nothing was sent, so start anew
-            raw.execute("BEGIN")
+            pg.execute("BEGIN")
         try:
             if self.write_lock:
                 raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, WRITE_LOCK))
@@ -128,7 +129,11 @@ class PostgresStore(Store):
         except BaseException:
             _rollback(raw)
             raise
-        raw.execute("COMMIT")
+        try:
+            raw.execute("COMMIT")
+        except psycopg.OperationalError as exc:  # not acknowledged: the client retries
+            raise StoreUnavailableError(f"the database went away during a commit ({exc}); "
+                                        "the write may or may not be stored") from exc
 
     def audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
         self._unfenced = True
@@ -149,7 +154,7 @@ class PostgresStore(Store):
         """This thread's read connection (created on first use, replaced when broken)."""
         conn: PgConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = PgConnection(self.url)
+            conn = PgConnection(self.url, retry_reads=True)
             self._local.conn = conn
             with self._readers_lock:
                 self._reader_conns.append(conn)
