@@ -42,7 +42,7 @@ SERVICE_KEY = web.AppKey("service", NodeService)
 MATCHING_KEY = web.AppKey("matching", Matching)
 ACTOR_KEY = web.RequestKey("actor", str)
 
-PUBLIC_ROUTES = frozenset({"healthz", "openapi"})
+PUBLIC_ROUTES = frozenset({"healthz", "healthz_signer", "openapi"})
 ROUTE_SCOPES = {
     "add": "write", "revoke": "write", "feedback": "write",
     "match": "read", "match_image": "read", "record": "read", "status": "read",
@@ -212,6 +212,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def healthz_signer(request: web.Request) -> web.Response:
+    """200 in the process that signs (always, for a node of one process), 503 elsewhere."""
+    leads = request.app[SERVICE_KEY].leads
+    return web.json_response({"signs": leads}, status=200 if leads else 503)
+
+
 async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     return web.Response(body=service.metrics.render(),
@@ -239,3 +245,4 @@ def add_match_routes(app: web.Application) -> None:
     app.router.add_post("/v1/match", match, name="match")
     app.router.add_post("/v1/match/image", match_image, name="match_image")
     app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/healthz/signer", healthz_signer, name="healthz_signer")

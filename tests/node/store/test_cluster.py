@@ -119,6 +119,8 @@ def test_three_processes_one_signer_followers_serve_and_take_over_after_kill_9(
         assert first.cluster()["leads"] and first.cluster()["leader"] == first.url
         origin = first.call("GET", "/v1/status")[1]["origin"]
         assert not second.cluster()["leads"] and second.cluster()["leader"] == first.url
+        assert first.call("GET", "/healthz/signer") == (200, {"signs": True})
+        assert second.call("GET", "/healthz/signer") == (503, {"signs": False})
 
         value = f"{rng.getrandbits(256):064x}"
         status, refused = second.call("POST", "/v1/records",
