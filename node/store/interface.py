@@ -160,3 +160,13 @@ def describe(config: NodeConfig) -> str:
     if config.store_url is None:
         return str(config.db_path)
     return redact_url(config.store_url)
+
+
+if TYPE_CHECKING:  # mypy checks that the backends provide every method of the interface
+    from hashmesh.node.store.postgres import PostgresStore
+
+    def _sqlite_is_a_node_store(store: Store) -> NodeStore:
+        return store
+
+    def _postgres_is_a_node_store(store: PostgresStore) -> NodeStore:
+        return store

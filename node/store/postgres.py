@@ -191,27 +191,37 @@ class PostgresStore(Store):
     def active_entries(self, hash_type: str, through: int | None = None,
                        chunk: int = 100_000) -> Iterator[tuple[list[int], list[str]]]:
         """As ``Store.active_entries``, streamed with ``COPY … TO STDOUT``: the fastest way
-        out of PostgreSQL, and never more than a chunk held as Python strings."""
+        out of PostgreSQL, and never more than about a chunk held as Python strings.
+
+        The text is split with ``str.split`` (C speed): ids and values alternate, as no value
+        of any hash type holds a tab or a newline.
+        """
         raw = self.reader().raw
-        ids: list[int] = []
-        values: list[str] = []
-        rest = b""
+        buffer = bytearray()
         with raw.cursor() as cursor, cursor.copy(
                 "COPY (SELECT id, value FROM entries WHERE active=1 AND hash_type=%s "
-                "AND (expires IS NULL OR expires > %s) AND id <= %s) TO STDOUT",
+                "AND (expires IS NULL OR expires > %s) AND id <= %s ORDER BY id) TO STDOUT",
                 (hash_type, now_ms(), MAX_ENTRY_ID if through is None else through)) as copy:
             for block in copy:
-                lines = (rest + bytes(block)).split(b"\n")
-                rest = lines.pop()
-                for line in lines:
-                    entry_id, value = line.split(b"\t", 1)
-                    ids.append(int(entry_id))
-                    values.append(value.decode("ascii"))
-                if len(ids) >= chunk:
-                    yield ids, values
-                    ids, values = [], []
-        if ids:
-            yield ids, values
+                buffer += block
+                if len(buffer) >= chunk * COPY_ROW_BYTES:
+                    cut = buffer.rindex(b"\n") + 1
+                    yield from _split_rows(bytes(buffer[:cut]), chunk)
+                    del buffer[:cut]
+        if buffer:
+            yield from _split_rows(bytes(buffer), chunk)
+
+
+# Bytes of one COPY row of (id, pdq value), to cut the stream into chunks of about ``chunk``.
+COPY_ROW_BYTES = 72
+
+
+def _split_rows(data: bytes, chunk: int) -> Iterator[tuple[list[int], list[str]]]:
+    fields = data.decode("ascii").split()
+    ids = list(map(int, fields[0::2]))
+    values = fields[1::2]
+    for start in range(0, len(ids), chunk):
+        yield ids[start:start + chunk], values[start:start + chunk]
 
 
 class NotLeaderError(StoreError):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from hashmesh.node.config.keyfile import read_secret_key
+from hashmesh.node.config.node import load_node_config
 from hashmesh.node.config.peers import PeerConfig, add_peer
 from hashmesh.protocol.keys import PublicKey
 from tests.cli_process import NodeProcess, run_cli, run_json
@@ -47,12 +49,23 @@ def image(name: str, tmp_path: Path, scale: float = 1.0) -> Path:
     return target
 
 
-def matched_records(config: Path, path: Path) -> list[str]:
-    result = run_cli("match", "--config", config, path, check=False)
-    assert result.returncode in (0, 1), result.stderr
-    report = json.loads(result.stdout)
-    return [m["record"] for r in report[0]["results"] if r["query"]["type"] == "pdq"
-            for m in r["matches"]]
+def pdq_of(path: Path) -> str:
+    """The image's pdq hash, as ``hashmesh hash`` prints it (hashed once, matched often)."""
+    hashed = json.loads(run_cli("hash", path).stdout.splitlines()[0])
+    return str(next(h["value"] for h in hashed["hashes"] if h["type"] == "pdq"))
+
+
+def matched_records(config: Path, value: str) -> list[str]:
+    """The records that match a pdq hash, asked over the local API (the CLI's token)."""
+    node = load_node_config(config)
+    token = (config.parent / "cli-token").read_text().strip()
+    request = urllib.request.Request(
+        f"http://{node.listen.host}:{node.listen.port}/v1/match", method="POST",
+        data=json.dumps({"hashes": [{"type": "pdq", "value": value}]}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        report = json.loads(response.read())
+    return [m["record"] for m in report["results"][0]["matches"]]
 
 
 def wait_for(check: object, timeout: float, what: str) -> None:
@@ -70,14 +83,17 @@ def test_a_node_on_postgresql_adds_matches_revokes_and_syncs_with_a_sqlite_peer(
     lite_cfg, lite_http, lite_origin = make_node(tmp_path, "lite", "127.0.0.3", None)
     add_peer(pg_cfg.parent / "peers.toml", peer("lite", lite_http, lite_origin))
     add_peer(lite_cfg.parent / "peers.toml", peer("pg", pg_http, pg_origin))
-    coffee, coffee_small = image("coffee.png", tmp_path), image("coffee.png", tmp_path, 0.6)
-    cat, cat_small = image("chelsea.png", tmp_path), image("chelsea.png", tmp_path, 0.6)
+    coffee, cat = image("coffee.png", tmp_path), image("chelsea.png", tmp_path)
+    coffee_small = pdq_of(image("coffee.png", tmp_path, 0.6))
+    cat_small = pdq_of(image("chelsea.png", tmp_path, 0.6))
 
     pg = NodeProcess(pg_cfg, pg_http, tmp_path / "pg.log").start()
     lite = NodeProcess(lite_cfg, lite_http, tmp_path / "lite.log").start()
     try:
         ours = run_json("add", "--config", pg_cfg, coffee)["records"][0]["id"]
         assert matched_records(pg_cfg, coffee_small) == [ours]
+        matched = run_cli("match", "--config", pg_cfg, image("coffee.png", tmp_path, 0.5))
+        assert ours in matched.stdout  # the CLI's own path, image to hashes to answer
         theirs = run_json("add", "--config", lite_cfg, cat)["records"][0]["id"]
         wait_for(lambda: matched_records(lite_cfg, coffee_small) == [ours], 30,
                  "the SQLite peer pulls the PostgreSQL node's record")
