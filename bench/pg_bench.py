@@ -242,18 +242,22 @@ def process_figures(url: str, root: Path, values: list[str], args: argparse.Name
     config, token, _ = create_node_dir(root / "node", name="Bench Commission",
                                        host="127.0.0.1", port=free_port("127.0.0.1"))
     config.write_text(config.read_text() + f'\n[store]\nurl = "{url}"\n')
-    first, second = Node(root / "node", "p0", token), Node(root / "node", "p1", token)
+    nodes = [Node(root / "node", f"p{i}", token) for i in range(max(args.processes))]
+    first, second = nodes[0], nodes[1]
     bodies = match_bodies(values)
     figures: dict[str, Any] = {}
     try:
-        figures["start_leader_s"] = first.start()
-        asyncio.run(_load([first.url], token, bodies, args.connections, WARM_UP_SECONDS))
-        figures["matches_per_s_1_process"] = asyncio.run(
-            _load([first.url], token, bodies, args.connections, args.seconds))
-        figures["start_follower_s"] = second.start()
-        asyncio.run(_load([second.url], token, bodies, args.connections, WARM_UP_SECONDS))
-        figures["matches_per_s_2_processes"] = asyncio.run(
-            _load([first.url, second.url], token, bodies, args.connections, args.seconds))
+        running: list[Node] = []
+        for count in sorted(args.processes):
+            for node in nodes[len(running):count]:
+                figures.setdefault("start_s", []).append(node.start())
+                asyncio.run(_load([node.url], token, bodies, args.connections,
+                                  WARM_UP_SECONDS))
+                running.append(node)
+            figures[f"matches_per_s_{count}_processes"] = asyncio.run(_load(
+                [n.url for n in running], token, bodies, args.connections, args.seconds))
+        for node in nodes[2:]:
+            node.stop()
 
         rng = random.Random(5)
         target = first.cluster()["followed_entry_id"]
@@ -278,8 +282,8 @@ def process_figures(url: str, root: Path, values: list[str], args: argparse.Name
             time.sleep(0.01)
         figures["failover_s"] = time.monotonic() - killed
     finally:
-        first.stop()
-        second.stop()
+        for node in nodes:
+            node.stop()
     return figures
 
 
@@ -295,7 +299,10 @@ def main() -> None:
     parser.add_argument("--url", help="a PostgreSQL server to use (default: start one)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2],
+                        help="process counts to measure matches/s with (at least 2 are started)")
     args = parser.parse_args()
+    args.processes = sorted(set(args.processes) | {2})
     hashes = 100_000 if args.quick else 1_000_000
     args.catch_up = 10_000 if args.quick else 100_000
     adds = 100 if args.quick else 400

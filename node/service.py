@@ -144,9 +144,9 @@ class NodeService:
                     if self.on_demote is not None:
                         self.on_demote()
                     continue
-                await self.apply_changes_soon(await follower.poll())
+                await self._apply_followed(await follower.poll())
                 if await asyncio.to_thread(cluster.try_lead):
-                    await self.apply_changes_soon(await follower.poll())  # the old leader's last
+                    await self._apply_followed(await follower.poll())  # the old leader's last
                     self.leads = True
                     await self._authorise_signer()
                     if self.on_lead is not None:
@@ -230,6 +230,10 @@ class NodeService:
         ring = await self.store.read(lambda s: s.keyring(self.origin))
         if signer not in ring.active_keys():
             await self._sign(KeyBody(signer), Distribution(), "node")
+
+    async def _apply_followed(self, changes: Changes) -> None:
+        if changes.added or changes.removed:
+            await self.apply_changes_soon(changes)
 
     def apply_changes_soon(self, changes: Changes) -> asyncio.Future[None]:
         """``apply_changes`` on the index-writer thread, in the order of the calls.
