@@ -11,7 +11,8 @@ Imports flow one way, top to bottom (``tests/test_layering.py`` holds it)::
     federation  peers: pulling logs, signed requests, send/keep policy, the peer routes,
                 reloading peers.toml; it sees the service only as ``LocalNode``
     matching    image -> hashes, the in-memory index and its compiled kernels, match answers
-    store       the SQLite store (one writer, reads off the event loop), schema, migration
+    store       the store interface and its SQLite and PostgreSQL backends, schema, migration,
+                the signer lease and change feed of a node on several processes
     config      node.toml, peers.toml, the TOML reader, key files, the node's identity
     runtime     what every role shares while running: background tasks, metrics, the error
                 shape of every HTTP listener

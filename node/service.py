@@ -13,9 +13,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hashmesh.node.config.identity import Identity
 from hashmesh.node.config.node import NodeConfig
@@ -23,12 +23,19 @@ from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
+from hashmesh.node.matching.follow import FeedFollower
 from hashmesh.node.matching.index_check import IndexCheck, compare_index
 from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.matching.verdicts import Policy, dispute_state, standing_verdicts
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import Supervisor, cancel_and_wait, every
-from hashmesh.node.store.sqlite import AsyncStore, Changes, Store
+from hashmesh.node.store.interface import (
+    AsyncStore,
+    Changes,
+    NodeStore,
+    open_async_store,
+    open_cluster,
+)
 from hashmesh.protocol.distribution import distribution_for_feedback
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
@@ -45,10 +52,14 @@ from hashmesh.protocol.records import (
     Target,
 )
 
+if TYPE_CHECKING:
+    from hashmesh.node.store.cluster import Cluster
+
 log = logging.getLogger("hashmesh.node")
 
 VERSION = "0.1.0"
 EXPIRY_SWEEP_SECONDS = 60
+LEASE_POLL_SECONDS = 0.5  # a follower bids for the lease, a leader checks it, this often
 
 
 class NotFoundError(Exception):
@@ -93,17 +104,32 @@ class NodeService:
         self._pending = Changes()
         self._applying: asyncio.Future[None] | None = None
         self._pending_lock = threading.Lock()
+        # Several processes, one node (node/store/cluster.py): None for a single process,
+        # which always leads. A follower signs nothing, runs no federation, and follows the
+        # database's changes into its index until it takes the signer lease.
+        self.cluster: Cluster | None = None
+        self.follower: FeedFollower | None = None
+        self.leads = True
+        self.on_lead: Callable[[], Awaitable[None]] | None = None  # (re)start federation
+        self.on_demote: Callable[[], None] | None = None  # stop pulling from peers
 
     @classmethod
     async def open(cls, config: NodeConfig, identity: Identity | None = None) -> NodeService:
         """Open the store, make sure the signing key is authorised, and load the index."""
         identity = identity or Identity.load(config)
-        store = AsyncStore(Store(config.db_path))
+        store = open_async_store(config)
         service = cls(config, identity, store, config.load_peers())
         service._warming = asyncio.create_task(_warm_up_kernel())
         try:
-            await service._authorise_signer()
-            await service.reload_index()
+            service.cluster = cluster = open_cluster(config, store.store)
+            through = None
+            if cluster is not None:
+                service.leads = await asyncio.to_thread(cluster.try_lead)
+                service.follower = FeedFollower(store, cluster)
+                through = await service.follower.start()
+            if service.leads:
+                await service._authorise_signer()
+            await service.matching.reload_index(through=None if service.leads else through)
             await service.refresh_alert_gauges()
         except BaseException:
             await service.close()
@@ -116,6 +142,43 @@ class NodeService:
         self.tasks.start("wal-checkpoint", lambda: every(
             self.config.limits.wal_checkpoint_seconds, self.checkpoint))
 
+        if self.cluster is not None:
+            self.tasks.start("lead-or-follow", self._lead_or_follow_forever)
+
+    async def _lead_or_follow_forever(self) -> None:
+        """A leader checks its lease; a follower follows the feed and bids for the lease."""
+        cluster, follower = self.cluster, self.follower
+        assert cluster is not None and follower is not None
+        while True:
+            try:
+                if self.leads:
+                    await asyncio.sleep(LEASE_POLL_SECONDS)
+                    positions = await follower.positions_now()  # read, then prove the lease
+                    if await asyncio.to_thread(cluster.still_leads):
+                        follower.removal_id, follower.entry_id = positions
+                        continue
+                    log.error("ALERT: lost the signer lease (database connection lost); "
+                              "following until this or another process takes it")
+                    cluster.demote()
+                    self.leads = False
+                    if self.on_demote is not None:
+                        self.on_demote()
+                    continue
+                await self._apply_followed(await follower.poll())
+                if await asyncio.to_thread(cluster.try_lead):
+                    await self._apply_followed(await follower.poll())  # the old leader's last
+                    self.leads = True
+                    await self._authorise_signer()
+                    if self.on_lead is not None:
+                        await self.on_lead()
+                else:
+                    await asyncio.to_thread(cluster.wait, LEASE_POLL_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is down: answer from the index, retry
+                log.warning("following the database failed (%s); retrying", exc)
+                await asyncio.sleep(LEASE_POLL_SECONDS)
+
     async def close(self) -> None:
         """Stop the background loops and close the store, whatever failed before: the
         queued audit rows are written by ``store.close()``."""
@@ -123,6 +186,8 @@ class NodeService:
             if self._warming is not None:
                 await cancel_and_wait(self._warming)
             await self.tasks.stop_all()
+            if self.cluster is not None:
+                self.cluster.close()
             self._index_writer.shutdown(wait=True)
             self.matching.close()
         finally:
@@ -171,7 +236,7 @@ class NodeService:
                          dist: Distribution, actor: str) -> list[SignedRecord]:
         signer = self.identity.root if bodies[0].TYPE == "key" else self.identity.signer
 
-        def commit(store: Store) -> list[SignedRecord]:
+        def commit(store: NodeStore) -> list[SignedRecord]:
             records, changes = store.append_local_many(
                 signer=signer, origin=self.origin, bodies=bodies, dist=dist, actor=actor)
             self.queue_changes(changes)
@@ -205,6 +270,10 @@ class NodeService:
         ring = await self.store.read(lambda s: s.keyring(self.origin))
         if signer not in ring.active_keys():
             await self._sign(KeyBody(signer), Distribution(), "node")
+
+    async def _apply_followed(self, changes: Changes) -> None:
+        if changes.added or changes.removed:
+            await self.apply_changes_soon(changes)
 
     def queue_changes(self, changes: Changes) -> Changes:
         """Queue a commit's changes for the index, in commit order; thread-safe.
@@ -354,6 +423,10 @@ class NodeService:
             "background_tasks": self.tasks.status(),
             "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
             "disputed": await self.disputed(),
+            "cluster": None if self.cluster is None else {
+                "leads": self.leads, "epoch": self.cluster.epoch,
+                "leader": await asyncio.to_thread(self.cluster.leader),
+                "followed_entry_id": None if self.follower is None else self.follower.entry_id},
         }
 
     def peers_config_status(self) -> dict[str, Any]:

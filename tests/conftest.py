@@ -70,3 +70,7 @@ async def api(node_dir: NodeDir, aiohttp_client: Any) -> TestClient[Any, Any]:
     client: TestClient[Any, Any] = await aiohttp_client(create_app(svc))
     client.session.headers["Authorization"] = f"Bearer {node_dir.token}"
     return client
+
+
+# A real PostgreSQL server (one a session) and a database a test: tests/pg.py
+from tests.pg import pg_control, pg_server, pg_url  # noqa: E402, F401

@@ -19,6 +19,7 @@ from hashmesh.node.api.routes import (
     request_id_middleware,
 )
 from hashmesh.node.api.taxii import add_taxii_routes
+from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.routes import (
     FEDERATION_KEY,
@@ -60,14 +61,32 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
         add_federation_routes(app)
 
     async def start(app: web.Application) -> None:
-        await service.start_background()
-        if federate:
+        async def federate_now() -> None:
             await federation.start()
             watcher = PeersWatcher(service, federation)
             watcher.start()
             app[WATCHER_KEY] = watcher
             service.peers_watcher = watcher
             _on_sighup(watcher)
+
+        started = False
+
+        async def lead() -> None:  # when this process (again) holds the signer lease
+            nonlocal started
+            if not started:
+                started = True
+                await federate_now()
+            else:
+                federation.reconcile(service.peers)
+
+        def demote() -> None:  # lost the lease: pull from no peer (the peer routes stay)
+            federation.reconcile(PeersConfig())
+
+        if federate:  # only the process that signs federates; others when they take over
+            service.on_lead, service.on_demote = lead, demote
+            if service.leads:
+                await lead()
+        await service.start_background()
 
     async def stop(app: web.Application) -> None:
         if WATCHER_KEY in app:

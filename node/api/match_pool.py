@@ -30,7 +30,7 @@ from prometheus_client.metrics_core import Metric
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import cancel_and_wait
-from hashmesh.node.store.sqlite import database_identity
+from hashmesh.node.store.interface import store_identity
 
 log = logging.getLogger("hashmesh.match_pool")
 
@@ -127,13 +127,14 @@ class MatchPool:
         self._ready: set[int] = set()
         self._restarts = 0
         self._stopping = False
-        self._database = (0, 0)  # the (device, inode) of the node's database, at start
+        # the (device, inode) of the node's database file at start; None: a server database
+        self._database: tuple[int, int] | None = (0, 0)
 
     async def start(self) -> None:
         """Start every worker and wait until all are serving; raise ``MatchPoolError`` (after
         stopping the others) if one cannot start."""
         self._check_port_free()
-        self._database = database_identity(self.config.db_path)
+        self._database = store_identity(self.config)
         loop = asyncio.get_running_loop()
         ready = [loop.create_future() for _ in range(self.count)]
         self._supervisors = [asyncio.create_task(self._supervise(slot, ready[slot]))
@@ -218,9 +219,10 @@ class MatchPool:
         self._processes[slot] = process
         assert process.stdin is not None and process.stdout is not None
         try:
+            database = None if self._database is None else list(self._database)
             process.stdin.write(json.dumps({
                 "origin": self.origin, "config": self.config.text,
-                "database": list(self._database),
+                "database": database,
                 "origin_names": self.origin_names()}).encode() + b"\n")
             await process.stdin.drain()
             if self._stopping:

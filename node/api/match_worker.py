@@ -37,7 +37,6 @@ import os
 import signal
 import sys
 import threading
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +59,9 @@ from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import Supervisor, every
 from hashmesh.node.runtime.web import ApiError
+from hashmesh.node.store.interface import StoreError, open_async_store
 from hashmesh.node.store.schema import SchemaVersionError
-from hashmesh.node.store.sqlite import AsyncStore, Store, StoreError, database_identity
+from hashmesh.node.store.sqlite import database_identity
 
 log = logging.getLogger("hashmesh.match_worker")
 
@@ -89,7 +89,7 @@ class MatchWorker:
         self.origin = origin
         self.database = database
         self.metrics = NodeMetrics()
-        self.store = AsyncStore(Store(config.db_path, follower=True))
+        self.store = open_async_store(config, follower=True)
         self.check_database()
         self._peers_stamp = _stamp(config.federation.peers_file)
         self._names = origin_names
@@ -138,8 +138,8 @@ class MatchWorker:
         self.check_database()
         added = 0
         while True:
-            last, batch = await self.store.read(partial(
-                Store.entries_after, entry_id=self.followed, limit=FOLLOW_BATCH))
+            last, batch = await self.store.read(
+                lambda s: s.entries_after(self.followed, FOLLOW_BATCH))
             stale, self._stale[:] = list(self._stale), []
             await asyncio.to_thread(self._apply, batch, stale)
             added += sum(len(ids) for ids, _ in batch.values())
@@ -282,9 +282,9 @@ def stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event)
 
 
 def read_handshake(config_path: Path
-                   ) -> tuple[NodeConfig, str, tuple[int, int], dict[str, str] | None]:
-    """The node's first line on our stdin: its origin, its config text, its database and the
-    names of the origins its peers in force are pinned to."""
+                   ) -> tuple[NodeConfig, str, tuple[int, int] | None, dict[str, str] | None]:
+    """The node's first line on our stdin: its origin, its config text, its database (None
+    for a server database) and the names of the origins its peers in force are pinned to."""
     line = sys.stdin.buffer.readline()
     try:
         message = json.loads(line)
@@ -293,6 +293,8 @@ def read_handshake(config_path: Path
         names = message.get("origin_names")
         origin_names = (None if names is None
                         else {str(key): str(value) for key, value in dict(names).items()})
+        if database is None:  # a server database: no file to check
+            return config, origin, None, origin_names
         return config, origin, (int(database[0]), int(database[1])), origin_names
     except (ValueError, LookupError, TypeError) as exc:
         raise ConfigError(f"no valid start message from the node on stdin ({exc})",

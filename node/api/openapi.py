@@ -331,6 +331,12 @@ PATHS: dict[str, Any] = {
                                  "responses": {"200": _ok("OpenAPI document")}}},
     "/healthz": {"get": {"summary": "Liveness", "security": [],
                          "responses": {"200": _ok("Alive")}}},
+    "/healthz/signer": {"get": {
+        "summary": "Whether this process signs (holds the signer lease); for a load balancer "
+                   "that sends writes to the one process that takes them",
+        "security": [],
+        "responses": {"200": _ok("This process signs"),
+                      "503": _ok("Another process signs (or none, during a failover)")}}},
     "/metrics": {"get": {
         "summary": "Prometheus metrics (a token with the metrics scope, unless node.toml sets "
                    "[api] public_metrics = true)",

@@ -52,7 +52,7 @@ MATCHING_KEY = web.AppKey("matching", Matching)
 ACTOR_KEY = web.RequestKey("actor", str)
 
 MAX_THRESHOLD = 256  # no hash has more bits; each type's own maximum is checked after
-PUBLIC_ROUTES = frozenset({"healthz", "openapi"})
+PUBLIC_ROUTES = frozenset({"healthz", "healthz_signer", "openapi"})
 ROUTE_SCOPES = {
     "add": "write", "revoke": "write", "feedback": "write",
     "match": "read", "match_image": "read", "record": "read", "status": "read",
@@ -76,11 +76,11 @@ def classify(exc: BaseException) -> ApiError:
         return ApiError(404, exc.code, str(exc), exc.path)
     if isinstance(exc, ForbiddenError):
         return ApiError(403, exc.code, str(exc), exc.path)
-    if isinstance(exc, StoreError):
-        return ApiError(409, exc.code, str(exc))
     if isinstance(exc, StorageError):
         log.error("write refused: %s", exc)
         return ApiError(503, exc.code, f"{exc}; nothing was stored, retry later")
+    if isinstance(exc, StoreError):  # 503 for a database that cannot be reached now
+        return ApiError(getattr(exc, "http_status", 409), exc.code, str(exc))
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return ApiError(413, "BODY_TOO_LARGE", "request body exceeds the configured limit")
     if isinstance(exc, web.HTTPException):
@@ -259,6 +259,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def healthz_signer(request: web.Request) -> web.Response:
+    """200 in the process that signs (always, for a node of one process), 503 elsewhere."""
+    leads = request.app[SERVICE_KEY].leads
+    return web.json_response({"signs": leads}, status=200 if leads else 503)
+
+
 async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     await service.refresh_alert_gauges()
@@ -288,3 +294,4 @@ def add_match_routes(app: web.Application) -> None:
     app.router.add_post("/v1/match", match, name="match")
     app.router.add_post("/v1/match/image", match_image, name="match_image")
     app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/healthz/signer", healthz_signer, name="healthz_signer")

@@ -16,8 +16,8 @@ from pathlib import Path
 from hashmesh.node.cli.support import CliError, print_json
 from hashmesh.node.config.keyfile import read_secret_key, write_secret_key
 from hashmesh.node.config.node import WILDCARD_HOSTS, NodeConfig, load_node_config
+from hashmesh.node.store.interface import open_store
 from hashmesh.node.store.lock import DataDirLock
-from hashmesh.node.store.sqlite import Store
 from hashmesh.protocol.keys import PublicKey, SigningKey
 from hashmesh.protocol.records import Distribution, KeyBody, KeyRevokeBody
 
@@ -44,7 +44,7 @@ def rotate(args: argparse.Namespace) -> int:
 def rotate_signing_key(config: NodeConfig, *, root: SigningKey, old: SigningKey,
                        new: SigningKey) -> list[tuple[str, int]]:
     """Sign ``key`` (new) and, if old is not the root, ``key_revoke`` (old) records."""
-    store = Store(config.db_path)
+    store = open_store(config)
     try:
         written = []
         bodies: list[KeyBody | KeyRevokeBody] = [KeyBody(new.id)]
@@ -67,7 +67,7 @@ def revoke_key(args: argparse.Namespace) -> int:
     key = PublicKey.from_id(args.key, "KEY").id
     if key == root.id:
         raise CliError("the root key is the origin's identity and cannot be revoked")
-    store = Store(config.db_path)
+    store = open_store(config)
     try:
         record, _ = store.append_local(signer=root, origin=root.id, body=KeyRevokeBody(key),
                                        dist=Distribution(), actor="cli:key")
@@ -82,7 +82,7 @@ def revoke_key(args: argparse.Namespace) -> int:
 def unfreeze(args: argparse.Namespace) -> int:
     """Operator decision after an equivocation or a restored backup has been resolved."""
     config = load_node_config(args.config)
-    store = Store(config.db_path)
+    store = open_store(config)
     try:
         origin = PublicKey.from_id(args.origin, "ORIGIN").id if args.origin else None
         if origin is not None:

@@ -25,8 +25,10 @@ from hashmesh.node.config.node import (
     DEFAULT_PEERS_FILE,
     WILDCARD_HOSTS,
     NodeConfig,
+    check_store_url,
     hash_token,
     load_node_config,
+    redact_url,
     render_node_config,
 )
 from hashmesh.node.config.peers import (
@@ -39,10 +41,10 @@ from hashmesh.node.config.peers import (
 from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.matching.hasher import ImageError, hash_file, iter_image_files
 from hashmesh.node.runtime.logs import configure_logging
+from hashmesh.node.store.interface import NodeStore, open_store
 from hashmesh.node.store.lock import DataDirLock
 from hashmesh.node.store.migrate import migrate_v1, schema_version
 from hashmesh.node.store.schema import SCHEMA_VERSION
-from hashmesh.node.store.sqlite import Store
 from hashmesh.protocol.errors import ProtocolError
 from hashmesh.protocol.keys import PublicKey, SigningKey
 from hashmesh.protocol.log import LogHead, check_next
@@ -147,7 +149,7 @@ def _image_files(paths: list[Path]) -> Iterator[Path]:
     yield from iter_image_files(paths)
 
 
-def verify_store(store: Store) -> Iterator[str]:
+def verify_store(store: NodeStore) -> Iterator[str]:
     """Re-verify every stored record, origin by origin; yield one line per fault."""
     ring: KeyRing | None = None
     head: LogHead | None = None
@@ -209,7 +211,7 @@ def import_records(args: argparse.Namespace) -> int:
     # a running node would never see what we store (its index is loaded at start): refuse
     with DataDirLock(config.data_dir).acquire("import into it (or add with `hashmesh add "
                                               "--from`, which the running node takes in)"):
-        store = Store(config.db_path)
+        store = open_store(config)
         try:
             imported, skipped = import_lines(store, args.input)
         finally:
@@ -218,7 +220,7 @@ def import_records(args: argparse.Namespace) -> int:
     return 0
 
 
-def import_lines(store: Store, path: Path, batch: int = 1000) -> tuple[int, int]:
+def import_lines(store: NodeStore, path: Path, batch: int = 1000) -> tuple[int, int]:
     """Verify records from an export file and store those that extend each origin's log."""
     imported = skipped = 0
     pending: list[SignedRecord] = []
@@ -255,6 +257,8 @@ def import_lines(store: Store, path: Path, batch: int = 1000) -> tuple[int, int]
 
 def migrate(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
+    if args.to is not None:
+        return _port(config, args.to)
     if not config.db_path.exists():
         raise CliError(f"{config.db_path}: no database yet (has the node run?)")
     version = schema_version(config.db_path)
@@ -268,10 +272,26 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_existing_store(config: NodeConfig) -> Store:
+def _port(config: NodeConfig, url: str) -> int:
+    """``migrate --to``: copy the node's SQLite database into PostgreSQL, checked."""
+    from hashmesh.node.store.port import port_to_postgres
+
+    if check_store_url(url, "--to") is None:
+        raise CliError("--to: give a postgresql:// URL to copy the node into")
     if not config.db_path.exists():
         raise CliError(f"{config.db_path}: no database yet (has the node run?)")
-    return Store(config.db_path)
+    refuse_if_running(config)
+    checks = port_to_postgres(config.db_path, url)
+    print_json({"copied_to": redact_url(url),
+                "tables": {c.table: {"rows": c.rows, "sha256": c.sha256} for c in checks},
+                "next": f'set [store] url = "{redact_url(url)}" in {config.path}'})
+    return 0
+
+
+def _open_existing_store(config: NodeConfig) -> NodeStore:
+    if config.store_url is None and not config.db_path.exists():
+        raise CliError(f"{config.db_path}: no database yet (has the node run?)")
+    return open_store(config)
 
 
 def _peers_path(args: argparse.Namespace) -> Path:

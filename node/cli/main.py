@@ -242,10 +242,16 @@ def _import(sub: Sub) -> None:
 
 def _migrate(sub: Sub) -> None:
     p = _command(sub, "migrate", "local.migrate",
-                 "upgrade the database to this version's schema (node stopped)",
+                 "upgrade the database to this version's schema, or copy it to PostgreSQL "
+                 "(node stopped)",
                  "Copy a schema version 1 database into a new version 2 file, check the copy "
-                 "and swap it in; the old file is kept as hashmesh.db.v1-backup.")
+                 "and swap it in; the old file is kept as hashmesh.db.v1-backup. With --to, "
+                 "copy the SQLite database into an empty PostgreSQL database instead, "
+                 "checked table by table (row counts and a SHA-256 of the rows); then set "
+                 "[store] url in node.toml to that URL.")
     _config_arg(p)
+    p.add_argument("--to", metavar="URL",
+                   help="postgresql://user:password@host/database to copy the node into")
 
 
 def _peers(sub: Sub) -> None:

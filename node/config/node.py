@@ -195,6 +195,8 @@ class NodeConfig:
     log_format: str = "text"
     # the file's text as loaded, handed to match workers so they run on the same config
     text: str = field(default="", repr=False, compare=False)
+    # ``[store] url``: None is the embedded SQLite file in data_dir (node/store/interface.py)
+    store_url: str | None = None
 
     @property
     def db_path(self) -> Path:
@@ -250,7 +252,8 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     """Validate an already-parsed ``node.toml`` document that lives at ``path``."""
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
-                           "match_workers", "limits", "federation", "log"}, what="section")
+                           "match_workers", "limits", "federation", "log", "store"},
+                          what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
     name = node.display_name("name")
@@ -285,11 +288,35 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"must be one of {', '.join(LOG_FORMATS)}, got {log_format!r:.40}",
                           log.at("format"))
+    store = top.table("store", {"url"})
+    store_url = check_store_url(store.string("url"), store.at("url")) if store.has("url") else None
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics,
-                      log_format=log_format)
+                      log_format=log_format, store_url=store_url)
+
+
+STORE_URL_SCHEMES = ("postgresql://", "postgres://", "sqlite:")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+def check_store_url(url: str, at: str) -> str | None:
+    """``[store] url``: a PostgreSQL connection URL, or ``sqlite:`` for the default file.
+
+    Only the scheme is checked here (loading stays pure); the server is reached, and a bad
+    host or password reported, when the node opens its store.
+    """
+    if url == "sqlite:":
+        return None
+    if not url.startswith(STORE_URL_SCHEMES[:2]):
+        raise ConfigError("must be a postgresql:// URL (or \"sqlite:\" for the default "
+                          f"file in node.data_dir), got {url[:40]!r}", at)
+    return url
 
 
 def _parse_keys(keys: Table, base_dir: Path) -> KeysConfig:

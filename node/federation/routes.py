@@ -27,7 +27,7 @@ from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.policy import RecordScope, may_send_body
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.runtime.web import ApiError, Handler, parse_query_int, read_body
-from hashmesh.node.store.sqlite import Store
+from hashmesh.node.store.interface import NodeStore
 from hashmesh.protocol.fields import Fields
 from hashmesh.protocol.keys import PublicKey
 from hashmesh.protocol.records import MAX_RECORD_BYTES, SignedRecord
@@ -120,7 +120,7 @@ async def log_page(request: web.Request) -> web.Response:
                                default=limits.max_page_bytes))
     our_origin = node.origin  # encoded from our key on each access: once per page
 
-    def page(store: Store) -> list[bytes]:
+    def page(store: NodeStore) -> list[bytes]:
         """The page's lines, read on a store reader thread until the byte cap is reached."""
         lines: list[bytes] = []
         size = 0

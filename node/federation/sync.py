@@ -30,7 +30,6 @@ import ssl
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 
 import aiohttp
 from yarl import URL
@@ -40,7 +39,7 @@ from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.policy import may_keep_body
 from hashmesh.node.runtime.tasks import being_cancelled, cancel_and_wait
-from hashmesh.node.store.sqlite import Changes, Store
+from hashmesh.node.store.interface import Changes, NodeStore
 from hashmesh.protocol.errors import KeyNotAuthorisedError, PrevMismatchError, ProtocolError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.log import LogHead, check_next, detect_equivocation
@@ -388,14 +387,14 @@ class Federation:
 
     async def _sync(self, peer: PeerConfig) -> int:
         stored = 0
-        frozen = await self.node.store.read(Store.frozen)
+        frozen = await self.node.store.read(lambda s: s.frozen())
         for stub in await self.fetch_heads(peer):
             origin = stub.head.origin
             if origin != self.node.origin and not peer.accepts_origin(origin):
                 continue
             if origin in frozen:
                 continue  # evidence is held; nothing more of it until an operator unfreezes
-            ours = await self.node.store.read(partial(Store.head, origin=origin))
+            ours = await self.node.store.read(lambda s: s.head(origin))  # noqa: B023 (awaited here)
             if ours is not None and stub.head.seq <= ours.seq:
                 await self._check_known(peer, stub)
                 continue
@@ -481,7 +480,7 @@ class Federation:
         node = self.node
         cursor = (peer.name, origin, records[-1].head.seq)
 
-        def commit(store: Store) -> Changes:
+        def commit(store: NodeStore) -> Changes:
             return node.queue_changes(store.ingest(records, source=peer.name, cursor=cursor))
 
         write = asyncio.ensure_future(node.store.write(commit))
@@ -514,7 +513,7 @@ class Federation:
         by a peer is refused instead. Any key we ever granted counts (not only those valid at
         that seq): after a restore from backup our key ring may lag behind the log.
         """
-        ring = await self.node.store.read(partial(Store.keyring, origin=stub.head.origin))
+        ring = await self.node.store.read(lambda s: s.keyring(stub.head.origin))
         keys = {self.node.origin, self.node.identity.signer.id, *ring.grants}
         path = f"{peer.name}:heads[{stub.head.origin}]"
         try:

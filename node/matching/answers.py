@@ -38,7 +38,8 @@ from hashmesh.node.matching.verdicts import (
     strongest,
 )
 from hashmesh.node.runtime.metrics import NodeMetrics, labelled
-from hashmesh.node.store.sqlite import AsyncStore, EntryRow, Store, now_ms
+from hashmesh.node.store.interface import AsyncStore, EntryRow, NodeStore
+from hashmesh.node.store.sqlite import now_ms
 
 ALL_TYPES = ("pdq", "phash", "dhash", "ahash", "whash", "md5", "sha256", "photodna")
 
@@ -327,7 +328,7 @@ class IndexLookups:
             self._thread = None
 
 
-def _read_packed(store: Store, hash_type: str, through: int | None
+def _read_packed(store: NodeStore, hash_type: str, through: int | None
                  ) -> tuple[npt.NDArray[np.int64], bytearray]:
     """The ids and packed values of every hash in force of one type, read and packed a chunk
     at a time (on a store reader thread), so that loading never holds them all as strings."""
@@ -342,7 +343,7 @@ def _read_packed(store: Store, hash_type: str, through: int | None
 Feedback = dict[str, dict[str, str]]  # target ref -> origin -> its standing verdict
 
 
-def _provenance(store: Store, entry_ids: set[int]
+def _provenance(store: NodeStore, entry_ids: set[int]
                 ) -> tuple[dict[int, EntryRow], Feedback, frozenset[str]]:
     """The entries behind matches, each origin's verdict on their records and items, and the
     frozen origins (whose verdicts do not count), in one read."""

@@ -344,7 +344,7 @@ class Store:
             conn.execute(
                 "INSERT INTO origins (origin, head_seq, frozen_seq) VALUES (?, 0, ?) "
                 "ON CONFLICT(origin) DO UPDATE SET frozen_seq = "
-                "MIN(COALESCE(frozen_seq, excluded.frozen_seq), excluded.frozen_seq)",
+                "MIN(COALESCE(origins.frozen_seq, excluded.frozen_seq), excluded.frozen_seq)",
                 (origin, seq))
             if evidence is not None:
                 conn.execute(
