@@ -93,7 +93,7 @@ def postgres(url: str | None) -> Iterator[str]:
         import pgserver
 
         directory = tempfile.mkdtemp(prefix="pgbench-")
-        server: Any = pgserver.get_server(
+        server: Any = pgserver.get_server(  # type: ignore[attr-defined]
             directory, cleanup_mode="stop")
     try:
         yield server.get_uri()

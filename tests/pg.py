@@ -32,7 +32,7 @@ class PgControl:
         self.socket_dir = re.search(r"host=([^&]+)", server.get_uri()).group(1)  # type: ignore[union-attr]
 
     def _pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
 
@@ -76,7 +76,7 @@ def pg_server() -> Iterator[str]:
         import pgserver
 
         directory = tempfile.mkdtemp(prefix="hashmesh-pg-")
-        server: Any = pgserver.get_server(directory, cleanup_mode="stop")
+        server: Any = pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
     global _server
     _server = server
     try:

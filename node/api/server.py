@@ -22,7 +22,7 @@ from hashmesh.node.config.node import ListenConfig, NodeConfig
 from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.runtime.tasks import cancel_and_wait
 from hashmesh.node.service import NodeService
-from hashmesh.node.store.lock import DataDirLock
+from hashmesh.node.store.interface import hold_data_dir
 
 log = logging.getLogger("hashmesh.server")
 
@@ -52,7 +52,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
         log.warning("api.public_metrics is on and %s is not a loopback address: anyone who "
                     "reaches it can read /metrics, which names your peers", config.listen.host)
     # one node per data directory: a second one would load the same database and drift
-    with DataDirLock(config.data_dir).acquire("start another"):
+    with hold_data_dir(config, "start another"):
         await _serve(config, stop)
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from hashmesh.node.cli.support import CliError, print_json
 from hashmesh.node.config.keyfile import read_secret_key, write_secret_key
 from hashmesh.node.config.node import WILDCARD_HOSTS, NodeConfig, load_node_config
-from hashmesh.node.store.interface import open_store
-from hashmesh.node.store.lock import DataDirLock
+from hashmesh.node.store.interface import hold_data_dir, open_store
 from hashmesh.protocol.keys import PublicKey, SigningKey
 from hashmesh.protocol.records import Distribution, KeyBody, KeyRevokeBody
 
@@ -100,8 +99,7 @@ def refuse_if_running(config: NodeConfig) -> None:
     data directory's lock names a running node's pid; the port check catches a node that
     runs on this config with another data directory."""
     if config.data_dir.is_dir():
-        with DataDirLock(config.data_dir).acquire("run this command (it rewrites the "
-                                                  "database)"):
+        with hold_data_dir(config, "run this command (it rewrites the database)"):
             pass
     host = "127.0.0.1" if config.listen.host in WILDCARD_HOSTS else config.listen.host
     with socket.socket() as sock:

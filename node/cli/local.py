@@ -41,8 +41,7 @@ from hashmesh.node.config.peers import (
 from hashmesh.node.config.toml_reader import ConfigError
 from hashmesh.node.matching.hasher import ImageError, hash_file, iter_image_files
 from hashmesh.node.runtime.logs import configure_logging
-from hashmesh.node.store.interface import NodeStore, open_store
-from hashmesh.node.store.lock import DataDirLock
+from hashmesh.node.store.interface import NodeStore, hold_data_dir, open_store
 from hashmesh.node.store.migrate import migrate_v1, schema_version
 from hashmesh.node.store.schema import SCHEMA_VERSION
 from hashmesh.protocol.errors import ProtocolError
@@ -209,8 +208,8 @@ def export(args: argparse.Namespace) -> int:
 def import_records(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
     # a running node would never see what we store (its index is loaded at start): refuse
-    with DataDirLock(config.data_dir).acquire("import into it (or add with `hashmesh add "
-                                              "--from`, which the running node takes in)"):
+    with hold_data_dir(config, "import into it (or add with `hashmesh add --from`, which "
+                               "the running node takes in)"):
         store = open_store(config)
         try:
             imported, skipped = import_lines(store, args.input)

@@ -209,10 +209,11 @@ def log_expiries(conn: sqlite3.Connection, until: int) -> int:
     rows = conn.execute(
         "SELECT record_num, item, list FROM entries WHERE active = 1 "
         "AND expires IS NOT NULL AND expires > ? AND expires <= ? "
-        "GROUP BY record_num, item ORDER BY MIN(expires), record_num, item",
+        "GROUP BY record_num, item, list ORDER BY MIN(expires), record_num, item",
         (after, until)).fetchall()
     log_items(conn, "expire", rows)
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                  (EXPIRED_THROUGH_KEY, str(until)))
     return len(rows)
 

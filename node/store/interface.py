@@ -25,12 +25,14 @@ The ``Changes``, ``EntryRow`` and error types are shared by both backends; they 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hashmesh.node.config.node import NodeConfig, redact_url
 from hashmesh.node.store.errors import StoreUnavailableError
+from hashmesh.node.store.lock import DataDirLock
 from hashmesh.node.store.sqlite import (
     AsyncStore,
     AuditRow,
@@ -136,6 +138,17 @@ def open_store(config: NodeConfig, *, follower: bool = False) -> Store:
         from hashmesh.node.store.postgres import PostgresStore  # psycopg only when used
         return PostgresStore(config.store_url, follower=follower)
     return Store(config.db_path, follower=follower)
+
+
+def hold_data_dir(config: NodeConfig, doing: str) -> contextlib.AbstractContextManager[object]:
+    """Hold the data directory for this process, where the store is a file that only one
+    process may serve (SQLite): a second ``run``, or an offline write beside a running node,
+    is refused naming the pid (``lock.py``). A PostgreSQL node may run in several processes
+    at once: the signer lease (``cluster.py``) keeps their writes apart, and each process
+    follows what the others commit, so nothing is held."""
+    if config.store_url is not None:
+        return contextlib.nullcontext()
+    return DataDirLock(config.data_dir).acquire(doing)
 
 
 def open_cluster(config: NodeConfig, store: Store) -> Cluster | None:

@@ -26,7 +26,7 @@ import psycopg
 
 from hashmesh.node.config.node import redact_url as redact
 from hashmesh.node.store.migrate import MigrationError, schema_version
-from hashmesh.node.store.pg_dialect import TABLES, create_schema
+from hashmesh.node.store.pg_dialect import IDENTITIES, TABLES, create_schema
 from hashmesh.node.store.schema import SCHEMA_VERSION
 
 CHUNK = 10_000
@@ -63,10 +63,10 @@ def port_to_postgres(source: Path, url: str) -> list[TableCheck]:
             _refuse_a_used_target(pg, url)
             for table in TABLES:
                 _copy_table(lite, pg, table)
-            for table in ("audit", "evidence"):  # identity columns continue after the copy
-                pg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                           f"GREATEST((SELECT MAX(id) FROM {table}), 1), "
-                           f"(SELECT MAX(id) FROM {table}) IS NOT NULL)")
+            for table, column in IDENTITIES.items():  # they continue after the copy
+                pg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                           f"GREATEST((SELECT MAX({column}) FROM {table}), 1), "
+                           f"(SELECT MAX({column}) FROM {table}) IS NOT NULL)")
             return [_check_table(lite, pg, table) for table in TABLES]
     finally:
         pg.close()

@@ -150,6 +150,13 @@ class PostgresStore(Store):
         finally:
             self._unfenced = False
 
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Nothing to fold: the server manages its own write-ahead log."""
+        return 0, 0, 0
+
+    def wal_bytes(self) -> int:
+        return 0
+
     def reader(self) -> Any:
         """This thread's read connection (created on first use, replaced when broken)."""
         conn: PgConnection | None = getattr(self._local, "conn", None)

@@ -36,7 +36,12 @@ def test_a_leader_that_lost_its_lease_cannot_sign(pg_url: str) -> None:
             new.append_local(signer=ROOT, origin=ROOT.id, body=add_body(pdq_hex(2)))
         assert old_cluster._lease is not None
         old_cluster._lease.close()  # the server releases the lock; "old" still has epoch 1
-        assert new_cluster.try_lead() and new_cluster.epoch == old_cluster.epoch + 1
+        # the server ends the closed session, and frees its lock, a moment later
+        deadline = time.monotonic() + 5
+        while not new_cluster.try_lead():
+            assert time.monotonic() < deadline, "the closed lease was never released"
+            time.sleep(0.05)
+        assert new_cluster.epoch == old_cluster.epoch + 1
         with pytest.raises(NotLeaderError, match="the leader is http://new:2"):
             old.append_local(signer=ROOT, origin=ROOT.id, body=add_body(pdq_hex(3)))
         record, _ = new.append_local(signer=ROOT, origin=ROOT.id, body=add_body(pdq_hex(4)))
