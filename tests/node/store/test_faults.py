@@ -83,7 +83,7 @@ def test_a_follower_whose_connections_are_dropped_reconnects_and_keeps_following
         assert dropped is not None and dropped[0] >= 2  # its reader and its listener at least
         value = f"{rng.getrandbits(256):064x}"
         record = add(leader, value)
-        wait_for(lambda: follower.matches(value) == [record], 10,
+        wait_for(lambda: follower.matches(value) == [record], 30,
                  "the follower reconnects and indexes the add")
         assert leader.cluster()["leads"] and follower.cluster()["leader"] == leader.url
     finally:
