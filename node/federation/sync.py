@@ -36,9 +36,11 @@ import aiohttp
 from yarl import URL
 
 from hashmesh.node.config.peers import PeerConfig, PeersConfig
+from hashmesh.node.federation.errors import PeerProtocolError, RecordRefusedError
 from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
-from hashmesh.node.federation.policy import may_keep_body
+from hashmesh.node.federation.policy import may_keep_body, stub_forbidden
+from hashmesh.node.federation.repair import BodyRepair
 from hashmesh.node.runtime.tasks import cancel_and_wait
 from hashmesh.node.store.sqlite import Changes, Store
 from hashmesh.protocol.errors import KeyNotAuthorisedError, PrevMismatchError, ProtocolError
@@ -46,6 +48,8 @@ from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.log import LogHead, check_next, detect_equivocation
 from hashmesh.protocol.records import SignedRecord
 from hashmesh.protocol.signing import KeyRing, signature_verifies, verify, verify_signature
+
+__all__ = ["Federation", "PeerProtocolError", "RecordRefusedError", "verify_page"]
 
 log = logging.getLogger("hashmesh.sync")
 
@@ -57,22 +61,6 @@ MAX_BACKOFF_SECONDS = 60.0
 VERIFY_CHUNK = 64
 VERIFY_THREADS = 2
 INDEX_BATCH = 100_000  # hashes a pull hands the matcher at once (see _IndexBatch)
-
-
-class PeerProtocolError(Exception):
-    """The peer answered with something we refuse (bad page, bad status, too large)."""
-
-    def __init__(self, message: str, code: str = "PEER_PROTOCOL") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class RecordRefusedError(PeerProtocolError):
-    """A record or head refused for where the peer put it, not for its own content.
-
-    For example a record in another origin's log. Counted, like a ``ProtocolError``, in
-    ``hashmesh_records_rejected``.
-    """
 
 
 @dataclass
@@ -126,6 +114,11 @@ def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHea
             result.conflict_seq = record.head.seq - 1
             result.conflict = exc
             return result
+        forbidden = stub_forbidden(record.head) if record.body is None else None
+        if forbidden is not None:
+            raise RecordRefusedError(f"{path}: stub of {record.head.type} record seq "
+                                     f"{record.head.seq} of {origin} refused: {forbidden}",
+                                     "FORBIDDEN_STUB")
         if not may_keep_body(record, peer) and record.body is not None:
             record = record.stub()
         ring.apply(record)
@@ -248,6 +241,7 @@ class Federation:
         self.session: aiohttp.ClientSession | None = None
         self.verifier = ThreadPoolExecutor(max_workers=VERIFY_THREADS,
                                            thread_name_prefix="verify")
+        self.repair = BodyRepair(node, self._request)
 
     async def start(self) -> None:
         ca_file = self.node.config.federation.ca_file
@@ -270,6 +264,7 @@ class Federation:
         for name, link in list(self.links.items()):
             if wanted.get(name) != link.peer:
                 del self.links[name]
+                self.repair.forget(name)  # our accept policy may have widened: back-fill
                 asyncio.create_task(link.stop())
         for name, peer in wanted.items():
             if name not in self.links:
@@ -352,6 +347,8 @@ class Federation:
             stored = await self._sync(peer)
         except (ProtocolError, RecordRefusedError) as exc:
             self.node.metrics.records_rejected.labels(exc.code).inc()
+            self.node.metrics.peer_faults.labels(peer.name, exc.code).inc()
+            log.warning("peer fault: %s sent what we refuse (%s): %s", peer.name, exc.code, exc)
             raise
         if stored:
             self.notify_all(except_peer=peer.name)
@@ -360,10 +357,13 @@ class Federation:
     async def _sync(self, peer: PeerConfig) -> int:
         stored = 0
         frozen = await self.node.store.read(Store.frozen)
+        repairable: list[str] = []
         for stub in await self.fetch_heads(peer):
             origin = stub.head.origin
             if origin != self.node.origin and not peer.accepts_origin(origin):
                 continue
+            if origin != self.node.origin:
+                repairable.append(origin)  # completing held stubs picks no branch: frozen too
             if origin in frozen:
                 continue  # evidence is held; nothing more of it until an operator unfreezes
             ours = await self.node.store.read(partial(Store.head, origin=origin))
@@ -372,8 +372,11 @@ class Federation:
                 continue
             if origin == self.node.origin:
                 await self._check_own_head(peer, stub)
+                await self._check_own_chain(peer, ours)
                 await self.node.own_log_behind(peer.name, stub.head.seq)
             stored += await self.pull_origin(peer, origin, ours, stub.head.seq)
+        for origin in repairable:
+            stored += await self.repair.repair(peer, origin)
         return stored
 
     async def pull_origin(self, peer: PeerConfig, origin: str, head: LogHead | None,
@@ -491,6 +494,34 @@ class Federation:
             raise RecordRefusedError(f"{peer.name}: claims seq {stub.head.seq} of our own log "
                                      f"with a head we did not sign: {exc}", exc.code) from None
 
+    async def _check_own_chain(self, peer: PeerConfig, ours: LogHead | None) -> None:
+        """Before we stop signing, the peer must show the record after our head, linked to it.
+
+        A head stub alone proves little: one signed by a key we revoked (and that may have
+        leaked) can claim any seq with any ``prev``. The record at our seq + 1 must verify
+        against our key ring, which is exact at that seq (it is built from every record up to
+        our head), and name our head as ``prev``; only our own keys could have signed it, so
+        our database really is behind.
+        """
+        origin = self.node.origin
+        after = ours.seq if ours is not None else 0
+        lines = await self.fetch_page(peer, origin, after, 1)
+        path = f"{peer.name}:log[{origin}]"
+        if not lines:
+            raise RecordRefusedError(f"{path}: claims more of our own log than seq {after} but "
+                                     f"serves no record after it", "OWN_LOG_UNLINKED")
+        ring = await self.node.store.read(partial(Store.keyring, origin=origin))
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, verify_page, lines[:1], origin, ring, ours, peer, None)
+        except ProtocolError as exc:
+            raise RecordRefusedError(f"{path}: its record after our seq {after} does not "
+                                     f"verify: {exc}", exc.code) from None
+        if not result.records:
+            raise RecordRefusedError(f"{path}: its record at seq {after + 1} of our own log "
+                                     f"does not link to our head: {result.conflict}",
+                                     "OWN_LOG_UNLINKED")
+
     async def _gather_evidence(self, peer: PeerConfig, origin: str, seq: int) -> bool:
         """The peer's record after ``seq`` does not link to ours: fetch its record at ``seq``.
 
@@ -523,11 +554,31 @@ class Federation:
             raise RecordRefusedError(f"{peer.name}: conflicting record for {origin} seq "
                                      f"{theirs.head.seq} does not verify: {exc}",
                                      exc.code) from None
+        revoked = sorted({record.head.key for record in (ours, theirs)
+                          if _revoked(ring, record.head.key)})
+        if revoked:
+            # A revoked key may have leaked: whoever holds it can sign a variant at any seq
+            # it once covered, again after every unfreeze. That proves nothing against the
+            # origin, so it freezes nothing; it is the fault of the peer that relays it.
+            log.error("ALERT: peer %s serves a record of %s at seq %d that conflicts with the "
+                      "one held, and %s signed by revoked key %s; refused as a peer fault, "
+                      "origin not frozen", peer.name, origin, theirs.head.seq,
+                      "one of them is", ", ".join(revoked))
+            raise RecordRefusedError(f"{peer.name}: conflicting record for {origin} seq "
+                                     f"{theirs.head.seq} involves revoked key "
+                                     f"{', '.join(revoked)}: not evidence of equivocation",
+                                     "REVOKED_KEY_CONFLICT")
         key_records = [SignedRecord.from_bytes(raw) for raw in
                        await self.node.store.read(lambda s: s.key_records(origin))]
         evidence = detect_equivocation(ours, theirs, key_records)
         if evidence is not None:
             await self.node.record_equivocation(evidence, peer.name)
+
+
+def _revoked(ring: KeyRing, key: str) -> bool:
+    """Whether ``key`` is a signing key of the ring's origin that has been revoked."""
+    grant = ring.grants.get(key)
+    return grant is not None and grant.revoked_at is not None
 
 
 def evidence_summary(evidence: Evidence) -> str:
