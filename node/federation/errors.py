@@ -13,9 +13,11 @@ from __future__ import annotations
 class PeerProtocolError(Exception):
     """The peer answered with something we refuse (bad page, bad status, too large)."""
 
-    def __init__(self, message: str, code: str = "PEER_PROTOCOL") -> None:
+    def __init__(self, message: str, code: str = "PEER_PROTOCOL",
+                 status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status  # the HTTP status, when the peer answered with an error
 
 
 class RecordRefusedError(PeerProtocolError):

@@ -106,7 +106,16 @@ class BodyRepair:
             if not holes:
                 break
             wanted = {record_id: seq for seq, record_id in holes}
-            lines, considered = await self._fetch(peer, [record_id for _, record_id in holes])
+            try:
+                lines, considered = await self._fetch(peer, [record_id for _, record_id in holes])
+            except PeerProtocolError as exc:
+                if exc.status != 404:
+                    raise
+                # A node from before this route: it cannot fill holes, and that is no fault.
+                log.info("peer %s does not serve /v1/bodies; holes are not repaired from it",
+                         peer.name)
+                self.cursors[(peer.name, origin)] = (holes[-1][0], started)
+                break
             records = check_bodies(lines, wanted, peer)
             if records:
                 changes = await self.node.store.write(partial(

@@ -302,7 +302,7 @@ class Federation:
             if response.status >= 400:
                 raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "
                                         f"{payload[:300].decode('utf-8', 'replace')}",
-                                        "HTTP_ERROR")
+                                        "HTTP_ERROR", response.status)
             return payload, dict(response.headers)
 
     async def send_notify(self, peer: PeerConfig) -> None:
@@ -515,8 +515,8 @@ class Federation:
             result = await asyncio.get_running_loop().run_in_executor(
                 None, verify_page, lines[:1], origin, ring, ours, peer, None)
         except ProtocolError as exc:
-            raise RecordRefusedError(f"{path}: its record after our seq {after} does not "
-                                     f"verify: {exc}", exc.code) from None
+            raise RecordRefusedError(f"{path}: its record after seq {after} of our own log "
+                                     f"does not verify: {exc}", exc.code) from None
         if not result.records:
             raise RecordRefusedError(f"{path}: its record at seq {after + 1} of our own log "
                                      f"does not link to our head: {result.conflict}",
