@@ -141,9 +141,12 @@ class NodeService:
 
     async def _sign(self, body: AddBody | RevokeBody | FeedbackBody | KeyBody,
                     dist: Distribution, actor: str) -> SignedRecord:
+        signer = self.identity.signer if body.TYPE != "key" else self.identity.root
+        if signer is None:
+            raise ForbiddenError("a key record needs the root key, which is offline; bring it "
+                                 "back and use `hashmesh key rotate` (node stopped)", "keys.root")
         record, changes = await self.store.write(lambda s: s.append_local(
-            signer=self.identity.signer if body.TYPE != "key" else self.identity.root,
-            origin=self.origin, body=body, dist=dist, actor=actor))
+            signer=signer, origin=self.origin, body=body, dist=dist, actor=actor))
         await self.apply_changes_soon(changes)
         self.metrics.records_signed.labels(record.head.type).inc()
         log.info("signed %s seq=%d id=%s by %s", record.head.type, record.head.seq,
@@ -163,7 +166,10 @@ class NodeService:
                                  "its origin can revoke it", path)
 
     async def _authorise_signer(self) -> None:
-        """A separate signing key is authorised by a ``key`` record before it signs."""
+        """A separate signing key is authorised by a ``key`` record before it signs.
+
+        ``hashmesh init`` writes that record, so a node whose root key is offline starts; one
+        whose signing key was never authorised needs the root key once."""
         signer = self.identity.signer.id
         if signer == self.origin:
             return

@@ -254,6 +254,9 @@ def _peers(sub: Sub) -> None:
     adding.add_argument("--jurisdiction", help="ISO 3166-1 alpha-2 code of the peer")
     adding.add_argument("--group", action="append", default=[],
                         help="sharing group it belongs to")
+    adding.add_argument("--allow-insecure-http", action="store_true",
+                        help="allow a plain http:// URL to a host that is not loopback "
+                             "(peers.toml: allow_insecure_http = true; logged at every start)")
     removing = _command(peers, "remove", "local.peers_remove", "remove a peer")
     _config_arg(removing)
     removing.add_argument("name")

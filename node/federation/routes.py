@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -72,13 +73,17 @@ async def peer_auth_middleware(request: web.Request, handler: Handler) -> web.St
 
 
 def make_verifier(app: web.Application) -> RequestVerifier:
-    """A verifier that looks keys up in the *current* peers config (reload-aware)."""
+    """A verifier that looks keys up in the *current* peers config (reload-aware).
+
+    Its nonce memory starts now, so it refuses requests created before now: after a restart
+    a captured request whose nonce the old process had accepted cannot be replayed."""
 
     def lookup(keyid: str) -> PublicKey | None:
         peer = app[NODE_KEY].peers.by_node_key(keyid)
         return None if peer is None else peer.node_key
 
-    return RequestVerifier(lookup, authorities=own_authorities(app[NODE_KEY].config))
+    return RequestVerifier(lookup, authorities=own_authorities(app[NODE_KEY].config),
+                           not_before=time.time())
 
 
 def own_authorities(config: NodeConfig) -> frozenset[str]:

@@ -268,6 +268,10 @@ class Federation:
                 asyncio.create_task(link.stop())
         for name, peer in wanted.items():
             if name not in self.links:
+                if peer.insecure:
+                    log.warning("peer %s: plain http to %s (allow_insecure_http = true in "
+                                "peers.toml): anyone on the path can read and alter this "
+                                "traffic", name, peer.url)
                 link = PeerLink(self, peer)
                 self.links[name] = link
                 link.start()

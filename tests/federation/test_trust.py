@@ -115,7 +115,14 @@ async def open_trust_arena(root: Path) -> Arena:
 async def arena(tmp_path: Path) -> AsyncIterator[Arena]:
     opened = await open_trust_arena(tmp_path)
     yield opened
-    await opened.close()
+    import asyncio
+    import sys
+    try:
+        await asyncio.wait_for(asyncio.shield(opened.close()), 30)
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+        raise
 
 
 def serve(arena: Arena, records: list[SignedRecord]) -> None:
