@@ -152,6 +152,8 @@ class LimitsConfig:
     max_items_per_record: int = MAX_ITEMS
     max_page_records: int = 5_000
     max_page_bytes: int = 4_194_304
+    # unexpired request nonces remembered per peer (httpsig.NonceCache.per_key)
+    max_nonces_per_peer: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,8 @@ def _parse_limits(limits: Table) -> LimitsConfig:
         # a page must be able to carry at least one record of the largest allowed size
         max_page_bytes=limits.integer("max_page_bytes", MAX_RECORD_BYTES, GIB,
                                       default=d.max_page_bytes),
+        max_nonces_per_peer=limits.integer("max_nonces_per_peer", 1, 1_000_000,
+                                           default=d.max_nonces_per_peer),
     )
 
 

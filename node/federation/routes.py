@@ -20,6 +20,7 @@ from aiohttp import web
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeerConfig
 from hashmesh.node.federation.httpsig import (
+    NonceCache,
     RequestVerifier,
     SignatureError,
     aiohttp_request_parts,
@@ -82,8 +83,9 @@ def make_verifier(app: web.Application) -> RequestVerifier:
         peer = app[NODE_KEY].peers.by_node_key(keyid)
         return None if peer is None else peer.node_key
 
-    return RequestVerifier(lookup, authorities=own_authorities(app[NODE_KEY].config),
-                           not_before=time.time())
+    config = app[NODE_KEY].config
+    return RequestVerifier(lookup, NonceCache(per_key=config.limits.max_nonces_per_peer),
+                           authorities=own_authorities(config), not_before=time.time())
 
 
 def own_authorities(config: NodeConfig) -> frozenset[str]:

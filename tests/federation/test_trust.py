@@ -8,8 +8,10 @@ test decides which peer the victim pulls first. Every test here failed before it
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from hashmesh.protocol.signing import sign_record
 from tests.conftest import free_port
 from tests.federation.cluster import Cluster, Node, eventually
 from tests.federation.hostile import HostilePeer, add_body, hash_value, pdq
-from tests.federation.test_hostile import HOSTILE_HOST, IDLE_INTERVAL, Arena
+from tests.federation.test_hostile import HOSTILE_HOST, IDLE_INTERVAL, Arena, open_arena
 
 
 async def sign(node: Node, body: Body, *, signer: SigningKey | None = None,
@@ -115,14 +117,23 @@ async def open_trust_arena(root: Path) -> Arena:
 async def arena(tmp_path: Path) -> AsyncIterator[Arena]:
     opened = await open_trust_arena(tmp_path)
     yield opened
-    import asyncio
-    import sys
     try:
         await asyncio.wait_for(asyncio.shield(opened.close()), 30)
     except TimeoutError:
         for task in asyncio.all_tasks():
             task.print_stack(file=sys.stderr)
         raise
+
+
+async def served(arena: Arena, *substitutes: SignedRecord,
+                 extra: tuple[SignedRecord, ...] = ()) -> list[SignedRecord]:
+    """O's whole log as O holds it, with ``substitutes`` (stubs, by id) in place and
+    ``extra`` records after it, served by the hostile; returns what it serves."""
+    by_id = {record.id: record for record in substitutes}
+    records = [by_id.get(r.id, r) for r in await log_of(arena.honest, arena.honest.origin)]
+    records += extra
+    serve(arena, records)
+    return records
 
 
 def serve(arena: Arena, records: list[SignedRecord]) -> None:
@@ -150,8 +161,7 @@ async def test_relay_hiding_a_withdrawal_and_a_key_revocation_changes_nothing(
     origin, victim = arena.honest, arena.victim
     story = await tell_story(origin)
     injected = forge_next(story.key_revoked, story.key)
-    serve(arena, [story.granted, story.added, story.revoked.stub(), story.key_revoked.stub(),
-                  injected])
+    log = await served(arena, story.revoked.stub(), story.key_revoked.stub(), extra=(injected,))
 
     with pytest.raises(RecordRefusedError, match="stub of revoke record") as refused:
         await arena.pull()
@@ -159,7 +169,9 @@ async def test_relay_hiding_a_withdrawal_and_a_key_revocation_changes_nothing(
     assert refused.value.code == "FORBIDDEN_STUB"
     assert faults(arena, "FORBIDDEN_STUB") == 1
     held = [r.id for r in await log_of(victim, origin.origin)]
-    assert held == [story.granted.id, story.added.id], "nothing past the hidden withdrawal"
+    hidden = [r.id for r in log].index(story.revoked.id)
+    assert held == [r.id for r in log[:hidden]], "nothing past the hidden withdrawal"
+    assert held[-1] == story.added.id
     assert not await victim.matches(hash_value(injected))
 
     # O's own log, pulled from O, brings the withdrawal and the key revocation.
@@ -188,10 +200,10 @@ async def test_stub_of_a_record_no_policy_withholds_is_a_peer_fault(
     origin, victim = arena.honest, arena.victim
     story = await tell_story(origin)
     feedback = await sign(origin, FeedbackBody(Target(story.added.id), "confirmed", "note"))
-    records = [story.granted, story.added, story.revoked, story.key_revoked, feedback]
-    position = {"key": 0, "revoke": 2, "key_revoke": 3, "feedback": 4}[hidden]
-    records[position] = records[position].stub()
-    serve(arena, records)
+    stubbed = {"key": story.granted, "revoke": story.revoked, "key_revoke": story.key_revoked,
+               "feedback": feedback}[hidden]
+    records = await served(arena, stubbed.stub())
+    position = [r.id for r in records].index(stubbed.id)
 
     with pytest.raises(RecordRefusedError, match=f"stub of {hidden} record") as refused:
         await arena.pull()
@@ -210,10 +222,10 @@ async def test_stub_of_a_group_scoped_add_is_still_taken(arena: Arena) -> None:
     """An honest relay stubs what its policy withholds; that stub is no fault."""
     origin, victim = arena.honest, arena.victim
     record = await sign(origin, add_body(), dist=Distribution("group", "eu-helplines"))
-    serve(arena, [record.stub()])
+    await served(arena, record.stub())
 
     assert await arena.pull() == 1
-    [held] = await log_of(victim, origin.origin)
+    held = (await log_of(victim, origin.origin))[-1]
     assert held.is_stub and held.id == record.id
 
 
@@ -272,13 +284,13 @@ async def test_held_stub_is_completed_by_the_origin_after_a_relay_served_it(
         arena: Arena) -> None:
     origin, victim = arena.honest, arena.victim
     record = await sign(origin, add_body())  # scope all: O may send it to the victim
-    serve(arena, [record.stub()])  # as a relay whose list policy withholds it would
+    await served(arena, record.stub())  # as a relay whose list policy withholds it would
     assert await arena.pull() == 1
     assert not await victim.matches(hash_value(record))
 
     await pull_honest(arena)  # O's head is the victim's head: only repair can help
 
-    [held] = await log_of(victim, origin.origin)
+    held = (await log_of(victim, origin.origin))[-1]
     assert not held.is_stub
     assert await victim.matches(hash_value(record))
 
@@ -317,3 +329,51 @@ async def test_bodies_route_refuses_bad_requests_naming_the_field(
     assert status == 400
     error = answer["error"]
     assert isinstance(error, dict) and error["field"] == field
+
+
+# -- 6. transport ----------------------------------------------------------------------------
+
+
+async def test_one_peer_at_its_nonce_quota_does_not_lock_the_others_out(
+        tmp_path: Path) -> None:
+    arena = await open_arena(tmp_path, victim_limits="max_nonces_per_peer = 5")
+    try:
+        url = arena.victim.url + "/v1/notify"
+        answers = [await arena.hostile.send(arena.session, "POST", url, b'{"origins":{}}')
+                   for _ in range(6)]
+        assert [status for status, _ in answers[:5]] == [202] * 5
+        status, answer = answers[5]
+        assert (status, answer["error"]["code"]) == (429, "NONCE_QUOTA_EXCEEDED")
+        assert arena.refused("NONCE_QUOTA_EXCEEDED") == 1
+        # The honest peer's own requests to the victim still go through.
+        honest = arena.honest.svc
+        assert honest.federation is not None
+        victim_peer = honest.peers.by_name("victim")
+        assert victim_peer is not None
+        before = arena.metric("hashmesh_peer_requests_refused_total",
+                              code="NONCE_QUOTA_EXCEEDED")
+        await honest.federation.sync_with(victim_peer)
+        assert arena.metric("hashmesh_peer_requests_refused_total",
+                            code="NONCE_QUOTA_EXCEEDED") == before
+    finally:
+        await arena.close()
+
+
+async def test_request_replayed_after_a_restart_is_refused(arena: Arena) -> None:
+    url = arena.victim.url + "/v1/notify"
+    body = b'{"origins":{}}'
+    await asyncio.sleep(1.1)  # a request created after the victim started
+    headers = arena.hostile.sign("POST", url, body)
+    status, _ = await arena.hostile.send(arena.session, "POST", url, body, headers=headers)
+    assert status == 202
+
+    await arena.cluster.stop("victim")  # its nonce memory goes with it
+    await arena.cluster.start("victim")
+    status, answer = await arena.hostile.send(arena.session, "POST", url, body, headers=headers)
+
+    assert (status, answer["error"]["code"]) == (401, "CREATED_BEFORE_START")
+    assert answer["error"]["field"] == "Signature-Input"
+    # a fresh request, signed after the restart, is taken
+    await asyncio.sleep(1.1)
+    status, _ = await arena.hostile.send(arena.session, "POST", url, body)
+    assert status == 202
