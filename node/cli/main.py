@@ -117,7 +117,8 @@ def _command(sub: Sub, name: str, handler: str,
 def _init(sub: Sub) -> None:
     p = _command(sub, "init", "local.init",
                  "create a node directory: config, keys (0600) and an API token",
-                 "Create DIR/node.toml, DIR/peers.toml, DIR/keys/root.key and an API token. "
+                 "Create DIR/node.toml, DIR/peers.toml, separate root, signing and node keys in "
+                 "DIR/keys (the root key can then go offline) and an API token. "
                  "Prints the origin id and the token (shown once; a copy for the CLI is kept "
                  "in DIR/cli-token, mode 0600).")
     p.add_argument("directory", type=Path, metavar="DIR")
