@@ -117,8 +117,11 @@ async def log_page(request: web.Request) -> web.Response:
     origin = PublicKey.from_id(request.match_info["origin"], "origin").id
     limits = node.config.limits
     after = _query_int(request, "after", 0, 2**53 - 1, default=0)
-    limit = _query_int(request, "limit", 1, limits.max_page_records,
-                       default=limits.max_page_records)
+    # capped, not refused (SPEC 17.2): a client asks with its own page size, which may be
+    # larger than ours, and a node whose log peers had never read would otherwise find out
+    # only once it writes its first record
+    limit = min(_query_int(request, "limit", 1, 2**53 - 1, default=limits.max_page_records),
+                limits.max_page_records)
     our_origin = node.origin  # encoded from our key on each access: once per page
 
     def page(store: Store) -> list[bytes]:

@@ -106,7 +106,9 @@ async def open_trust_arena(root: Path) -> Arena:
 
     async def links_idle() -> bool:
         up = [arena.metric("hashmesh_peer_up", peer=name) for name in ("hostile", "honest")]
-        return up == [1.0, 1.0]
+        honest_up = honest.svc.metrics.registry.get_sample_value(
+            "hashmesh_peer_up", {"peer": "victim"})
+        return up == [1.0, 1.0] and honest_up == 1.0  # no first round left to retry later
 
     await eventually(links_idle, what="first sync rounds done")
     hostile.requests.clear()
