@@ -3,7 +3,9 @@
 The victim is a real node peered with an honest origin O (the arena's honest node) and a
 hostile relay (``tests/federation/hostile.py``) that it accepts O's records from. O's records
 are signed for real on O's own store, without the push hint a local write sends, so that the
-test decides which peer the victim pulls first. Every test here failed before its fix.
+test decides which peer the victim pulls first. Also here: the bodies route and its client,
+and the transport rules (per-peer nonce quota, no replay across a restart). Every test here
+failed before its fix (checked by reverting the node code once).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from hashmesh.node.config.peers import add_peer
 from hashmesh.node.federation.sync import RecordRefusedError
@@ -35,7 +38,7 @@ from hashmesh.protocol.records import (
 from hashmesh.protocol.signing import sign_record
 from tests.conftest import free_port
 from tests.federation.cluster import Cluster, Node, eventually
-from tests.federation.hostile import HostilePeer, add_body, hash_value, pdq
+from tests.federation.hostile import NDJSON, HostilePeer, add_body, hash_value, ndjson, pdq
 from tests.federation.test_hostile import HOSTILE_HOST, IDLE_INTERVAL, Arena, open_arena
 
 
@@ -119,7 +122,7 @@ async def open_trust_arena(root: Path) -> Arena:
 async def arena(tmp_path: Path) -> AsyncIterator[Arena]:
     opened = await open_trust_arena(tmp_path)
     yield opened
-    try:
+    try:  # bounded, and says what it waited on (a teardown once hung, not reproduced since)
         await asyncio.wait_for(asyncio.shield(opened.close()), 30)
     except TimeoutError:
         for task in asyncio.all_tasks():
@@ -295,6 +298,29 @@ async def test_held_stub_is_completed_by_the_origin_after_a_relay_served_it(
     held = (await log_of(victim, origin.origin))[-1]
     assert not held.is_stub
     assert await victim.matches(hash_value(record))
+
+
+async def test_bodies_answer_with_a_record_not_asked_for_is_refused(arena: Arena) -> None:
+    origin, victim = arena.honest, arena.victim
+    withheld = await sign(origin, add_body(), dist=Distribution("group", "eu-helplines"))
+    other = await sign(origin, add_body())
+    await served(arena, withheld.stub(), other.stub())
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=ndjson([withheld.raw]), content_type=NDJSON)
+
+    arena.hostile.on_bodies = answer
+    assert await arena.pull() == 3  # two stubs, then the body of ``withheld``, asked for
+    held = await log_of(victim, origin.origin)
+    assert not held[-2].is_stub and held[-1].is_stub
+
+    arena.federation.repair.forget("hostile")  # ask again from the start: for ``other`` only
+    with pytest.raises(RecordRefusedError, match="was not asked for") as refused:
+        await arena.pull()
+
+    assert refused.value.code == "UNREQUESTED_RECORD"
+    assert faults(arena, "UNREQUESTED_RECORD") == 1
+    assert (await log_of(victim, origin.origin))[-1].is_stub
 
 
 # -- the bodies route ----------------------------------------------------------------------
