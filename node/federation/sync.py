@@ -27,6 +27,7 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -292,22 +293,35 @@ class Federation:
     async def _request(self, peer: PeerConfig, method: str, path: str, *,
                        params: dict[str, str] | None = None, body: bytes = b"",
                        max_bytes: int) -> tuple[bytes, dict[str, str]]:
+        """One signed request; an answer of 400 or more raises ``PeerProtocolError``.
+
+        A peer that has just restarted refuses requests created in the second it started
+        (``CREATED_BEFORE_START``: it cannot know their nonces). That is no fault: we wait for
+        the next second and sign the request again, once, rather than fail the round.
+        """
         assert self.session is not None
         target = URL(peer.url + path)
         if params:
             target = target.with_query(params)
-        headers = sign_request(method=method, url=target, body=body,
-                               key=self.node.identity.node)
-        if body:
-            headers["Content-Type"] = "application/json"
-        async with self.session.request(method, target, data=body or None, headers=headers,
-                                        allow_redirects=False) as response:
-            payload = await _read_capped(response, max_bytes)
-            if response.status >= 400:
-                raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "
-                                        f"{payload[:300].decode('utf-8', 'replace')}",
-                                        "HTTP_ERROR", response.status)
-            return payload, dict(response.headers)
+        for attempt in range(2):
+            headers = sign_request(method=method, url=target, body=body,
+                                   key=self.node.identity.node)
+            if body:
+                headers["Content-Type"] = "application/json"
+            async with self.session.request(method, target, data=body or None,
+                                            headers=headers,
+                                            allow_redirects=False) as response:
+                payload = await _read_capped(response, max_bytes)
+                if response.status < 400:
+                    return payload, dict(response.headers)
+            if (attempt == 0 and response.status == 401
+                    and b'"CREATED_BEFORE_START"' in payload[:200]):
+                await asyncio.sleep(1.05 - time.time() % 1)
+                continue
+            break
+        raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "
+                                f"{payload[:300].decode('utf-8', 'replace')}",
+                                "HTTP_ERROR", response.status)
 
     async def send_notify(self, peer: PeerConfig) -> None:
         await self._request(peer, "POST", "/v1/notify", body=b'{"origins":{}}',

@@ -39,7 +39,13 @@ from hashmesh.protocol.signing import sign_record
 from tests.conftest import free_port
 from tests.federation.cluster import Cluster, Node, eventually
 from tests.federation.hostile import NDJSON, HostilePeer, add_body, hash_value, ndjson, pdq
-from tests.federation.test_hostile import HOSTILE_HOST, IDLE_INTERVAL, Arena, open_arena
+from tests.federation.test_hostile import (
+    HOSTILE_HOST,
+    IDLE_INTERVAL,
+    QUIET,
+    Arena,
+    open_arena,
+)
 
 
 async def sign(node: Node, body: Body, *, signer: SigningKey | None = None,
@@ -114,6 +120,9 @@ async def open_trust_arena(root: Path) -> Arena:
         return up == [1.0, 1.0] and honest_up == 1.0  # no first round left to retry later
 
     await eventually(links_idle, what="first sync rounds done")
+    # Storing the other node's first record (init's key record) hints every other peer,
+    # the hostile too: let that pull happen before the test counts requests.
+    await asyncio.sleep(QUIET)
     hostile.requests.clear()
     return arena
 
