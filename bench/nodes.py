@@ -152,8 +152,9 @@ def make_node(root: Path, name: str, host: str, pull_interval: int = 1,
 def link(a: BenchNode, b: BenchNode) -> None:
     for node, other in ((a, b), (b, a)):
         key = PublicKey.from_id(other.origin)
+        node_key = read_secret_key(load_node_config(other.config).keys.node).public
         add_peer(node.directory / "peers.toml",
-                 PeerConfig(name=other.name, url=other.url, node_key=key, origin=key,
+                 PeerConfig(name=other.name, url=other.url, node_key=node_key, origin=key,
                             accept_vouched=True))
 
 
@@ -169,7 +170,7 @@ def fill_log(node: BenchNode, hashes: int, per_record: int, seed: int = 1) -> fl
     key: SigningKey = read_secret_key(load_node_config(node.config).keys.root)
     rng = random.Random(seed)
     store = Store(load_node_config(node.config).db_path)
-    head: LogHead | None = None
+    head: LogHead | None = store.head(key.id)  # after init's key record
     signing = 0.0
     batch: list[SignedRecord] = []
     try:

@@ -46,7 +46,7 @@ def cold_sync(hashes: int, per_record: int, timeout: float) -> dict[str, float]:
             started = time.monotonic()
             b.start()
             query = {"hashes": [{"type": "pdq", "value": values[-1]}]}
-            wait_until(lambda: b.head_seq(a.origin) >= records, timeout)
+            wait_until(lambda: b.head_seq(a.origin) >= records + 1, timeout)  # + init's key
             wait_until(lambda: b.call("POST", "/v1/match", query)["results"][0]["matches"], 30)
             elapsed = time.monotonic() - started
             rss = b.peak_rss_mb()

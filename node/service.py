@@ -235,6 +235,9 @@ class NodeService:
     async def _sign_many(self, bodies: Sequence[AddBody | RevokeBody | FeedbackBody | KeyBody],
                          dist: Distribution, actor: str) -> list[SignedRecord]:
         signer = self.identity.root if bodies[0].TYPE == "key" else self.identity.signer
+        if signer is None:
+            raise ForbiddenError("a key record needs the root key, which is offline; bring it "
+                                 "back and use `hashmesh key rotate` (node stopped)", "keys.root")
 
         def commit(store: NodeStore) -> list[SignedRecord]:
             records, changes = store.append_local_many(
@@ -263,7 +266,10 @@ class NodeService:
                                  "its origin can revoke it", path)
 
     async def _authorise_signer(self) -> None:
-        """A separate signing key is authorised by a ``key`` record before it signs."""
+        """A separate signing key is authorised by a ``key`` record before it signs.
+
+        ``hashmesh init`` writes that record, so a node whose root key is offline starts; one
+        whose signing key was never authorised needs the root key once."""
         signer = self.identity.signer.id
         if signer == self.origin:
             return

@@ -100,7 +100,8 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
 
 
 def create_peer_app(service: NodeService) -> web.Application:
-    """The peer routes alone (``/v1/heads``, ``/v1/log``, ``/v1/notify``) and ``/healthz``,
+    """The peer routes alone (``/v1/heads``, ``/v1/log``, ``/v1/bodies``, ``/v1/notify``) and
+    ``/healthz``,
     for ``[federation.listen]``. The app of ``create_app`` owns the service's life."""
     if service.federation is None:
         raise RuntimeError("create_app(service) makes the federation; call it first")

@@ -327,6 +327,20 @@ PATHS: dict[str, Any] = {
             "type": "object", "additionalProperties": {"type": "integer"}}}}),
         "responses": {"202": _ok("Hint taken"), **PEER_ERRORS},
     }},
+    "/v1/bodies": {"post": {
+        "summary": "Federation: the full records, among the ids asked for, that the calling "
+                   "peer may receive (fills the stubs it holds; protocol/SPEC.md 17.8)",
+        "security": [{"httpSignature": []}],
+        "requestBody": _json_body({"type": "object", "required": ["ids"], "properties": {
+            "ids": {"type": "array", "minItems": 1, "maxItems": 256, "uniqueItems": True,
+                    "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}}),
+        "responses": {"200": {"description": "one exact signed envelope per line; header "
+                                             "Hashmesh-Bodies-Considered counts the ids looked "
+                                             "at before the byte cap",
+                              "content": {"application/x-ndjson": {}}},
+                      "400": {"$ref": "#/components/responses/BadRequest"},
+                      "401": {"$ref": "#/components/responses/Unauthorized"}},
+    }},
     "/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                  "responses": {"200": _ok("OpenAPI document")}}},
     "/healthz": {"get": {"summary": "Liveness", "security": [],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from hashmesh.node.cli.support import (
     print_json_line,
     progress_bar,
 )
-from hashmesh.node.config.keyfile import atomic_write, read_secret_key, write_secret_key
+from hashmesh.node.config.identity import Identity
+from hashmesh.node.config.keyfile import atomic_write, write_secret_key
 from hashmesh.node.config.node import (
     DEFAULT_PEERS_FILE,
     WILDCARD_HOSTS,
@@ -28,6 +30,7 @@ from hashmesh.node.config.node import (
     check_store_url,
     hash_token,
     load_node_config,
+    parse_node_config,
     redact_url,
     render_node_config,
 )
@@ -47,7 +50,7 @@ from hashmesh.node.store.schema import SCHEMA_VERSION
 from hashmesh.protocol.errors import ProtocolError
 from hashmesh.protocol.keys import PublicKey, SigningKey
 from hashmesh.protocol.log import LogHead, check_next
-from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.records import Distribution, KeyBody, SignedRecord
 from hashmesh.protocol.signing import KeyRing, verify
 
 PEERS_TEMPLATE = """\
@@ -69,7 +72,11 @@ def init(args: argparse.Namespace) -> int:
 
 def create_node_dir(directory: Path, *, name: str, host: str = "127.0.0.1",
                     port: int = 8470) -> tuple[Path, str, str]:
-    """Write a new node's config, peers file, root key and CLI token.
+    """Write a new node's config, peers file, three keys, CLI token and first record.
+
+    Root, signing and node keys are separate, and the database starts with the ``key``
+    record by which the root key authorises the signing key, so the root key can be moved
+    offline at once (README, "Keys at rest").
 
     Returns the config path, the API token (the only time it exists in clear besides the
     0600 ``cli-token`` file) and the origin id.
@@ -78,10 +85,19 @@ def create_node_dir(directory: Path, *, name: str, host: str = "127.0.0.1",
     if config_path.exists():
         raise CliError(f"{config_path} already exists; refusing to overwrite a node")
     token = new_token()
-    text = render_node_config(name=name, host=host, port=port, token_sha256=hash_token(token))
+    root, signer, node = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    text = render_node_config(name=name, host=host, port=port, token_sha256=hash_token(token),
+                              origin=root.id)
     (directory / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
-    root = SigningKey.generate()
-    write_secret_key(directory / "keys" / "root.key", root)
+    for file_name, key in (("root.key", root), ("signing.key", signer), ("node.key", node)):
+        write_secret_key(directory / "keys" / file_name, key)
+    config = parse_node_config(tomllib.loads(text), path=config_path)
+    store = open_store(config)  # the root key authorises the signer now: then it can go
+    try:
+        store.append_local(signer=root, origin=root.id, body=KeyBody(signer.id),
+                           dist=Distribution(), actor="init")
+    finally:
+        store.close()
     atomic_write(cli_token_path(config_path), (token + "\n").encode(), mode=0o600,
                  overwrite=False)
     atomic_write(directory / DEFAULT_PEERS_FILE, PEERS_TEMPLATE.encode(), mode=0o644,
@@ -99,15 +115,14 @@ def run(args: argparse.Namespace) -> int:
 
 def show_id(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
-    root = read_secret_key(config.keys.root)
-    node_key = root if config.keys.node == config.keys.root else read_secret_key(
-        config.keys.node)
+    identity = Identity.load(config)
+    node_key, origin = identity.node, identity.origin
     url = peer_url(config)
     peer_name = "".join(c if c.isalnum() else "-" for c in config.name.lower()).strip("-")
-    print_json({"name": config.name, "origin": root.id, "node_key": node_key.id, "url": url,
+    print_json({"name": config.name, "origin": origin, "node_key": node_key.id, "url": url,
                 "peers_toml": {"name": peer_name[:64] or "peer", "url": url,
-                               "node_key": node_key.id, "origin": root.id,
-                               "accept_origins": [root.id]}})
+                               "node_key": node_key.id, "origin": origin,
+                               "accept_origins": [origin]}})
     return 0
 
 
@@ -316,6 +331,7 @@ def peers_add(args: argparse.Namespace) -> int:
             send_lists=tuple(args.send_list) if args.send_list else None,
             accept_lists=tuple(args.accept_list) if args.accept_list else None,
             jurisdiction=args.jurisdiction, groups=tuple(args.group),
+            allow_insecure_http=args.allow_insecure_http,
         )
     except ProtocolError as exc:
         raise ConfigError(exc.reason, exc.path) from None

@@ -118,7 +118,8 @@ def _command(sub: Sub, name: str, handler: str,
 def _init(sub: Sub) -> None:
     p = _command(sub, "init", "local.init",
                  "create a node directory: config, keys (0600) and an API token",
-                 "Create DIR/node.toml, DIR/peers.toml, DIR/keys/root.key and an API token. "
+                 "Create DIR/node.toml, DIR/peers.toml, separate root, signing and node keys in "
+                 "DIR/keys (the root key can then go offline) and an API token. "
                  "Prints the origin id and the token (shown once; a copy for the CLI is kept "
                  "in DIR/cli-token, mode 0600).")
     p.add_argument("directory", type=Path, metavar="DIR")
@@ -278,6 +279,9 @@ def _peers(sub: Sub) -> None:
     adding.add_argument("--jurisdiction", help="ISO 3166-1 alpha-2 code of the peer")
     adding.add_argument("--group", action="append", default=[],
                         help="sharing group it belongs to")
+    adding.add_argument("--allow-insecure-http", action="store_true",
+                        help="allow a plain http:// URL to a host that is not loopback "
+                             "(peers.toml: allow_insecure_http = true; logged at every start)")
     removing = _command(peers, "remove", "local.peers_remove", "remove a peer")
     _config_arg(removing)
     removing.add_argument("name")

@@ -75,11 +75,16 @@ LOG_FORMATS = ("text", "json")
 
 @dataclass(frozen=True)
 class KeysConfig:
-    """Paths of the node's secret keys; ``signing`` and ``node`` default to ``root``."""
+    """Paths of the node's secret keys; ``signing`` and ``node`` default to ``root``.
+
+    ``origin`` is the root key's public id. With it, the root key file may be absent (kept
+    offline): the node signs with ``signing``, which a ``key`` record already authorised.
+    """
 
     root: Path
     signing: Path
     node: Path
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,8 @@ class LimitsConfig:
     # how often the node checkpoints the WAL, whether or not it writes itself: match
     # workers commit audit rows but never checkpoint (issue 18)
     wal_checkpoint_seconds: int = 10
+    # unexpired request nonces remembered per peer (httpsig.NonceCache.per_key)
+    max_nonces_per_peer: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -258,7 +265,8 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     node = top.table("node", {"name", "data_dir"}, required=True)
     name = node.display_name("name")
     data_dir = node.file_path("data_dir", base_dir, default="data")
-    keys = _parse_keys(top.table("keys", {"root", "signing", "node"}, required=True), base_dir)
+    keys = _parse_keys(top.table("keys", {"root", "signing", "node", "origin"}, required=True),
+                       base_dir)
     listen = _parse_listen(top.table("listen", {"host", "port"}))
     tls = _parse_tls(top.table("tls", {"cert", "key"}), base_dir)
     api = top.table("api", {"tokens", "public_metrics"})
@@ -321,9 +329,10 @@ def check_store_url(url: str, at: str) -> str | None:
 
 def _parse_keys(keys: Table, base_dir: Path) -> KeysConfig:
     root = keys.file_path("root", base_dir)
-    return KeysConfig(root=root,
-                      signing=keys.file_path("signing", base_dir, default=root),
-                      node=keys.file_path("node", base_dir, default=root))
+    signing = keys.file_path("signing", base_dir, default=root)
+    origin = keys.key("origin").id if keys.has("origin") else None
+    return KeysConfig(root=root, signing=signing,
+                      node=keys.file_path("node", base_dir, default=root), origin=origin)
 
 
 def _parse_listen(listen: Table) -> ListenConfig:
@@ -434,6 +443,8 @@ def _parse_limits(limits: Table) -> LimitsConfig:
                                       default=d.max_page_bytes),
         wal_checkpoint_seconds=limits.integer("wal_checkpoint_seconds", 1, 3600,
                                               default=d.wal_checkpoint_seconds),
+        max_nonces_per_peer=limits.integer("max_nonces_per_peer", 1, 1_000_000,
+                                           default=d.max_nonces_per_peer),
     )
 
 
@@ -486,9 +497,13 @@ name = {name}
 data_dir = {data_dir}
 
 [keys]
+# Three keys: the root key is the origin's identity and only authorises or revokes signing
+# keys, so once `init` has authorised the signing key it can be moved offline (keep a backup);
+# `origin` lets the node run without it. See README, "Keys at rest".
+origin = {origin}
 root = "keys/root.key"
-# signing = "keys/signing.key"   # defaults to the root key
-# node = "keys/node.key"         # defaults to the root key
+signing = "keys/signing.key"
+node = "keys/node.key"
 
 [listen]
 host = {host}
@@ -516,10 +531,11 @@ pull_interval_seconds = 30
 
 
 def render_node_config(*, name: str, host: str, port: int, token_sha256: str,
-                       data_dir: str = "data") -> str:
+                       origin: str, data_dir: str = "data") -> str:
     """A fresh, commented ``node.toml``; raises ``ConfigError`` if the values are invalid."""
     text = NODE_TEMPLATE.format(name=toml_value(name), data_dir=toml_value(data_dir),
                                 host=toml_value(host), port=toml_value(port),
-                                token_sha256=toml_value(token_sha256))
+                                token_sha256=toml_value(token_sha256),
+                                origin=toml_value(origin))
     parse_node_config(tomllib.loads(text), path=Path("node.toml"))
     return text

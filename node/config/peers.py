@@ -7,6 +7,7 @@ The documented schema is ``configs/peers.example.toml``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import stat
 import tomllib
@@ -37,7 +38,9 @@ PEER_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # --- peers.toml ---------------------------------------------------------------------------
 
 PEER_KEYS = frozenset({"name", "url", "node_key", "origin", "accept_origins", "send_lists",
-                       "accept_lists", "send_labels", "accept_labels", "jurisdiction", "groups"})
+                       "accept_lists", "send_labels", "accept_labels", "jurisdiction", "groups",
+                       "allow_insecure_http"})
+INSECURE_OPT_OUT = "allow_insecure_http"
 VOUCHED = "vouched"
 
 
@@ -50,6 +53,10 @@ class PeerConfig:
     ``accept_lists`` of ``None`` mean all lists; an empty tuple means none. Empty label
     allowlists mean all labels. When built in code every field is taken as given; in TOML an
     absent ``accept_origins`` means the peer's own ``origin`` (or nothing, without one).
+
+    ``url`` must be ``https://`` unless its host is a loopback address or
+    ``allow_insecure_http`` is set (``check_peer_url``): over plain http an on-path attacker
+    reads every body and can drop or replay answers.
     """
 
     name: str
@@ -64,6 +71,12 @@ class PeerConfig:
     accept_labels: tuple[str, ...] = ()
     jurisdiction: str | None = None
     groups: tuple[str, ...] = ()
+    allow_insecure_http: bool = False
+
+    @property
+    def insecure(self) -> bool:
+        """Plain http to a host that is not loopback (allowed only by the opt-out)."""
+        return not is_secure_url(self.url)
 
     def accepts_origin(self, origin: PublicKey | str) -> bool:
         """Whether we take records of ``origin`` (a key or its id) from this peer."""
@@ -166,7 +179,9 @@ def parse_peers_config(data: Mapping[str, Any]) -> PeersConfig:
 
 def _parse_peer(entry: Table) -> PeerConfig:
     name = entry.string("name", pattern=PEER_NAME_PATTERN, what="peer name")
-    url = check_url(entry.string("url"), entry.at("url"))
+    insecure = entry.boolean(INSECURE_OPT_OUT, default=False)
+    url = check_peer_url(check_url(entry.string("url"), entry.at("url")), insecure,
+                         entry.at("url"))
     node_key = entry.key("node_key")
     origin = entry.key("origin") if entry.has("origin") else None
     vouched = entry.get("accept_origins") == VOUCHED
@@ -191,6 +206,7 @@ def _parse_peer(entry: Table) -> PeerConfig:
                                    what="ISO 3166-1 alpha-2 code (upper case, e.g. 'AU')")
                       if entry.has("jurisdiction") else None),
         groups=entry.strings("groups", pattern=NAME_PATTERN, what="group name"),
+        allow_insecure_http=insecure,
     )
 
 
@@ -214,6 +230,29 @@ def check_url(url: str, path: str) -> str:
     return url.rstrip("/")
 
 
+def is_secure_url(url: str) -> bool:
+    """``https://``, or ``http://`` to a loopback host (the traffic never leaves the machine)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_peer_url(url: str, allow_insecure_http: bool, path: str) -> str:
+    """Refuse a plain-http peer URL off loopback unless the operator opted out for this peer."""
+    if not allow_insecure_http and not is_secure_url(url):
+        raise ConfigError(f"{url!r:.80} is plain http to a host that is not loopback; use "
+                          f"https://, or set {INSECURE_OPT_OUT} = true for this peer to accept "
+                          "that anyone on the path can read and alter the traffic", path)
+    return url
+
+
 def peer_to_toml_dict(peer: PeerConfig) -> dict[str, Any]:
     """The ``[[peer]]`` table for ``peer``, omitting fields that are at their defaults.
 
@@ -231,6 +270,7 @@ def peer_to_toml_dict(peer: PeerConfig) -> dict[str, Any]:
         "accept_labels": list(peer.accept_labels) or None,
         "jurisdiction": peer.jurisdiction,
         "groups": list(peer.groups) or None,
+        INSECURE_OPT_OUT: True if peer.allow_insecure_http else None,
     }
     result.update({key: value for key, value in optional.items() if value is not None})
     return result

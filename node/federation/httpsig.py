@@ -63,7 +63,12 @@ Profile (hashmesh v1)
   DIGEST_MISMATCH       ``Content-Digest`` missing, unparseable, without           400
                         ``sha-256``, or not the body's digest
   BAD_SIGNATURE         the Ed25519 signature does not verify                      401
+  CREATED_BEFORE_START  ``created`` is before the verifier (its nonce memory)      401
+                        started, when it is given ``not_before``: a nonce accepted
+                        before a restart is forgotten, so such a request could be a
+                        replay
   REPLAYED              the (keyid, nonce) pair was already accepted               401
+  NONCE_QUOTA_EXCEEDED  this keyid already has ``per_key`` unexpired nonces        429
   NONCE_CACHE_FULL      too many unexpired nonces to remember another              503
   ====================  =========================================================  ======
 
@@ -80,7 +85,9 @@ Exception tree (``status`` is the HTTP status the API should answer with)::
     ├── UnknownKeyError            UNKNOWN_KEY
     ├── ContentDigestError         DIGEST_MISMATCH
     ├── SignatureInvalidError      BAD_SIGNATURE
+    ├── CreatedBeforeStartError    CREATED_BEFORE_START
     ├── ReplayError                REPLAYED
+    ├── NonceQuotaError            NONCE_QUOTA_EXCEEDED
     └── NonceCacheFullError        NONCE_CACHE_FULL
 
 The core below is pure (method, authority, path, query, headers, body in; headers or a
@@ -186,8 +193,21 @@ class SignatureInvalidError(SignatureError):
     code = "BAD_SIGNATURE"
 
 
+class CreatedBeforeStartError(SignatureError):
+    """Signed before this verifier started: its nonce may have been accepted and forgotten."""
+
+    code = "CREATED_BEFORE_START"
+
+
 class ReplayError(SignatureError):
     code = "REPLAYED"
+
+
+class NonceQuotaError(SignatureError):
+    """One peer has as many unexpired nonces as it may; the others are unaffected."""
+
+    code = "NONCE_QUOTA_EXCEEDED"
+    status = 429
 
 
 class NonceCacheFullError(SignatureError):
@@ -309,26 +329,40 @@ class NonceCache:
     """Remembers accepted ``(keyid, nonce)`` pairs until their signature can no longer verify.
 
     An entry lives until ``until`` (the verifier passes ``expires + skew``), then is purged,
-    so memory is bounded by the request rate times the window. ``capacity`` bounds it
-    absolutely: when the cache is full of unexpired entries a new nonce is *refused*
-    (``NONCE_CACHE_FULL``) rather than an old one forgotten, because forgetting an unexpired
-    nonce would let whoever filled the cache replay the request it belonged to. Only requests
-    with a valid signature from a configured peer are recorded, so only a peer can fill it,
-    and the refusal ends by itself within one window. Entries are a 16-byte hash of the pair,
-    so their size does not depend on what a peer sends (about 150 bytes each in CPython).
+    so memory is bounded by the request rate times the window. Two bounds make it absolute,
+    and both *refuse* a new nonce rather than forget an old one, because forgetting an
+    unexpired nonce would let whoever filled the cache replay the request it belonged to:
+
+    * ``per_key``: the unexpired nonces of one keyid (one peer). A peer that sends more than
+      ``per_key`` requests within a window is refused (``NONCE_QUOTA_EXCEEDED``) while every
+      other peer goes on; without it one peer could fill the cache and lock the others out.
+    * ``capacity``: all entries together (``NONCE_CACHE_FULL``), a backstop for very many
+      peers; the default leaves room for 50 peers at their full quota.
+
+    Only requests with a valid signature from a configured peer are recorded, so only a peer
+    can use its quota, and a refusal ends by itself within one window. Entries are a 16-byte
+    hash of the pair, so their size does not depend on what a peer sends (about 200 bytes
+    each in CPython, with the per-key count).
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
+    def __init__(self, capacity: int = 1_000_000, per_key: int = 20_000) -> None:
+        if capacity < 1 or per_key < 1:
+            raise ValueError("capacity and per_key must be at least 1")
         self.capacity = capacity
+        self.per_key = per_key
         self._until: dict[bytes, int] = {}
-        self._buckets: dict[int, list[bytes]] = {}
+        self._counts: dict[str, int] = {}  # unexpired nonces per keyid
+        self._shared: dict[str, str] = {}  # one str object per keyid, for the entries
+        self._buckets: dict[int, list[tuple[bytes, str]]] = {}
         self._deadlines: list[int] = []  # heap of the keys of _buckets
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._until)
+
+    def count(self, keyid: str) -> int:
+        """How many unexpired nonces of ``keyid`` are remembered."""
+        return self._counts.get(keyid, 0)
 
     @staticmethod
     def _entry(keyid: str, nonce: str) -> bytes:
@@ -343,27 +377,42 @@ class NonceCache:
     def _purge(self, now: float) -> int:
         dropped = 0
         while self._deadlines and self._deadlines[0] < now:
-            for entry in self._buckets.pop(heapq.heappop(self._deadlines)):
+            for entry, keyid in self._buckets.pop(heapq.heappop(self._deadlines)):
                 del self._until[entry]
+                left = self._counts[keyid] - 1
+                if left:
+                    self._counts[keyid] = left
+                else:
+                    del self._counts[keyid]
+                    del self._shared[keyid]
                 dropped += 1
         return dropped
 
     def claim(self, keyid: str, nonce: str, *, until: int, now: float) -> None:
-        """Record the pair, or raise ``ReplayError`` (seen) / ``NonceCacheFullError`` (full)."""
+        """Record the pair, or raise ``ReplayError`` (seen), ``NonceQuotaError`` (this keyid
+        is at its quota) or ``NonceCacheFullError`` (full)."""
         entry = self._entry(keyid, nonce)
         with self._lock:
             self._purge(now)
             if entry in self._until:
                 raise ReplayError(f"nonce {nonce!r} of {keyid} was already used", "Signature-Input")
+            held = self._counts.get(keyid, 0)
+            if held >= self.per_key:
+                raise NonceQuotaError(
+                    f"{keyid} has {held} unexpired nonces remembered (its quota); retry after "
+                    "its current signatures expire", "Signature-Input")
             if len(self._until) >= self.capacity:
                 raise NonceCacheFullError(
                     f"{len(self._until)} unexpired nonces are remembered (the limit); "
                     "retry after the current signatures expire", "Signature-Input")
+            # entries share one str per keyid, however many requests it signs
+            keyid = self._shared.setdefault(keyid, keyid)
+            self._counts[keyid] = held + 1
             self._until[entry] = until
             if until not in self._buckets:
                 self._buckets[until] = []
                 heapq.heappush(self._deadlines, until)
-            self._buckets[until].append(entry)
+            self._buckets[until].append((entry, keyid))
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,7 +573,11 @@ class RequestVerifier:
     def __init__(self, lookup: Callable[[str], PublicKey | None],
                  nonces: NonceCache | None = None, *, max_window: int = MAX_WINDOW,
                  skew: int = CLOCK_SKEW, clock: Callable[[], float] = time.time,
-                 authorities: Collection[str] | None = None) -> None:
+                 authorities: Collection[str] | None = None,
+                 not_before: float | None = None) -> None:
+        """``not_before``: when this verifier's nonce memory began (the node passes its start
+        time). A request created earlier may carry a nonce that a previous process accepted
+        and this one never saw, so it is refused (``CREATED_BEFORE_START``) instead."""
         if max_window < 1 or skew < 0:
             raise ValueError("max_window must be positive and skew non-negative")
         self.lookup = lookup
@@ -534,6 +587,7 @@ class RequestVerifier:
         self.clock = clock
         self.authorities = (None if authorities is None
                             else frozenset(a.lower() for a in authorities))
+        self.not_before = not_before
 
     def verify(self, *, method: str, authority: str, path: str, query: str,
                headers: Mapping[str, str], body: bytes) -> VerifiedRequest:
@@ -588,6 +642,12 @@ class RequestVerifier:
         if now > expires:
             raise SignatureExpiredError(f"{LABEL}: expired {now - expires:.0f} s ago "
                                         f"(expires={expires})", "Signature-Input")
+        # ``created`` is whole seconds: one created in the second we started may predate us
+        if self.not_before is not None and created < self.not_before:
+            raise CreatedBeforeStartError(
+                f"{LABEL}: created {created} is before this node started "
+                f"({self.not_before:.0f}); nonces from before a restart are not remembered, "
+                "so sign the request again", "Signature-Input")
 
 
 # --------------------------------------------------------------------------------------------

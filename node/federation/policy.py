@@ -11,6 +11,16 @@ Serving a peer (``may_send_body``), a body goes out only if:
 * its jurisdictions, if any, include the peer's configured jurisdiction;
 * for ``add`` records, every list and every label passes the peer's send policy.
 
+``key``, ``key_revoke`` and ``revoke`` bodies always go, whatever the record's scope: every
+reader needs them to build the key ring and the state of the lists, and they carry nothing
+private (a key id; record ids and a reason from a fixed list).
+
+Records that no honest policy stubs (``stub_forbidden``): those three types, and any other
+non-``add`` record of scope ``all`` without jurisdictions (only ``add`` records have lists and
+labels for a send policy to act on). A relay that serves such a record as a stub is hiding a
+body from us, e.g. a victim's withdrawal or a key revocation, so the receiver refuses the stub
+as a fault of that peer instead of storing a hole that nothing would ever fill.
+
 Receiving from a peer (``may_keep_body``), a body is kept only if it passes our accept policy
 for that peer, and a ``peers``-scoped body is kept only when it comes from its origin itself.
 """
@@ -22,7 +32,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hashmesh.node.config.peers import PeerConfig
-from hashmesh.protocol.records import AddBody, SignedRecord
+from hashmesh.protocol.records import AddBody, Head, SignedRecord
+
+# Record types whose bodies every peer receives and every receiver keeps.
+ALWAYS_WITH_BODY = frozenset({"key", "key_revoke", "revoke"})
+
+
+def stub_forbidden(head: Head) -> str | None:
+    """Why no honest peer would serve this record as a stub, or ``None`` if one may."""
+    if head.type in ALWAYS_WITH_BODY:
+        return f"a {head.type} record always travels with its body"
+    if head.type != "add" and head.dist.scope == "all" and not head.dist.jurisdictions:
+        return (f"a {head.type} record of scope 'all' without jurisdictions is never "
+                "withheld by policy")
+    return None
 
 
 @dataclass(frozen=True)
@@ -30,6 +53,7 @@ class RecordScope:
     """The policy-relevant facts of one stored record."""
 
     origin: str
+    type: str
     scope: str
     group: str | None
     jurisdictions: Sequence[str]
@@ -44,18 +68,20 @@ class RecordScope:
         if isinstance(record.body, AddBody):
             lists = sorted({item.list for item in record.body.items})
             labels = sorted({label for item in record.body.items for label in item.labels})
-        return cls(record.head.origin, dist.scope, dist.group, dist.jurisdictions, lists,
-                   labels)
+        return cls(record.head.origin, record.head.type, dist.scope, dist.group,
+                   dist.jurisdictions, lists, labels)
 
     @classmethod
-    def from_row(cls, origin: str, scope: str, group: str | None, jurisdictions: str | None,
-                 lists: str | None, labels: str | None) -> RecordScope:
-        return cls(origin, scope, group, json.loads(jurisdictions or "[]"),
+    def from_row(cls, origin: str, record_type: str, scope: str, group: str | None,
+                 jurisdictions: str | None, lists: str | None, labels: str | None) -> RecordScope:
+        return cls(origin, record_type, scope, group, json.loads(jurisdictions or "[]"),
                    None if lists is None else json.loads(lists), json.loads(labels or "[]"))
 
 
 def may_send_body(record: RecordScope, peer: PeerConfig, our_origin: str) -> bool:
     """Whether ``peer`` may receive this record's body from us."""
+    if record.type in ALWAYS_WITH_BODY:
+        return True
     if not _scope_allows(record, peer, our_origin):
         return False
     if record.jurisdictions and peer.jurisdiction not in record.jurisdictions:
@@ -86,6 +112,8 @@ def may_keep_body(record: SignedRecord, peer: PeerConfig) -> bool:
     body = record.body
     if body is None:
         return False
+    if record.head.type in ALWAYS_WITH_BODY:
+        return True
     if record.head.dist.scope == "peers" and (peer.origin is None
                                               or peer.origin.id != record.head.origin):
         return False

@@ -1,16 +1,18 @@
-"""The node-to-node HTTP routes: heads, log pages and push hints.
+"""The node-to-node HTTP routes: heads, log pages, bodies by id and push hints.
 
 Every request must carry an RFC 9421 signature by the ``node_key`` of a configured peer
 (``node/federation/httpsig.py``); anything else gets 401 and changes nothing. Log pages are
 ``application/x-ndjson``: one exact signed envelope per line, so records travel byte for
 byte. A record whose body the requesting peer may not receive (``node/federation/policy.py``)
-is sent as its stub.
+is sent as its stub. ``POST /v1/bodies`` lets a peer that holds stubs ask for the bodies it
+may receive (``repair.py`` is its client); it answers under the same policy as log pages.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +20,7 @@ from aiohttp import web
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeerConfig
 from hashmesh.node.federation.httpsig import (
+    NonceCache,
     RequestVerifier,
     SignatureError,
     aiohttp_request_parts,
@@ -25,12 +28,14 @@ from hashmesh.node.federation.httpsig import (
 )
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.policy import RecordScope, may_send_body
+from hashmesh.node.federation.repair import CONSIDERED_HEADER, MAX_BODY_IDS
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.runtime.web import ApiError, Handler, parse_query_int, read_body
 from hashmesh.node.store.interface import NodeStore
+from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.fields import Fields
 from hashmesh.protocol.keys import PublicKey
-from hashmesh.protocol.records import MAX_RECORD_BYTES, SignedRecord
+from hashmesh.protocol.records import MAX_RECORD_BYTES, SignedRecord, check_record_id
 
 log = logging.getLogger("hashmesh.federation")
 
@@ -38,10 +43,10 @@ PEER_KEY = web.RequestKey("peer", PeerConfig)
 NODE_KEY = web.AppKey("node", LocalNode)
 FEDERATION_KEY = web.AppKey("federation", Federation)
 VERIFIER_KEY = web.AppKey("verifier", RequestVerifier)
-FEDERATION_ROUTES = frozenset({"heads", "log", "notify"})
+FEDERATION_ROUTES = frozenset({"heads", "log", "notify", "bodies"})
 NDJSON = "application/x-ndjson"
 MAX_SEQ = 2**53 - 1
-MAX_NOTIFY_BYTES = 65_536
+MAX_NOTIFY_BYTES = 65_536  # the largest body of any federation request
 
 
 @web.middleware
@@ -70,13 +75,18 @@ async def peer_auth_middleware(request: web.Request, handler: Handler) -> web.St
 
 
 def make_verifier(app: web.Application) -> RequestVerifier:
-    """A verifier that looks keys up in the *current* peers config (reload-aware)."""
+    """A verifier that looks keys up in the *current* peers config (reload-aware).
+
+    Its nonce memory starts now, so it refuses requests created before now: after a restart
+    a captured request whose nonce the old process had accepted cannot be replayed."""
 
     def lookup(keyid: str) -> PublicKey | None:
         peer = app[NODE_KEY].peers.by_node_key(keyid)
         return None if peer is None else peer.node_key
 
-    return RequestVerifier(lookup, authorities=own_authorities(app[NODE_KEY].config))
+    config = app[NODE_KEY].config
+    return RequestVerifier(lookup, NonceCache(per_key=config.limits.max_nonces_per_peer),
+                           authorities=own_authorities(config), not_before=time.time())
 
 
 def own_authorities(config: NodeConfig) -> frozenset[str]:
@@ -150,7 +160,7 @@ def _line_for(row: Any, origin: str, peer: PeerConfig, our_origin: str,
     raw = bytes(row["raw"])
     if row["stub"]:
         return raw
-    key = (row["scope"], row["grp"], row["jurisdictions"], row["lists"], row["labels"])
+    key = (row["type"], row["scope"], row["grp"], row["jurisdictions"], row["lists"], row["labels"])
     allowed = decisions.get(key)
     if allowed is None:
         allowed = decisions[key] = may_send_body(RecordScope.from_row(origin, *key), peer,
@@ -178,8 +188,64 @@ async def notify(request: web.Request) -> web.Response:
     return web.json_response({"ok": True}, status=202)
 
 
+async def bodies(request: web.Request) -> web.Response:
+    """The full records, among the ids asked for, whose bodies this peer may receive.
+
+    Ids we do not hold, hold as stubs, or may not send in full to this peer are left out
+    without saying which (a stub of them is what the peer already has). The answer stops at
+    ``max_page_bytes``; header ``Hashmesh-Bodies-Considered`` says how many of the ids, in
+    the order asked, were looked at, so the client asks again for the rest.
+    """
+    node = request.app[NODE_KEY]
+    peer = request[PEER_KEY]
+    ids = parse_body_ids(await read_body(request, MAX_NOTIFY_BYTES))
+    max_bytes = node.config.limits.max_page_bytes
+    our_origin = node.origin
+
+    def answer(store: NodeStore) -> tuple[list[bytes], int]:
+        lines: list[bytes] = []
+        size = 0
+        considered = 0
+        rows = {row["id"]: row for row in store.record_rows(ids)}
+        for record_id in ids:
+            row = rows.get(record_id)
+            if row is not None and not row["stub"] and may_send_body(RecordScope.from_row(
+                    row["origin"], row["type"], row["scope"], row["grp"],
+                    row["jurisdictions"], row["lists"], row["labels"]), peer, our_origin):
+                raw = bytes(row["raw"])
+                if lines and size + len(raw) + 1 > max_bytes:
+                    break
+                lines.append(raw)
+                size += len(raw) + 1
+            considered += 1
+        return lines, considered
+
+    lines, considered = await node.store.read(answer)
+    body = b"".join(line + b"\n" for line in lines)
+    return web.Response(body=body, content_type=NDJSON,
+                        headers={CONSIDERED_HEADER: str(considered)})
+
+
+def parse_body_ids(body: bytes) -> list[str]:
+    """``{"ids": [record id, ...]}``: 1 to ``MAX_BODY_IDS`` distinct record ids."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise ApiError(400, "MALFORMED_JSON", "bodies request is not valid JSON",
+                       "body") from None
+    fields = Fields(value, "", frozenset({"ids"}))
+    ids = fields.raw("ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BODY_IDS:
+        raise SchemaError(f"expected an array of 1 to {MAX_BODY_IDS} record ids", "ids")
+    checked = [check_record_id(record_id, f"ids[{index}]") for index, record_id in enumerate(ids)]
+    if len(set(checked)) != len(checked):
+        raise SchemaError("record ids must be distinct", "ids")
+    return checked
+
+
 def add_federation_routes(app: web.Application) -> None:
     app[VERIFIER_KEY] = make_verifier(app)
     app.router.add_get("/v1/heads", heads, name="heads")
     app.router.add_get("/v1/log/{origin}", log_page, name="log")
     app.router.add_post("/v1/notify", notify, name="notify")
+    app.router.add_post("/v1/bodies", bodies, name="bodies")

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,9 +36,11 @@ import aiohttp
 from yarl import URL
 
 from hashmesh.node.config.peers import PeerConfig, PeersConfig
+from hashmesh.node.federation.errors import PeerProtocolError, RecordRefusedError
 from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
-from hashmesh.node.federation.policy import may_keep_body
+from hashmesh.node.federation.policy import may_keep_body, stub_forbidden
+from hashmesh.node.federation.repair import BodyRepair
 from hashmesh.node.runtime.tasks import being_cancelled, cancel_and_wait
 from hashmesh.node.store.interface import Changes, NodeStore
 from hashmesh.protocol.errors import KeyNotAuthorisedError, PrevMismatchError, ProtocolError
@@ -45,6 +48,8 @@ from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.log import LogHead, check_next, detect_equivocation
 from hashmesh.protocol.records import SignedRecord
 from hashmesh.protocol.signing import KeyRing, signature_verifies, verify, verify_signature
+
+__all__ = ["Federation", "PeerProtocolError", "RecordRefusedError", "verify_page"]
 
 log = logging.getLogger("hashmesh.sync")
 
@@ -56,22 +61,6 @@ MAX_BACKOFF_SECONDS = 60.0
 VERIFY_CHUNK = 64
 VERIFY_THREADS = 2
 INDEX_BATCH = 100_000  # hashes a pull hands the matcher at once (see _IndexBatch)
-
-
-class PeerProtocolError(Exception):
-    """The peer answered with something we refuse (bad page, bad status, too large)."""
-
-    def __init__(self, message: str, code: str = "PEER_PROTOCOL") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class RecordRefusedError(PeerProtocolError):
-    """A record or head refused for where the peer put it, not for its own content.
-
-    For example a record in another origin's log. Counted, like a ``ProtocolError``, in
-    ``hashmesh_records_rejected``.
-    """
 
 
 @dataclass
@@ -125,6 +114,11 @@ def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHea
             result.conflict_seq = record.head.seq - 1
             result.conflict = exc
             return result
+        forbidden = stub_forbidden(record.head) if record.body is None else None
+        if forbidden is not None:
+            raise RecordRefusedError(f"{path}: stub of {record.head.type} record seq "
+                                     f"{record.head.seq} of {origin} refused: {forbidden}",
+                                     "FORBIDDEN_STUB")
         if not may_keep_body(record, peer) and record.body is not None:
             record = record.stub()
         ring.apply(record)
@@ -264,6 +258,7 @@ class Federation:
         self.verifier = ThreadPoolExecutor(max_workers=VERIFY_THREADS,
                                            thread_name_prefix="verify")
         self._stopping: set[asyncio.Task[None]] = set()  # links being replaced or removed
+        self.repair = BodyRepair(node, self._request)
 
     async def start(self) -> None:
         ca_file = self.node.config.federation.ca_file
@@ -288,6 +283,7 @@ class Federation:
         for name, link in list(self.links.items()):
             if wanted.get(name) != link.peer:
                 del self.links[name]
+                self.repair.forget(name)  # our accept policy may have widened: back-fill
                 # released now, so the new link of that name does not cancel it unawaited;
                 # kept until done, so that stop() waits for it too
                 self.node.tasks.release(link.task_name)
@@ -296,6 +292,10 @@ class Federation:
                 stopping.add_done_callback(self._stopping.discard)
         for name, peer in wanted.items():
             if name not in self.links:
+                if peer.insecure:
+                    log.warning("peer %s: plain http to %s (allow_insecure_http = true in "
+                                "peers.toml): anyone on the path can read and alter this "
+                                "traffic", name, peer.url)
                 link = PeerLink(self, peer)
                 self.links[name] = link
                 link.start()
@@ -316,22 +316,35 @@ class Federation:
     async def _request(self, peer: PeerConfig, method: str, path: str, *,
                        params: dict[str, str] | None = None, body: bytes = b"",
                        max_bytes: int) -> tuple[bytes, dict[str, str]]:
+        """One signed request; an answer of 400 or more raises ``PeerProtocolError``.
+
+        A peer that has just restarted refuses requests created in the second it started
+        (``CREATED_BEFORE_START``: it cannot know their nonces). That is no fault: we wait for
+        the next second and sign the request again, once, rather than fail the round.
+        """
         assert self.session is not None
         target = URL(peer.url + path)
         if params:
             target = target.with_query(params)
-        headers = sign_request(method=method, url=target, body=body,
-                               key=self.node.identity.node)
-        if body:
-            headers["Content-Type"] = "application/json"
-        async with self.session.request(method, target, data=body or None, headers=headers,
-                                        allow_redirects=False) as response:
-            payload = await _read_capped(response, max_bytes)
-            if response.status >= 400:
-                raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "
-                                        f"{payload[:300].decode('utf-8', 'replace')}",
-                                        "HTTP_ERROR")
-            return payload, dict(response.headers)
+        for attempt in range(2):
+            headers = sign_request(method=method, url=target, body=body,
+                                   key=self.node.identity.node)
+            if body:
+                headers["Content-Type"] = "application/json"
+            async with self.session.request(method, target, data=body or None,
+                                            headers=headers,
+                                            allow_redirects=False) as response:
+                payload = await _read_capped(response, max_bytes)
+                if response.status < 400:
+                    return payload, dict(response.headers)
+            if (attempt == 0 and response.status == 401
+                    and b'"CREATED_BEFORE_START"' in payload[:200]):
+                await asyncio.sleep(1.05 - time.time() % 1)
+                continue
+            break
+        raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "
+                                f"{payload[:300].decode('utf-8', 'replace')}",
+                                "HTTP_ERROR", response.status)
 
     async def send_notify(self, peer: PeerConfig) -> None:
         await self._request(peer, "POST", "/v1/notify", body=b'{"origins":{}}',
@@ -380,6 +393,8 @@ class Federation:
             stored = await self._sync(peer)
         except (ProtocolError, RecordRefusedError) as exc:
             self.node.metrics.records_rejected.labels(exc.code).inc()
+            self.node.metrics.peer_faults.labels(peer.name, exc.code).inc()
+            log.warning("peer fault: %s sent what we refuse (%s): %s", peer.name, exc.code, exc)
             raise
         if stored:
             self.notify_all(except_peer=peer.name)
@@ -388,10 +403,13 @@ class Federation:
     async def _sync(self, peer: PeerConfig) -> int:
         stored = 0
         frozen = await self.node.store.read(lambda s: s.frozen())
+        repairable: list[str] = []
         for stub in await self.fetch_heads(peer):
             origin = stub.head.origin
             if origin != self.node.origin and not peer.accepts_origin(origin):
                 continue
+            if origin != self.node.origin:
+                repairable.append(origin)  # completing held stubs picks no branch: frozen too
             if origin in frozen:
                 continue  # evidence is held; nothing more of it until an operator unfreezes
             ours = await self.node.store.read(lambda s: s.head(origin))  # noqa: B023 (awaited here)
@@ -400,8 +418,11 @@ class Federation:
                 continue
             if origin == self.node.origin:
                 await self._check_own_head(peer, stub)
+                await self._check_own_chain(peer, ours)
                 await self.node.own_log_behind(peer.name, stub.head.seq)
             stored += await self.pull_origin(peer, origin, ours, stub.head.seq)
+        for origin in repairable:
+            stored += await self.repair.repair(peer, origin)
         return stored
 
     async def pull_origin(self, peer: PeerConfig, origin: str, head: LogHead | None,
@@ -525,6 +546,34 @@ class Federation:
             raise RecordRefusedError(f"{peer.name}: claims seq {stub.head.seq} of our own log "
                                      f"with a head we did not sign: {exc}", exc.code) from None
 
+    async def _check_own_chain(self, peer: PeerConfig, ours: LogHead | None) -> None:
+        """Before we stop signing, the peer must show the record after our head, linked to it.
+
+        A head stub alone proves little: one signed by a key we revoked (and that may have
+        leaked) can claim any seq with any ``prev``. The record at our seq + 1 must verify
+        against our key ring, which is exact at that seq (it is built from every record up to
+        our head), and name our head as ``prev``; only our own keys could have signed it, so
+        our database really is behind.
+        """
+        origin = self.node.origin
+        after = ours.seq if ours is not None else 0
+        lines = await self.fetch_page(peer, origin, after, 1)
+        path = f"{peer.name}:log[{origin}]"
+        if not lines:
+            raise RecordRefusedError(f"{path}: claims more of our own log than seq {after} but "
+                                     f"serves no record after it", "OWN_LOG_UNLINKED")
+        ring = await self.node.store.read(lambda s: s.keyring(origin))
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, verify_page, lines[:1], origin, ring, ours, peer, None)
+        except ProtocolError as exc:
+            raise RecordRefusedError(f"{path}: its record after seq {after} of our own log "
+                                     f"does not verify: {exc}", exc.code) from None
+        if not result.records:
+            raise RecordRefusedError(f"{path}: its record at seq {after + 1} of our own log "
+                                     f"does not link to our head: {result.conflict}",
+                                     "OWN_LOG_UNLINKED")
+
     async def _gather_evidence(self, peer: PeerConfig, origin: str, seq: int) -> bool:
         """The peer's record after ``seq`` does not link to ours: fetch its record at ``seq``.
 
@@ -557,11 +606,31 @@ class Federation:
             raise RecordRefusedError(f"{peer.name}: conflicting record for {origin} seq "
                                      f"{theirs.head.seq} does not verify: {exc}",
                                      exc.code) from None
+        revoked = sorted({record.head.key for record in (ours, theirs)
+                          if _revoked(ring, record.head.key)})
+        if revoked:
+            # A revoked key may have leaked: whoever holds it can sign a variant at any seq
+            # it once covered, again after every unfreeze. That proves nothing against the
+            # origin, so it freezes nothing; it is the fault of the peer that relays it.
+            log.error("ALERT: peer %s serves a record of %s at seq %d that conflicts with the "
+                      "one held, and %s signed by revoked key %s; refused as a peer fault, "
+                      "origin not frozen", peer.name, origin, theirs.head.seq,
+                      "one of them is", ", ".join(revoked))
+            raise RecordRefusedError(f"{peer.name}: conflicting record for {origin} seq "
+                                     f"{theirs.head.seq} involves revoked key "
+                                     f"{', '.join(revoked)}: not evidence of equivocation",
+                                     "REVOKED_KEY_CONFLICT")
         key_records = [SignedRecord.from_bytes(raw) for raw in
                        await self.node.store.read(lambda s: s.key_records(origin))]
         evidence = detect_equivocation(ours, theirs, key_records)
         if evidence is not None:
             await self.node.record_equivocation(evidence, peer.name)
+
+
+def _revoked(ring: KeyRing, key: str) -> bool:
+    """Whether ``key`` is a signing key of the ring's origin that has been revoked."""
+    grant = ring.grants.get(key)
+    return grant is not None and grant.revoked_at is not None
 
 
 def evidence_summary(evidence: Evidence) -> str:

@@ -60,6 +60,10 @@ class NodeMetrics:
         self.requests_refused = Counter(
             "hashmesh_peer_requests_refused", "Federation requests refused", ["code"],
             registry=r)
+        self.peer_faults = Counter(
+            "hashmesh_peer_faults", "What a peer sent that was refused (a stub of a record "
+            "that always travels whole, a conflict signed by a revoked key, ...), by code",
+            ["peer", "code"], registry=r)
         self.signing_blocked = Gauge(
             "hashmesh_signing_blocked", "1 if this node refuses to sign (e.g. restored backup)",
             registry=r)

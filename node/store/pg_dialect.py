@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS records (
     lists {T}, labels {T}, stub INTEGER NOT NULL, raw BYTEA NOT NULL, received_at BIGINT,
     source {T});
 CREATE INDEX IF NOT EXISTS idx_records_id_key ON records (id_key);
+-- the holes body repair asks peers to fill (node/federation/repair.py)
+CREATE INDEX IF NOT EXISTS records_stubs ON records (origin, seq) WHERE stub = 1;
 -- a second record at one (origin, seq) cannot be stored: no equivocation by this database
 CREATE UNIQUE INDEX IF NOT EXISTS idx_records_origin_seq ON records (origin, seq);
 CREATE TABLE IF NOT EXISTS origins (

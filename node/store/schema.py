@@ -50,6 +50,11 @@ def create_schema(conn: sqlite3.Connection) -> None:
         if_not_exists=True)
     db.table("records").create_index(["id_key"], if_not_exists=True)
     db.table("records").create_index(["origin", "seq"], unique=True, if_not_exists=True)
+    # The holes to repair (``Store.stub_positions``): stubs only, so it stays small and a
+    # completed stub leaves it. Added without a schema version bump: it is derived, and
+    # ``IF NOT EXISTS`` adds it to an older database of this version when the node opens it.
+    conn.execute("CREATE INDEX IF NOT EXISTS records_stubs ON records (origin, seq) "
+                 "WHERE stub=1")
     db.table("origins").create(
         {"origin": str, "head_seq": int, "head_id": str, "head_ts": int, "frozen_seq": int},
         pk="origin", if_not_exists=True)

@@ -455,6 +455,29 @@ class Store:
         finally:
             cursor.close()  # ends the read transaction of a page that stopped early
 
+    def stub_positions(self, origin: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """``(seq, id)`` of the stubs of ``origin`` after ``after``, in seq order: the holes
+        that body repair asks peers to fill (read through the partial ``records_stubs``)."""
+        rows = self.reader().execute(
+            "SELECT seq, id FROM records WHERE origin=? AND stub=1 AND seq>? ORDER BY seq "
+            "LIMIT ?", (origin, after, limit)).fetchall()
+        return [(int(seq), str(record_id)) for seq, record_id in rows]
+
+    def record_rows(self, record_ids: Iterable[str]) -> list[sqlite3.Row]:
+        """The rows of these records (those held, in the order asked) with their policy
+        columns, for serving bodies by id."""
+        conn = self.reader()
+        found: list[sqlite3.Row] = []
+        for record_id in record_ids:
+            cursor = conn.execute(
+                "SELECT id, origin, seq, type, scope, grp, jurisdictions, lists, labels, stub, raw "
+                "FROM records WHERE id_key=? AND id=?", (id_key(record_id), record_id))
+            cursor.row_factory = sqlite3.Row
+            row = cursor.fetchone()
+            if row is not None:
+                found.append(row)
+        return found
+
     def all_records(self) -> Iterator[bytes]:
         """Every stored record, per origin in seq order (for export and verify)."""
         for (raw,) in self.reader().execute("SELECT raw FROM records ORDER BY origin, seq"):

@@ -14,6 +14,7 @@ from aiohttp import web
 from hashmesh.node.api.app import create_app
 from hashmesh.node.api.server import tls_context
 from hashmesh.node.cli.local import create_node_dir
+from hashmesh.node.config.keyfile import read_secret_key
 from hashmesh.node.config.node import load_node_config
 from hashmesh.node.config.peers import PeerConfig, add_peer, remove_peer
 from hashmesh.node.service import HashQuery, NodeService
@@ -89,7 +90,8 @@ class Cluster:
         text = config_path.read_text().replace("pull_interval_seconds = 30",
                                                f"pull_interval_seconds = {self.pull_interval}")
         config_path.write_text(text)
-        node = Node(name, self.root / name, host, port, origin, origin)
+        node_key = read_secret_key(self.root / name / "keys" / "node.key").id
+        node = Node(name, self.root / name, host, port, origin, node_key)
         self.nodes[name] = node
         return node
 

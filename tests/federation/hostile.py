@@ -127,6 +127,7 @@ class HostilePeer:
         self.page_size = 10_000
         self.on_heads: Handler | None = None
         self.on_log: Handler | None = None
+        self.on_bodies: Handler | None = None  # unset: 404, as a node without the route
         self.requests: Counter[str] = Counter()
         self.log_requests: list[tuple[int, int]] = []  # (after, limit) of each page asked for
         self._runner: web.AppRunner | None = None
@@ -150,6 +151,7 @@ class HostilePeer:
         app.router.add_get("/v1/heads", self._heads)
         app.router.add_get("/v1/log/{origin}", self._log)
         app.router.add_post("/v1/notify", self._notify)
+        app.router.add_post("/v1/bodies", self._bodies)
         # A short shutdown: a handler still dripping bytes must not hold up the test's end.
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0)
@@ -190,6 +192,12 @@ class HostilePeer:
             if len(page) == wanted:
                 break
         return web.Response(body=ndjson(page), content_type=NDJSON)
+
+    async def _bodies(self, request: web.Request) -> web.StreamResponse:
+        self.requests["bodies"] += 1
+        if self.on_bodies is not None:
+            return await self.on_bodies(request)
+        raise web.HTTPNotFound()
 
     async def _notify(self, request: web.Request) -> web.StreamResponse:
         self.requests["notify"] += 1

@@ -183,6 +183,9 @@ async def open_arena(root: Path, *, victim_limits: str = "") -> Arena:
         return up == [1.0, 1.0] and honest_up == 1.0
 
     await eventually(links_idle, what="first sync rounds done")
+    # Storing the other node's first record (init's key record) hints every other peer,
+    # the hostile too: let that pull happen before the test counts requests.
+    await asyncio.sleep(QUIET)
     hostile.requests.clear()
     hostile.log_requests.clear()
     return arena
@@ -674,7 +677,7 @@ async def test_endless_valid_pages_stop_at_the_page_cap_each_round_in_bounded_me
     # What our code still holds after the round, but for the index of the hashes it stored
     # (data it keeps by design), is far less than the bytes it was sent: no page is kept.
     ours = [tracemalloc.Filter(True, "*/node/*"), tracemalloc.Filter(True, "*/protocol/*"),
-            tracemalloc.Filter(False, "*/node/matcher.py")]
+            tracemalloc.Filter(False, "*/node/matching/*")]  # the index, since the house move
     growth = sum(stat.size_diff for stat in after.filter_traces(ours).compare_to(
         before.filter_traces(ours), "filename"))
     assert growth < served[0] / 2, f"held {growth} more bytes after {served[0]} were served"

@@ -48,14 +48,14 @@ async def test_signing_key_rotation_and_revocation_propagate(chain: Cluster,
     write_secret_key(key_file, second)
     text = (a.directory / "node.toml").read_text()
     (a.directory / "node.toml").write_text(
-        text.replace('# signing = "keys/signing.key"', 'signing = "keys/second.key"'))
+        text.replace('signing = "keys/signing.key"', 'signing = "keys/second.key"'))
     await chain.start()
     assert a.svc.identity.signer.id == second.id
     record_id = await a.add(pdq(1))
     await eventually(lambda: _matches(chain, "c", pdq(1)), what="record by new key reaches c")
 
     ring = await chain.nodes["c"].svc.store.read(lambda s: s.keyring(a.origin))
-    assert ring.grants[first.id].revoked_at == 3
+    assert ring.grants[first.id].revoked_at == 4  # after init's key record at seq 1
     assert ring.grants[second.id].revoked_at is None
     raw = await chain.nodes["c"].svc.store.read(lambda s: s.record_bytes(record_id))
     assert raw is not None and second.id.encode() in raw
@@ -86,7 +86,8 @@ async def test_node_restored_from_old_backup_refuses_to_sign(chain: Cluster) -> 
     shutil.copy(config.db_path, backup)
     await chain.start("a")
     await a.add(pdq(4))
-    await eventually(lambda: _head_seq(chain, "b", a.origin, 2), what="b holds a's seq 2")
+    # seq 1 is init's key record, 2 the first add, 3 the one the backup lacks
+    await eventually(lambda: _head_seq(chain, "b", a.origin, 3), what="b holds a's seq 3")
     await chain.stop("a")
     for suffix in ("", "-wal", "-shm"):
         Path(str(config.db_path) + suffix).unlink(missing_ok=True)
@@ -100,7 +101,7 @@ async def test_node_restored_from_old_backup_refuses_to_sign(chain: Cluster) -> 
     await eventually(blocked, what="a notices its own log is behind")
     with pytest.raises(OriginFrozenError):
         await a.add(pdq(5))
-    await eventually(lambda: _head_seq(chain, "a", a.origin, 2),
+    await eventually(lambda: _head_seq(chain, "a", a.origin, 3),
                      what="a pulls its own records back from b")
     status = await a.svc.status()
     assert status["signing_blocked"] is not None

@@ -69,8 +69,9 @@ def enable_tls(node: Node, trust_ca: bool) -> None:
 
 def https_peer(node: Node) -> PeerConfig:
     key = PublicKey.from_id(node.origin)
-    return PeerConfig(name=node.name, url=f"https://{node.host}:{node.port}", node_key=key,
-                      origin=key, accept_origins=(key,))
+    return PeerConfig(name=node.name, url=f"https://{node.host}:{node.port}",
+                      node_key=PublicKey.from_id(node.node_key), origin=key,
+                      accept_origins=(key,))
 
 
 @pytest.fixture

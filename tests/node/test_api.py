@@ -61,7 +61,8 @@ async def test_added_hash_matches_with_full_provenance(api: Client, node_dir: No
     added = await add(api, {"type": "pdq", "value": value, "quality": 90},
                       labels=["intimate"], tier="helpline_verified")
     record = added["records"][0]
-    assert record["seq"] == 1 and record["items"] == [f"{record['id']}/0"]
+    # seq 1 is init's key record authorising the signing key
+    assert record["seq"] == 2 and record["items"] == [f"{record['id']}/0"]
 
     [result] = await match(api, {"type": "pdq", "value": flip_bits(value, 5)})
     [found] = result["matches"]
@@ -99,7 +100,7 @@ async def test_revoked_hash_stops_matching_at_once(api: Client) -> None:
     response = await api.post("/v1/revocations",
                               json={"targets": [record_id], "reason": "withdrawn"})
     assert response.status == 201
-    assert (await response.json())["seq"] == 2
+    assert (await response.json())["seq"] == 3  # after init's key record and the add
     results = await match(api, {"type": "pdq", "value": value}, {"type": "md5", "value": "a" * 32})
     assert [r["matches"] for r in results] == [[], []]
 
@@ -192,7 +193,7 @@ async def test_record_is_served_with_its_hash_states(api: Client) -> None:
     assert response.status == 200
     body = await response.json()
     assert body["id"] == record_id
-    assert body["record"]["head"]["seq"] == 1
+    assert body["record"]["head"]["seq"] == 2  # after init's key record
     assert body["hashes"] == [{"item": f"{record_id}/0", "type": "sha256", "value": "b" * 64,
                                "active": True}]
 
@@ -202,7 +203,8 @@ async def test_status_reports_counts_and_origin(api: Client, node_dir: NodeDir) 
     response = await api.get("/v1/status")
     body = await response.json()
     assert body["origin"] == node_dir.origin
-    assert body["counts"]["records"] == 1 and body["counts"]["hashes_active"] == 1
+    # init's key record and the add
+    assert body["counts"]["records"] == 2 and body["counts"]["hashes_active"] == 1
     assert body["index"] == {"pdq": 1}
 
 

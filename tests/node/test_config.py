@@ -365,6 +365,11 @@ PEER_ERRORS = [
     (peer_toml(url="https://u:p@a.example"), "peer[0].url: must not contain credentials"),
     (peer_toml(url="https://a.example:99999"), "peer[0].url: not an http(s) URL"),
     (peer_toml(url="https:///path"), "peer[0].url: not an http(s) URL"),
+    (peer_toml(url="http://a.example:8470"),
+     "peer[0].url: 'http://a.example:8470' is plain http to a host that is not loopback; use "
+     "https://, or set allow_insecure_http = true"),
+    (peer_toml(url="http://10.0.0.2", extra="allow_insecure_http = 1\n"),
+     "peer[0].allow_insecure_http: "),
     (peer_toml(name="Commission B"), "peer[0].name: invalid peer name 'Commission B'"),
     (peer_toml() + peer_toml(node_key=KEY_B),
      "peer[1].name: duplicate peer name 'peer-a' (already used by peer[0])"),
@@ -408,9 +413,9 @@ def test_peers_config_errors_name_file_and_field(tmp_path: Path, monkeypatch: py
 
 def test_peer_defaults_accept_own_origin_and_all_lists(tmp_path: Path) -> None:
     peers = load_peers_config(write(tmp_path, "peers.toml", peer_toml(
-        url="http://10.0.0.2:8470/", extra=f'origin = "{KEY_B}"\n')))
+        url="https://10.0.0.2:8470/", extra=f'origin = "{KEY_B}"\n')))
     (peer,) = peers
-    assert peer.url == "http://10.0.0.2:8470"
+    assert peer.url == "https://10.0.0.2:8470"
     assert peer.accept_origins == (PublicKey.from_id(KEY_B),)
     assert peer.accepts_origin(KEY_B) and not peer.accepts_origin(KEY_C)
     assert peer.send_lists is None and peer.sends_list("anything")
@@ -467,6 +472,21 @@ def test_node_config_loads_its_peers_file(tmp_path: Path) -> None:
     assert [p.name for p in config.load_peers()] == ["peer-a"]
 
 
+@pytest.mark.parametrize(("url", "opt_out", "insecure"), [
+    ("https://a.example", False, False),
+    ("http://127.0.0.9:8470", False, False),
+    ("http://localhost:8470", False, False),
+    ("http://[::1]:8470", False, False),
+    ("http://10.0.0.2:8470", True, True),
+])
+def test_plain_http_peer_needs_loopback_or_the_opt_out(tmp_path: Path, url: str, opt_out: bool,
+                                                        insecure: bool) -> None:
+    extra = "allow_insecure_http = true\n" if opt_out else ""
+    (peer,) = load_peers_config(write(tmp_path, "peers.toml", peer_toml(url=url, extra=extra)))
+    assert peer.allow_insecure_http is opt_out
+    assert peer.insecure is insecure
+
+
 FULL_PEER = PeerConfig(
     name="full", url="https://full.example", node_key=PublicKey.from_id(KEY_A),
     origin=PublicKey.from_id(KEY_B), accept_origins=(PublicKey.from_id(KEY_B),
@@ -477,10 +497,10 @@ FULL_PEER = PeerConfig(
 
 @pytest.mark.parametrize("peer", [
     FULL_PEER,
-    PeerConfig(name="min", url="http://min.example", node_key=PublicKey.from_id(KEY_A)),
+    PeerConfig(name="min", url="https://min.example", node_key=PublicKey.from_id(KEY_A)),
     PeerConfig(name="v", url="http://v.example", node_key=PublicKey.from_id(KEY_A),
-               origin=PublicKey.from_id(KEY_A), accept_vouched=True),
-    PeerConfig(name="o", url="http://o.example", node_key=PublicKey.from_id(KEY_A),
+               origin=PublicKey.from_id(KEY_A), accept_vouched=True, allow_insecure_http=True),
+    PeerConfig(name="o", url="https://o.example", node_key=PublicKey.from_id(KEY_A),
                origin=PublicKey.from_id(KEY_B)),  # origin but deliberately no accepted origins
 ])
 def test_peer_to_toml_dict_round_trips(peer: PeerConfig) -> None:
@@ -567,7 +587,7 @@ def test_remove_unknown_peer_is_an_error(peers_file: Path) -> None:
 
 def test_rendered_node_config_loads_with_the_given_values(tmp_path: Path) -> None:
     text = render_node_config(name='Commission "B" — Ōtautahi', host="0.0.0.0", port=9000,
-                              token_sha256=TOKEN_HASH, data_dir="state")
+                              token_sha256=TOKEN_HASH, data_dir="state", origin=KEY_B)
     assert text.startswith("# hashmesh node configuration")
     config = load_node_config(write(tmp_path, "node.toml", text))
     assert config.name == 'Commission "B" — Ōtautahi'
@@ -575,6 +595,8 @@ def test_rendered_node_config_loads_with_the_given_values(tmp_path: Path) -> Non
     assert config.data_dir == tmp_path / "state"
     token = config.find_token(TOKEN)
     assert token is not None and token.scopes == {"read", "write", "metrics"}
+    keys = config.keys  # three separate keys: the root key can go offline
+    assert len({keys.root, keys.signing, keys.node}) == 3 and keys.origin == KEY_B
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
@@ -586,7 +608,7 @@ def test_rendered_node_config_loads_with_the_given_values(tmp_path: Path) -> Non
 def test_render_node_config_refuses_invalid_values(kwargs: dict[str, object],
                                                    expected: str) -> None:
     args: dict[str, object] = {"name": "N", "host": "127.0.0.1", "port": 8470,
-                               "token_sha256": TOKEN_HASH, **kwargs}
+                               "token_sha256": TOKEN_HASH, "origin": KEY_B, **kwargs}
     with pytest.raises(ConfigError) as info:
         render_node_config(**args)  # type: ignore[arg-type]
     assert str(info.value).startswith(expected)
