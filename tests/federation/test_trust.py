@@ -47,6 +47,9 @@ from tests.federation.test_hostile import (
     open_arena,
 )
 
+# A sharing group (its v2 id is opaque, SPEC §9.1) that the hostile relay is not in.
+GROUP = "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f"
+
 
 async def sign(node: Node, body: Body, *, signer: SigningKey | None = None,
                dist: Distribution | None = None) -> SignedRecord:
@@ -235,7 +238,7 @@ async def test_stub_of_a_record_no_policy_withholds_is_a_peer_fault(
 async def test_stub_of_a_group_scoped_add_is_still_taken(arena: Arena) -> None:
     """An honest relay stubs what its policy withholds; that stub is no fault."""
     origin, victim = arena.honest, arena.victim
-    record = await sign(origin, add_body(), dist=Distribution("group", "eu-helplines"))
+    record = await sign(origin, add_body(), dist=Distribution("group", GROUP))
     await served(arena, record.stub())
 
     assert await arena.pull() == 1
@@ -311,7 +314,7 @@ async def test_held_stub_is_completed_by_the_origin_after_a_relay_served_it(
 
 async def test_bodies_answer_with_a_record_not_asked_for_is_refused(arena: Arena) -> None:
     origin, victim = arena.honest, arena.victim
-    withheld = await sign(origin, add_body(), dist=Distribution("group", "eu-helplines"))
+    withheld = await sign(origin, add_body(), dist=Distribution("group", GROUP))
     other = await sign(origin, add_body())
     await served(arena, withheld.stub(), other.stub())
 
@@ -344,7 +347,7 @@ async def _bodies(arena: Arena, ids: list[str]) -> tuple[int, dict[str, object]]
 async def test_bodies_route_sends_only_what_the_asking_peer_may_receive(arena: Arena) -> None:
     victim = arena.victim
     public = await sign(victim, add_body())
-    grouped = await sign(victim, add_body(), dist=Distribution("group", "eu-helplines"))
+    grouped = await sign(victim, add_body(), dist=Distribution("group", GROUP))
     unknown = "0" * 64
 
     status, answer = await _bodies(arena, [grouped.id, unknown, public.id])
