@@ -43,7 +43,12 @@ from hashmesh.node.federation.policy import may_keep_body, stub_forbidden
 from hashmesh.node.federation.repair import BodyRepair
 from hashmesh.node.runtime.tasks import being_cancelled, cancel_and_wait
 from hashmesh.node.store.interface import Changes, NodeStore
-from hashmesh.protocol.errors import KeyNotAuthorisedError, PrevMismatchError, ProtocolError
+from hashmesh.protocol.errors import (
+    KeyNotAuthorisedError,
+    KeyRevokedError,
+    PrevMismatchError,
+    ProtocolError,
+)
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.log import LogHead, check_next, detect_equivocation
 from hashmesh.protocol.records import SignedRecord
@@ -606,31 +611,24 @@ class Federation:
             raise RecordRefusedError(f"{peer.name}: conflicting record for {origin} seq "
                                      f"{theirs.head.seq} does not verify: {exc}",
                                      exc.code) from None
-        revoked = sorted({record.head.key for record in (ours, theirs)
-                          if _revoked(ring, record.head.key)})
-        if revoked:
+        key_records = [SignedRecord.from_bytes(raw) for raw in
+                       await self.node.store.read(lambda s: s.key_records(origin))]
+        evidence = detect_equivocation(ours, theirs, key_records)
+        if evidence is None:
+            return
+        try:
+            evidence.check_against(ring)  # SPEC §11.1
+        except (KeyRevokedError, KeyNotAuthorisedError) as exc:
             # A revoked key may have leaked: whoever holds it can sign a variant at any seq
             # it once covered, again after every unfreeze. That proves nothing against the
             # origin, so it freezes nothing; it is the fault of the peer that relays it.
             log.error("ALERT: peer %s serves a record of %s at seq %d that conflicts with the "
-                      "one held, and %s signed by revoked key %s; refused as a peer fault, "
-                      "origin not frozen", peer.name, origin, theirs.head.seq,
-                      "one of them is", ", ".join(revoked))
+                      "one held (%s); refused as a peer fault, origin not frozen", peer.name,
+                      origin, theirs.head.seq, exc)
             raise RecordRefusedError(f"{peer.name}: conflicting record for {origin} seq "
-                                     f"{theirs.head.seq} involves revoked key "
-                                     f"{', '.join(revoked)}: not evidence of equivocation",
-                                     "REVOKED_KEY_CONFLICT")
-        key_records = [SignedRecord.from_bytes(raw) for raw in
-                       await self.node.store.read(lambda s: s.key_records(origin))]
-        evidence = detect_equivocation(ours, theirs, key_records)
-        if evidence is not None:
-            await self.node.record_equivocation(evidence, peer.name)
-
-
-def _revoked(ring: KeyRing, key: str) -> bool:
-    """Whether ``key`` is a signing key of the ring's origin that has been revoked."""
-    grant = ring.grants.get(key)
-    return grant is not None and grant.revoked_at is not None
+                                     f"{theirs.head.seq} involves a revoked key: {exc}; not "
+                                     "evidence of equivocation", "REVOKED_KEY_CONFLICT") from None
+        await self.node.record_equivocation(evidence, peer.name)
 
 
 def evidence_summary(evidence: Evidence) -> str:

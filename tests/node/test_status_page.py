@@ -138,7 +138,7 @@ def test_status_page_shows_the_nodes_real_state(two_nodes: dict[str, Any],
         assert evidence == []
         for origin in (status["origin"], b_origin):
             seq = page.get_attribute(f"[data-origin='{origin}'] [data-seq]", "data-seq")
-            assert seq == "1"
+            assert seq == "2"  # init's key record, then one add
         assert "peers.toml was not reloaded" in page.inner_text("#peers-config-refused")
         actions = [row.get_attribute("data-action") for row in
                    page.query_selector_all("[data-action]")]

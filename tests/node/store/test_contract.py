@@ -54,7 +54,10 @@ def mixed_log() -> list[SignedRecord]:
 
 
 def config_for(node_dir: NodeDir, url: str | None) -> NodeConfig:
-    return dataclasses.replace(load_node_config(node_dir.config_path), store_url=url)
+    """The node's config on an empty store of that backend (``hashmesh init`` has already
+    signed a record into the node's own SQLite file: the contract starts from nothing)."""
+    config = load_node_config(node_dir.config_path)
+    return dataclasses.replace(config, store_url=url, data_dir=config.data_dir / "contract")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -33,9 +33,11 @@ def make_node(root: Path, name: str, host: str, store_url: str | None) -> tuple[
     return config, f"http://{host}:{port}", origin
 
 
-def peer(name: str, url: str, origin: str) -> PeerConfig:
-    key = PublicKey.from_id(origin)
-    return PeerConfig(name=name, url=url, node_key=key, origin=key, accept_vouched=True)
+def peer(name: str, url: str, config: Path, origin: str) -> PeerConfig:
+    """The node of ``config`` as a peer: init gives it a node key of its own."""
+    node_key = PublicKey.from_id(read_secret_key(config.parent / "keys" / "node.key").id)
+    return PeerConfig(name=name, url=url, node_key=node_key, origin=PublicKey.from_id(origin),
+                      accept_vouched=True)
 
 
 def image(name: str, tmp_path: Path, scale: float = 1.0) -> Path:
@@ -81,8 +83,8 @@ def test_a_node_on_postgresql_adds_matches_revokes_and_syncs_with_a_sqlite_peer(
         tmp_path: Path, pg_url: str) -> None:
     pg_cfg, pg_http, pg_origin = make_node(tmp_path, "pg", "127.0.0.2", pg_url)
     lite_cfg, lite_http, lite_origin = make_node(tmp_path, "lite", "127.0.0.3", None)
-    add_peer(pg_cfg.parent / "peers.toml", peer("lite", lite_http, lite_origin))
-    add_peer(lite_cfg.parent / "peers.toml", peer("pg", pg_http, pg_origin))
+    add_peer(pg_cfg.parent / "peers.toml", peer("lite", lite_http, lite_cfg, lite_origin))
+    add_peer(lite_cfg.parent / "peers.toml", peer("pg", pg_http, pg_cfg, pg_origin))
     coffee, cat = image("coffee.png", tmp_path), image("chelsea.png", tmp_path)
     coffee_small = pdq_of(image("coffee.png", tmp_path, 0.6))
     cat_small = pdq_of(image("chelsea.png", tmp_path, 0.6))
@@ -108,7 +110,9 @@ def test_a_node_on_postgresql_adds_matches_revokes_and_syncs_with_a_sqlite_peer(
         pg.kill9()  # every acknowledged write is in the database
         pg = NodeProcess(pg_cfg, pg_http, tmp_path / "pg2.log").start()
         status = run_json("status", "--config", pg_cfg)
-        assert status["counts"]["records"] == 3
+        # each log: the key record that authorises its signing key, then pg's add and
+        # revoke, and lite's add
+        assert status["counts"]["records"] == 5
         assert matched_records(pg_cfg, cat_small) == [theirs]
         assert matched_records(pg_cfg, coffee_small) == []
     finally:
