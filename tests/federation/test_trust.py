@@ -260,7 +260,7 @@ async def test_conflict_signed_by_a_revoked_key_is_a_peer_fault_not_a_freeze(
     arena.hostile.heads_lines = [variant.stub().raw]
 
     for _ in range(2):  # again and again: never a freeze
-        with pytest.raises(RecordRefusedError, match="involves revoked key") as refused:
+        with pytest.raises(RecordRefusedError, match="involves a revoked key") as refused:
             await arena.pull()
         assert refused.value.code == "REVOKED_KEY_CONFLICT"
 
