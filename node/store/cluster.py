@@ -115,14 +115,15 @@ class Cluster:
     # -- the change feed ----------------------------------------------------------------
 
     def last_removal(self) -> int:
-        row = self.store.reader().raw.execute(
+        # through the reader's PgConnection, which reconnects after a dropped connection
+        row = self.store.reader().execute(
             "SELECT COALESCE(MAX(id), 0) FROM entry_changes").fetchone()
         return int(row[0]) if row else 0
 
     def removals_after(self, change_id: int, limit: int) -> tuple[int, list[int]]:
         """Entry ids that stopped being in force after ``change_id``, and the last id read."""
-        rows = self.store.reader().raw.execute(
-            "SELECT id, entry_id FROM entry_changes WHERE id > %s ORDER BY id LIMIT %s",
+        rows = self.store.reader().execute(
+            "SELECT id, entry_id FROM entry_changes WHERE id > ? ORDER BY id LIMIT ?",
             (change_id, limit)).fetchall()
         return (rows[-1][0] if rows else change_id), [r[1] for r in rows]
 
