@@ -75,6 +75,11 @@ Profile (hashmesh v1)
   The nonce is recorded only after everything else passed, so forged or broken requests
   cannot fill the nonce cache or burn a genuine request's nonce.
 
+  Everything but the digest needs only the headers (the signature covers ``Content-Digest``,
+  not the body), so a server runs ``verify_headers`` before it reads the body, and refuses an
+  unsigned, expired, unknown, badly signed or replayed request without reading it; the body
+  is then read within the route's own limit and ``accept``-ed (digest, then nonce).
+
 Exception tree (``status`` is the HTTP status the API should answer with)::
 
     SignatureError
@@ -388,6 +393,12 @@ class NonceCache:
                 dropped += 1
         return dropped
 
+    def seen(self, keyid: str, nonce: str) -> bool:
+        """Whether the pair is remembered (a replay), without recording anything."""
+        entry = self._entry(keyid, nonce)
+        with self._lock:
+            return entry in self._until
+
     def claim(self, keyid: str, nonce: str, *, until: int, now: float) -> None:
         """Record the pair, or raise ``ReplayError`` (seen), ``NonceQuotaError`` (this keyid
         is at its quota) or ``NonceCacheFullError`` (full)."""
@@ -596,6 +607,15 @@ class RequestVerifier:
         ``path`` and ``query`` as received (percent-encoded; ``query`` without ``?``),
         ``authority`` as ``host[:port]`` without the scheme's default port.
         """
+        return self.verify_headers(method=method, authority=authority, path=path,
+                                   query=query, headers=headers).accept(body)
+
+    def verify_headers(self, *, method: str, authority: str, path: str, query: str,
+                       headers: Mapping[str, str]) -> SignedHeaders:
+        """Every check but the body's digest, done before the body is read: the signature
+        covers ``Content-Digest``, not the body, so a request that is unsigned, expired,
+        by an unknown key or badly signed is refused without reading a byte of its body.
+        ``accept(body)`` on the result does the rest."""
         fields = _collect_fields(headers)
         for name in ("Signature-Input", "Signature"):
             if name.lower() not in fields:
@@ -626,9 +646,10 @@ class RequestVerifier:
         if not key.verify(base, parsed.signature):
             raise SignatureInvalidError(f"{LABEL}: signature does not verify with "
                                         f"{parsed.keyid}", "Signature")
-        check_content_digest(digest_field, body)
-        self.nonces.claim(parsed.keyid, parsed.nonce, until=parsed.expires + self.skew, now=now)
-        return VerifiedRequest(parsed.keyid, parsed.created, parsed.expires, parsed.nonce)
+        if self.nonces.seen(parsed.keyid, parsed.nonce):  # claimed for good in ``accept``
+            raise ReplayError(f"nonce {parsed.nonce!r} of {parsed.keyid} was already used",
+                              "Signature-Input")
+        return SignedHeaders(self, parsed, digest_field)
 
     def _check_time(self, parsed: _Signature, now: float) -> None:
         created, expires = parsed.created, parsed.expires
@@ -648,6 +669,28 @@ class RequestVerifier:
                 f"{LABEL}: created {created} is before this node started "
                 f"({self.not_before:.0f}); nonces from before a restart are not remembered, "
                 "so sign the request again", "Signature-Input")
+
+
+@dataclass(frozen=True)
+class SignedHeaders:
+    """A request whose signature verified; its body is still to be checked and its nonce
+    to be claimed (``accept``)."""
+
+    verifier: RequestVerifier
+    parsed: _Signature
+    digest_field: str
+
+    @property
+    def keyid(self) -> str:
+        return self.parsed.keyid
+
+    def accept(self, body: bytes) -> VerifiedRequest:
+        """Check the body against ``Content-Digest``, then remember the nonce."""
+        parsed, verifier = self.parsed, self.verifier
+        check_content_digest(self.digest_field, body)
+        verifier.nonces.claim(parsed.keyid, parsed.nonce, until=parsed.expires + verifier.skew,
+                              now=verifier.clock())
+        return VerifiedRequest(parsed.keyid, parsed.created, parsed.expires, parsed.nonce)
 
 
 # --------------------------------------------------------------------------------------------

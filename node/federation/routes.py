@@ -40,6 +40,7 @@ from hashmesh.protocol.records import MAX_RECORD_BYTES, SignedRecord, check_reco
 log = logging.getLogger("hashmesh.federation")
 
 PEER_KEY = web.RequestKey("peer", PeerConfig)
+BODY_KEY = web.RequestKey("body", bytes)  # the body, read and checked by the middleware
 NODE_KEY = web.AppKey("node", LocalNode)
 FEDERATION_KEY = web.AppKey("federation", Federation)
 VERIFIER_KEY = web.AppKey("verifier", RequestVerifier)
@@ -47,20 +48,29 @@ FEDERATION_ROUTES = frozenset({"heads", "log", "notify", "bodies"})
 NDJSON = "application/x-ndjson"
 MAX_SEQ = 2**53 - 1
 MAX_NOTIFY_BYTES = 65_536  # the largest body of any federation request
+# Each route's own body limit: a read sends none, a hint or a list of ids at most 64 KiB.
+BODY_LIMITS = {"heads": 0, "log": 0, "notify": MAX_NOTIFY_BYTES, "bodies": MAX_NOTIFY_BYTES}
 
 
 @web.middleware
 async def peer_auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Admit federation requests only with a valid signature by a configured peer."""
+    """Admit federation requests only with a valid signature by a configured peer.
+
+    The signature is checked on the headers alone before a byte of the body is read (an
+    unsigned or forged request is refused unread), then the body is read within the route's
+    own limit (``BODY_LIMITS``, not the local API's 20 MiB image limit), and checked against
+    the signed ``Content-Digest``. Handlers find it under ``BODY_KEY``.
+    """
     resource = request.match_info.route.resource
     if resource is None or resource.name not in FEDERATION_ROUTES:
         return await handler(request)
-    body = await read_body(request, MAX_NOTIFY_BYTES)
     method, authority, path, query = aiohttp_request_parts(request)
     try:
-        verified = request.app[VERIFIER_KEY].verify(
+        signed = request.app[VERIFIER_KEY].verify_headers(
             method=method, authority=authority, path=path, query=query,
-            headers=request.headers, body=body)
+            headers=request.headers)
+        body = await read_body(request, BODY_LIMITS[resource.name])
+        verified = signed.accept(body)
     except SignatureError as exc:
         log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote,
                     exc)
@@ -71,6 +81,7 @@ async def peer_auth_middleware(request: web.Request, handler: Handler) -> web.St
         raise ApiError(401, "UNKNOWN_KEY", f"{verified.keyid} is not a configured peer",
                        "Signature")
     request[PEER_KEY] = peer
+    request[BODY_KEY] = body
     return await handler(request)
 
 
@@ -176,7 +187,7 @@ def _query_int(request: web.Request, name: str, minimum: int, maximum: int,
 
 async def notify(request: web.Request) -> web.Response:
     """A push hint: the peer has new records; pull from it soon. Changes nothing itself."""
-    body = await read_body(request, MAX_NOTIFY_BYTES)
+    body = request[BODY_KEY]
     try:
         value = json.loads(body or b"{}")
     except ValueError:
@@ -198,7 +209,7 @@ async def bodies(request: web.Request) -> web.Response:
     """
     node = request.app[NODE_KEY]
     peer = request[PEER_KEY]
-    ids = parse_body_ids(await read_body(request, MAX_NOTIFY_BYTES))
+    ids = parse_body_ids(request[BODY_KEY])
     max_bytes = node.config.limits.max_page_bytes
     our_origin = node.origin
 

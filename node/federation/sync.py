@@ -1,33 +1,35 @@
 """Pulling peers' logs: pull is the truth, push is a hint.
 
-Each configured peer has one ``PeerLink`` task: its own queue of work (a pending push hint
-to send, a pull to make) with its own backoff and jitter, so a failing or slow peer never
-delays the healthy ones. A link pulls when poked (a local write, a hint from the peer) and
-every ``pull_interval_seconds`` regardless (anti-entropy repairs any missed hint).
+Each configured peer has one ``PeerLink`` (``link.py``): its own queue of work, backoff and
+health. This module is what a link's round does, and the signed HTTP calls it makes.
 
-A pull reads the peer's heads, then, for each origin we accept from that peer and hold less
-of, reads log pages after our head. Every page is verified record by record (schema,
-canonical bytes, digest, key validity, signature, chain) off the event loop, then stored in
-one transaction together with the peer's cursor: a cursor never advances past what is
-committed; a page with one bad record is refused whole. Pages are pipelined (page k commits
-while page k+1 is verified and page k+2 fetched) and a page's Ed25519 checks run on a small
-thread pool; each record is still parsed and verified exactly once, and faults are reported in
-record order. Two valid records at one
-``(origin, seq)`` become evidence and freeze the origin, after which we pull nothing more of
-it (no branch is picked). A round reads at most ``MAX_PAGES_PER_ROUND`` pages per origin, so
-a peer serving endless valid records cannot keep a link busy forever.
+A pull reads the peer's heads (parsed off the event loop, and only those of origins we take
+from that peer: a peer listing thousands of other origins costs a byte search per line),
+then, for each origin we accept from that peer and hold less of, reads log pages after our
+head. Every page is verified record by record (schema, canonical bytes, digest, key validity,
+signature, chain) off the event loop, then stored in one transaction together with the peer's
+cursor: a cursor never advances past what is committed. A page with a bad record is refused
+from that record on: the records before it verified, so they are stored (SPEC §17.4, the
+verified prefix) before the round fails. Pages are pipelined (page k commits while page k+1
+is verified and page k+2 fetched) and a page's Ed25519 checks run on a small thread pool;
+each record is still parsed and verified exactly once, and faults are reported in record
+order. Two valid records at one ``(origin, seq)`` become evidence and freeze the origin,
+after which we pull nothing more of it (no branch is picked). A round reads at most
+``MAX_PAGES_PER_ROUND`` pages per origin, so a peer serving endless valid records cannot
+keep a link busy forever.
 
 Refused records are counted in ``hashmesh_records_rejected{code}``; any refusal fails the
-round, which marks the peer down and backs off.
+round, which marks the peer down and backs off. A redirect or a timeout fails it too, with
+what the peer answered (the ``Location``) or which limit it missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,12 +38,16 @@ import aiohttp
 from yarl import URL
 
 from hashmesh.node.config.peers import PeerConfig, PeersConfig
-from hashmesh.node.federation.errors import PeerProtocolError, RecordRefusedError
+from hashmesh.node.federation.errors import (
+    PeerProtocolError,
+    PeerTimeoutError,
+    RecordRefusedError,
+)
 from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
+from hashmesh.node.federation.link import PeerHealth, PeerLink
 from hashmesh.node.federation.policy import may_keep_body, stub_forbidden
 from hashmesh.node.federation.repair import BodyRepair
-from hashmesh.node.runtime.tasks import being_cancelled, cancel_and_wait
 from hashmesh.node.store.interface import Changes, NodeStore
 from hashmesh.protocol.errors import (
     KeyNotAuthorisedError,
@@ -60,7 +66,6 @@ log = logging.getLogger("hashmesh.sync")
 
 MAX_PAGES_PER_ROUND = 2_000
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5, sock_read=10)
-MAX_BACKOFF_SECONDS = 60.0
 # Records per task of the signature-checking pool: small enough that checking overlaps the
 # parsing of the next chunk, large enough that task overhead is nothing next to Ed25519.
 VERIFY_CHUNK = 64
@@ -70,16 +75,18 @@ INDEX_BATCH = 100_000  # hashes a pull hands the matcher at once (see _IndexBatc
 
 @dataclass
 class PageResult:
-    """A verified page: what to store, the new head, and a conflict if one was found.
+    """A verified page: what to store, the new head, and why it stopped early, if it did.
 
     ``conflict`` is the record whose ``prev`` is not our head: either the peer's chain
     diverges from ours at ``conflict_seq`` (equivocation) or that record is simply bad.
+    ``fault`` is any other refusal; ``records`` then hold the verified prefix before it.
     """
 
     records: list[SignedRecord] = field(default_factory=list)
     head: LogHead | None = None
     conflict_seq: int | None = None
     conflict: PrevMismatchError | None = None
+    fault: ProtocolError | RecordRefusedError | None = None
 
 
 def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHead | None,
@@ -87,8 +94,10 @@ def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHea
     """Verify a page of one origin's log against our head; runs in a worker thread.
 
     Stops at the first record that conflicts with our chain (its ``prev`` is not our head),
-    reporting the conflicting seq so the caller can gather evidence. Any other fault (a record
-    at or below the head, out of order, of another origin, badly signed) refuses the page.
+    reporting the conflicting seq so the caller can gather evidence, and at the first record
+    with any other fault (at or below the head, out of order, of another origin, badly
+    signed), reporting it as ``fault``. Either way the records before it are returned: each
+    verified and links to the one before (SPEC §17.4, the verified prefix).
 
     Each record is parsed and its signature checked exactly once. The Ed25519 checks depend on
     nothing but the record, so with a ``pool`` they run there, chunk by chunk, while the next
@@ -107,29 +116,41 @@ def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHea
     result = PageResult(head=head)
     for index, record in enumerate(parsed):
         path = f"{peer.name}:log[{index}]"
-        if isinstance(record, ProtocolError):
-            raise record
-        if record.head.origin != origin:
-            raise RecordRefusedError(f"{path}: record of origin {record.head.origin} in the log "
-                                     f"of {origin}", "WRONG_ORIGIN")
-        verify(record, ring, path, signature_ok=checked[index] if checked else None)
         try:
-            check_next(result.head, record, path)
+            if isinstance(record, ProtocolError):
+                raise record
+            accepted = _accept(record, origin, ring, result.head, peer, path,
+                               checked[index] if checked else None)
         except PrevMismatchError as exc:
+            assert isinstance(record, SignedRecord)
             result.conflict_seq = record.head.seq - 1
             result.conflict = exc
             return result
-        forbidden = stub_forbidden(record.head) if record.body is None else None
-        if forbidden is not None:
-            raise RecordRefusedError(f"{path}: stub of {record.head.type} record seq "
-                                     f"{record.head.seq} of {origin} refused: {forbidden}",
-                                     "FORBIDDEN_STUB")
-        if not may_keep_body(record, peer) and record.body is not None:
-            record = record.stub()
-        ring.apply(record)
-        result.records.append(record)
-        result.head = LogHead.of(record)
+        except (ProtocolError, RecordRefusedError) as exc:
+            result.fault = exc
+            return result
+        ring.apply(accepted)
+        result.records.append(accepted)
+        result.head = LogHead.of(accepted)
     return result
+
+
+def _accept(record: SignedRecord, origin: str, ring: KeyRing, head: LogHead | None,
+            peer: PeerConfig, path: str, signature_ok: bool | None) -> SignedRecord:
+    """The record as we store it (its stub if we may not keep its body), or a refusal."""
+    if record.head.origin != origin:
+        raise RecordRefusedError(f"{path}: record of origin {record.head.origin} in the log "
+                                 f"of {origin}", "WRONG_ORIGIN")
+    verify(record, ring, path, signature_ok=signature_ok)
+    check_next(head, record, path)
+    forbidden = stub_forbidden(record.head) if record.body is None else None
+    if forbidden is not None:
+        raise RecordRefusedError(f"{path}: stub of {record.head.type} record seq "
+                                 f"{record.head.seq} of {origin} refused: {forbidden}",
+                                 "FORBIDDEN_STUB")
+    if not may_keep_body(record, peer) and record.body is not None:
+        return record.stub()
+    return record
 
 
 class _IndexBatch:
@@ -169,6 +190,33 @@ class _IndexBatch:
         await asyncio.shield(asyncio.gather(*self.applying))
 
 
+def parse_heads(payload: bytes, wanted: set[str] | None, peer_name: str
+                ) -> list[SignedRecord]:
+    """The heads in ``payload`` of the ``wanted`` origins (``None``: all), one per origin.
+
+    A line is parsed only if it names a wanted origin: a valid head is canonical JSON, so it
+    holds ``"origin":"<id>"`` byte for byte, and a byte search is far cheaper than a parse.
+    Lines that name none are skipped unread unless they name no origin at all (junk), which
+    is refused as before. A second head for one origin is refused: each head starts a pull
+    of up to ``MAX_PAGES_PER_ROUND`` pages, so repeats would multiply one round's work.
+    """
+    needles = None if wanted is None else [f'"origin":"{origin}"'.encode() for origin in wanted]
+    heads: dict[str, SignedRecord] = {}
+    for index, line in enumerate(payload.splitlines()):
+        if (needles is not None and b'"origin":"' in line
+                and not any(needle in line for needle in needles)):
+            continue
+        path = f"{peer_name}:heads[{index}]"
+        stub = SignedRecord.from_bytes(line, path)
+        if wanted is not None and stub.head.origin not in wanted:
+            continue
+        if stub.head.origin in heads:
+            raise RecordRefusedError(f"{path}: a second head for origin {stub.head.origin}",
+                                     "DUPLICATE_HEAD")
+        heads[stub.head.origin] = stub
+    return list(heads.values())
+
+
 def _discard(ahead: tuple[int, asyncio.Future[list[bytes]]] | None) -> None:
     """Cancel a read-ahead page that will not be used, and never report its outcome."""
     if ahead is not None:
@@ -189,76 +237,14 @@ def _signatures(chunk: list[SignedRecord | ProtocolError]) -> list[bool | None]:
             for record in chunk]
 
 
-class PeerLink:
-    """One peer's outbound queue: hints to send and pulls to make, with its own backoff."""
-
-    def __init__(self, federation: Federation, peer: PeerConfig) -> None:
-        self.federation = federation
-        self.peer = peer
-        self.wake = asyncio.Event()
-        self.notify_pending = False
-        self.failures = 0
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def task_name(self) -> str:
-        return f"peer-{self.peer.name}"
-
-    def start(self) -> None:
-        self.task = self.federation.node.tasks.start(self.task_name, self.run)
-        self.wake.set()
-
-    async def stop(self) -> None:
-        """Stop the link and wait until its task has unwound (a commit in flight finishes
-        and reaches the index first)."""
-        self.federation.node.tasks.release(self.task_name)
-        await cancel_and_wait(self.task)
-
-    def poke(self, notify: bool = False) -> None:
-        self.notify_pending = self.notify_pending or notify
-        self.wake.set()
-
-    async def run(self) -> None:
-        interval = self.federation.node.config.federation.pull_interval_seconds
-        while True:
-            try:
-                await asyncio.wait_for(self.wake.wait(),
-                                       timeout=interval * random.uniform(0.8, 1.2))
-            except TimeoutError:
-                pass
-            self.wake.clear()
-            try:
-                if self.notify_pending:
-                    self.notify_pending = False
-                    await self.federation.send_notify(self.peer)
-                await self.federation.sync_with(self.peer)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any peer fault: log, back off, try again
-                if being_cancelled():  # the stop surfaced as a connection error
-                    raise asyncio.CancelledError from exc
-                await self._back_off(exc)
-            else:
-                self.failures = 0
-                self.federation.node.metrics.peer_up.labels(self.peer.name).set(1)
-
-    async def _back_off(self, exc: Exception) -> None:
-        self.failures += 1
-        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** self.failures) * random.uniform(0.5, 1.0)
-        log.warning("sync with peer %s failed (%s: %s); retrying in %.1f s", self.peer.name,
-                    type(exc).__name__, exc, delay)
-        self.federation.node.metrics.peer_up.labels(self.peer.name).set(0)
-        self.notify_pending = True
-        await asyncio.sleep(delay)
-        self.wake.set()
-
-
 class Federation:
     """All peer links of one node, and the signed HTTP calls they make."""
 
     def __init__(self, node: LocalNode) -> None:
         self.node = node
         self.links: dict[str, PeerLink] = {}
+        self.announced = False  # we listen: new links hint their peer first (``announce``)
+        self.stored_from: Counter[str] = Counter()  # records stored from each peer
         self.session: aiohttp.ClientSession | None = None
         self.verifier = ThreadPoolExecutor(max_workers=VERIFY_THREADS,
                                            thread_name_prefix="verify")
@@ -301,14 +287,27 @@ class Federation:
                     log.warning("peer %s: plain http to %s (allow_insecure_http = true in "
                                 "peers.toml): anyone on the path can read and alter this "
                                 "traffic", name, peer.url)
-                link = PeerLink(self, peer)
+                link = PeerLink(self.node, peer, self.sync_with, self.send_notify)
                 self.links[name] = link
-                link.start()
+                link.start(announce=self.announced)
+
+    def announce(self) -> None:
+        """We listen now (called once the node's listeners are up): hint every peer, so
+        that a peer whose link backed off while we were down pulls from us at once, and
+        do so for every link started from now on (a reload, a lease taken over)."""
+        self.announced = True
+        for link in self.links.values():
+            link.poke(notify=True)
 
     def poke(self, peer_name: str) -> None:
+        """The peer hinted us (``POST /v1/notify``): pull from it now, even in backoff."""
         link = self.links.get(peer_name)
         if link is not None:
-            link.poke()
+            link.poke(from_peer=True)
+
+    def health(self) -> dict[str, PeerHealth]:
+        """Each linked peer's health, by peer name."""
+        return {name: link.health for name, link in self.links.items()}
 
     def notify_all(self, except_peer: str | None = None) -> None:
         """Hint every peer (but the one we just pulled from) that we have new records."""
@@ -321,9 +320,12 @@ class Federation:
     async def _request(self, peer: PeerConfig, method: str, path: str, *,
                        params: dict[str, str] | None = None, body: bytes = b"",
                        max_bytes: int) -> tuple[bytes, dict[str, str]]:
-        """One signed request; an answer of 400 or more raises ``PeerProtocolError``.
+        """One signed request; an answer of 300 or more raises ``PeerProtocolError``, and
+        no complete answer in time ``PeerTimeoutError``, each saying what happened.
 
-        A peer that has just restarted refuses requests created in the second it started
+        A redirect is not followed (the signature names its target, and a peer is pinned to
+        its URL): it is refused naming its ``Location``, so the operator can fix the URL. A
+        peer that has just restarted refuses requests created in the second it started
         (``CREATED_BEFORE_START``: it cannot know their nonces). That is no fault: we wait for
         the next second and sign the request again, once, rather than fail the round.
         """
@@ -331,22 +333,32 @@ class Federation:
         target = URL(peer.url + path)
         if params:
             target = target.with_query(params)
-        for attempt in range(2):
-            headers = sign_request(method=method, url=target, body=body,
-                                   key=self.node.identity.node)
-            if body:
-                headers["Content-Type"] = "application/json"
-            async with self.session.request(method, target, data=body or None,
-                                            headers=headers,
-                                            allow_redirects=False) as response:
-                payload = await _read_capped(response, max_bytes)
-                if response.status < 400:
-                    return payload, dict(response.headers)
-            if (attempt == 0 and response.status == 401
-                    and b'"CREATED_BEFORE_START"' in payload[:200]):
-                await asyncio.sleep(1.05 - time.time() % 1)
-                continue
-            break
+        try:
+            for attempt in range(2):
+                headers = sign_request(method=method, url=target, body=body,
+                                       key=self.node.identity.node)
+                if body:
+                    headers["Content-Type"] = "application/json"
+                async with self.session.request(method, target, data=body or None,
+                                                headers=headers,
+                                                allow_redirects=False) as response:
+                    payload = await _read_capped(response, max_bytes)
+                    if response.status < 300:
+                        return payload, dict(response.headers)
+                if (attempt == 0 and response.status == 401
+                        and b'"CREATED_BEFORE_START"' in payload[:200]):
+                    await asyncio.sleep(1.05 - time.time() % 1)
+                    continue
+                break
+        except TimeoutError as exc:
+            raise PeerTimeoutError(f"{method} {target}: "
+                                   f"{_timeout_detail(exc, self.session.timeout)}") from exc
+        if response.status < 400:
+            location = response.headers.get("Location", "")
+            raise PeerProtocolError(
+                f"{method} {target}: HTTP {response.status} redirect to "
+                f"{location[:300] or '(no Location header)'}; redirects are not followed: "
+                f"if the peer moved, set its url in peers.toml", "REDIRECT", response.status)
         raise PeerProtocolError(f"{method} {path}: HTTP {response.status}: "
                                 f"{payload[:300].decode('utf-8', 'replace')}",
                                 "HTTP_ERROR", response.status)
@@ -356,22 +368,14 @@ class Federation:
                             max_bytes=65_536)
 
     async def fetch_heads(self, peer: PeerConfig) -> list[SignedRecord]:
-        """The peer's heads, at most one per origin.
-
-        A second head for one origin is refused: each head starts a pull of up to
-        ``MAX_PAGES_PER_ROUND`` pages, so repeats would multiply one round's work.
-        """
+        """The peer's heads of the origins we take from it (and of our own), parsed on a
+        worker thread: up to ``max_page_bytes`` of them must not stall the event loop."""
         payload, _ = await self._request(peer, "GET", "/v1/heads",
                                          max_bytes=self.node.config.limits.max_page_bytes)
-        heads: dict[str, SignedRecord] = {}
-        for index, line in enumerate(payload.splitlines()):
-            path = f"{peer.name}:heads[{index}]"
-            stub = SignedRecord.from_bytes(line, path)
-            if stub.head.origin in heads:
-                raise RecordRefusedError(f"{path}: a second head for origin {stub.head.origin}",
-                                         "DUPLICATE_HEAD")
-            heads[stub.head.origin] = stub
-        return list(heads.values())
+        wanted = None if peer.accept_vouched else {
+            self.node.origin, *(key.id for key in peer.accept_origins)}
+        return await asyncio.get_running_loop().run_in_executor(
+            None, parse_heads, payload, wanted, peer.name)
 
     async def fetch_page(self, peer: PeerConfig, origin: str, after: int,
                          limit: int) -> list[bytes]:
@@ -393,17 +397,21 @@ class Federation:
     # -- pulling -------------------------------------------------------------------------
 
     async def sync_with(self, peer: PeerConfig) -> int:
-        """One anti-entropy round with ``peer``; returns how many records were stored."""
+        """One anti-entropy round with ``peer``; returns how many records were stored.
+
+        Whatever the round stored, even if it then failed (a verified prefix), is hinted to
+        every other peer."""
+        before = self.stored_from[peer.name]
         try:
-            stored = await self._sync(peer)
+            return await self._sync(peer)
         except (ProtocolError, RecordRefusedError) as exc:
             self.node.metrics.records_rejected.labels(exc.code).inc()
             self.node.metrics.peer_faults.labels(peer.name, exc.code).inc()
             log.warning("peer fault: %s sent what we refuse (%s): %s", peer.name, exc.code, exc)
             raise
-        if stored:
-            self.notify_all(except_peer=peer.name)
-        return stored
+        finally:
+            if self.stored_from[peer.name] > before:
+                self.notify_all(except_peer=peer.name)
 
     async def _sync(self, peer: PeerConfig) -> int:
         stored = 0
@@ -478,6 +486,8 @@ class Federation:
                 if result.records:
                     committing = self._commit_page(peer, origin, result.records, indexing)
                     head = result.head
+                if result.fault is not None:
+                    raise result.fault  # the verified prefix is committed on the way out
                 if result.conflict is not None and result.conflict_seq is not None:
                     last, committing = committing, None
                     stored += await last if last is not None else 0
@@ -515,6 +525,7 @@ class Federation:
             if not done.cancelled() and done.exception() is None:
                 indexing.committed(done.result())
                 node.metrics.records_ingested.inc(len(records))
+                self.stored_from[peer.name] += len(records)
 
         write.add_done_callback(committed)
 
@@ -568,12 +579,11 @@ class Federation:
             raise RecordRefusedError(f"{path}: claims more of our own log than seq {after} but "
                                      f"serves no record after it", "OWN_LOG_UNLINKED")
         ring = await self.node.store.read(lambda s: s.keyring(origin))
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                None, verify_page, lines[:1], origin, ring, ours, peer, None)
-        except ProtocolError as exc:
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, verify_page, lines[:1], origin, ring, ours, peer, None)
+        if result.fault is not None:
             raise RecordRefusedError(f"{path}: its record after seq {after} of our own log "
-                                     f"does not verify: {exc}", exc.code) from None
+                                     f"does not verify: {result.fault}", result.fault.code)
         if not result.records:
             raise RecordRefusedError(f"{path}: its record at seq {after + 1} of our own log "
                                      f"does not link to our head: {result.conflict}",
@@ -634,6 +644,18 @@ class Federation:
 def evidence_summary(evidence: Evidence) -> str:
     return (f"origin {evidence.origin} signed two records at seq {evidence.seq}: "
             f"{evidence.first.id} and {evidence.second.id}")
+
+
+def _timeout_detail(exc: TimeoutError, timeout: aiohttp.ClientTimeout) -> str:
+    """Which of the session's limits ran out: aiohttp names the connect and socket read
+    limits, and raises a bare ``TimeoutError`` when the total one runs out."""
+    detail = str(exc)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"could not connect within {timeout.sock_connect} s ({detail or 'no detail'})"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"no byte for {timeout.sock_read} s while reading the answer ({detail})"
+    return (f"no complete answer within {timeout.total} s (a peer that drips its answer "
+            f"is cut off there){f'; {detail}' if detail else ''}")
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:

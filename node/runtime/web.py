@@ -60,17 +60,25 @@ def error_response(status: int, code: str, message: str, field: str = "",
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request's body, refused (413, field ``body``) as soon as it is known to exceed
+    ``limit``: from ``Content-Length`` before reading, or, for a chunked body, at the first
+    chunk past it; never buffered beyond ``limit`` (the app's ``client_max_size`` may be far
+    larger, for another route). Read once: the body is consumed."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "BODY_TOO_LARGE",
                        f"request body of {request.content_length} bytes exceeds the limit of "
                        f"{limit}", "body")
+    chunks: list[bytes] = []
+    size = 0
     try:
         async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
-            body = await request.read()
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "BODY_TOO_LARGE", f"request body exceeds the limit of "
+                                   f"{limit} bytes", "body")
+                chunks.append(chunk)
     except TimeoutError:
         raise ApiError(408, "BODY_TIMEOUT", f"request body did not arrive within "
                        f"{BODY_TIMEOUT_SECONDS:.0f} s", "body") from None
-    if len(body) > limit:
-        raise ApiError(413, "BODY_TOO_LARGE",
-                       f"request body of {len(body)} bytes exceeds the limit of {limit}", "body")
-    return body
+    return b"".join(chunks)
