@@ -426,6 +426,7 @@ class NodeService:
             "match_workers": None if self.worker_status is None else self.worker_status(),
             "limits": {"max_batch": self.config.limits.max_batch},
             "peers_config": self.peers_config_status(),
+            "peer_sync": self.peer_sync(),
             "background_tasks": self.tasks.status(),
             "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
             "disputed": await self.disputed(),
@@ -434,6 +435,15 @@ class NodeService:
                 "leader": await asyncio.to_thread(self.cluster.leader),
                 "followed_entry_id": None if self.follower is None else self.follower.entry_id},
         }
+
+    def peer_sync(self) -> dict[str, dict[str, Any]]:
+        """Each linked peer's sync state (``federation/link.py: PeerHealth``): up or down,
+        the last pull and how old it is, failures in a row, backoff left, the last error."""
+        if self.federation is None:
+            return {}
+        now = time.time()
+        return {name: health.to_json(now)
+                for name, health in sorted(self.federation.health().items())}
 
     def peers_config_status(self) -> dict[str, Any]:
         """The peers file in force, and the last edit of it that was refused (if the file on

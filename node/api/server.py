@@ -80,6 +80,8 @@ async def _serve(config: NodeConfig, stop: asyncio.Event) -> None:
             await peer_runner.setup()
             await _start_site(peer_runner, config.peer_listen, context,
                               "listening for peers", "federation.listen", config.path)
+        if service.federation is not None:  # peers that backed off while we were down
+            service.federation.announce()
         await stop.wait()
         log.info("shutting down")
     finally:

@@ -122,6 +122,8 @@ class Cluster:
             await node.runner.setup()
             await web.TCPSite(node.runner, node.host, node.port,
                               ssl_context=tls_context(config)).start()
+            assert node.service.federation is not None
+            node.service.federation.announce()  # as ``hashmesh run`` does once it listens
 
     async def stop(self, *names: str) -> None:
         for name in names or tuple(self.nodes):
