@@ -31,7 +31,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from hashmesh.node.api.page_state import PeerErrors, page_state
+from hashmesh.node.api.page_state import page_state
 from hashmesh.node.service import NodeService
 
 SESSION_COOKIE = "hm_session"
@@ -57,16 +57,16 @@ class Session:
 
 
 class PageState:
-    """Sessions, the template environment and the peer-error log of one node's page."""
+    """Sessions and the template environment of one node's page."""
 
     def __init__(self, service: NodeService) -> None:
         self.service = service
         self.sessions: dict[str, Session] = {}
-        self.errors = PeerErrors()
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("hashmesh.node.api", "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined)
         self.templates.filters["age"] = _age
+        self.templates.filters["clock"] = _clock
         self.css = resources.files("hashmesh.node.api").joinpath("static/page.css").read_bytes()
 
     def new_session(self, token_name: str) -> tuple[str, Session]:
@@ -102,6 +102,13 @@ def _age(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds // size} {unit} ago"
     return f"{seconds} s ago"
+
+
+def _clock(at: float | None) -> str:
+    """A wall-clock time as the operator's logs show it (UTC)."""
+    if at is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
 def _html(page: PageState, template: str, http_status: int = 200, **context: Any
@@ -164,7 +171,7 @@ async def status_page(request: web.Request) -> web.StreamResponse:
     session = page.session_of(request)
     if session is None:
         return _redirect("/ui/login")
-    state = await page_state(page.service, page.errors)
+    state = await page_state(page.service)
     return _html(page, "status.html", session=session, **state)
 
 
@@ -194,12 +201,3 @@ def add_page_routes(app: web.Application, service: NodeService) -> None:
     app.router.add_post("/ui/login", login, name="page_login")
     app.router.add_post("/ui/logout", logout, name="page_logout")
     app.router.add_get("/ui/static/page.css", stylesheet, name="page_css")
-
-    async def start(app: web.Application) -> None:
-        page.errors.install()
-
-    async def stop(app: web.Application) -> None:
-        page.errors.remove()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)

@@ -132,7 +132,19 @@ def test_status_page_shows_the_nodes_real_state(two_nodes: dict[str, Any],
                   .get_attribute("data-state") for row in page.query_selector_all("[data-peer]")}
         assert states == {"peer-b": "up", "ghost": "down"}
         ghost_row = page.inner_text("[data-peer=ghost]")
-        assert "failure" in ghost_row and "ClientConnectorError" in ghost_row
+        assert "failed round" in ghost_row and "ClientConnectorError" in ghost_row
+        assert "never" in ghost_row, "the ghost peer was never pulled"
+        ghost = status["peer_sync"]["ghost"]
+        assert ghost["state"] == "down" and ghost["last_pull"] is None
+        assert ghost["failures"] >= 1 and "Cannot connect" in ghost["last_error"]["message"]
+        if ghost["backoff_seconds"] is not None:  # between two tries as the page was read
+            assert "next try in" in ghost_row
+        peer_b = status["peer_sync"]["peer-b"]
+        assert peer_b["state"] == "up" and peer_b["failures"] == 0
+        assert peer_b["last_pull"] is not None and peer_b["pull_lag_seconds"] >= 0
+        lag = page.get_attribute("[data-peer=peer-b] [data-lag]", "data-lag")
+        assert lag is not None and 0 <= float(lag) < 60, "pulled within the pull interval"
+        assert "UTC" in page.inner_text("[data-peer=peer-b] [data-lag]")
 
         evidence = api(a["url"], a["token"], "/v1/evidence")["evidence"]
         assert evidence == []
