@@ -22,6 +22,7 @@ from hashmesh.node.federation.httpsig import (
     NonceCache,
     RequestVerifier,
     SignatureError,
+    SignedHeaders,
     VerifiedRequest,
     content_digest,
     normalise_authority,
@@ -590,3 +591,46 @@ async def test_real_aiohttp_client_and_server_agree_on_the_signature_base(
     headers = sign_request(method="POST", url=url, body=body, key=KEY)
     async with session.post(url, data=body + b" ", headers=headers) as resp:
         assert (resp.status, (await resp.json())["code"]) == (400, "DIGEST_MISMATCH")
+
+
+# ------------------------------------------------------------------------------------------
+# Headers first: what a server checks before it reads the body
+
+
+def _headers_only(verifier: RequestVerifier, req: Req) -> SignedHeaders:
+    return verifier.verify_headers(method=req.method, authority=req.authority, path=req.path,
+                                   query=req.query, headers=req.headers)
+
+
+@pytest.mark.parametrize(("alter", "code"), [
+    (lambda req: req.with_header("Signature", None), "MISSING_SIGNATURE"),
+    (lambda req: replace(req, path="/v1/notify"), "BAD_SIGNATURE"),
+    (lambda req: req.with_header("Signature-Input", "hm=()"), "MALFORMED_SIGNATURE"),
+], ids=["unsigned", "altered", "malformed"])
+def test_headers_are_refused_before_any_body_is_seen(
+        verifier: RequestVerifier, alter: Callable[[Req], Req], code: str) -> None:
+    with pytest.raises(SignatureError) as info:
+        _headers_only(verifier, alter(signed()))
+    assert info.value.code == code
+
+
+def test_replayed_headers_are_refused_before_the_body_is_read(verifier: RequestVerifier) -> None:
+    req = signed()
+    verify(verifier, req)
+    with pytest.raises(SignatureError) as info:
+        _headers_only(verifier, req)
+    assert info.value.code == "REPLAYED"
+
+
+def test_verified_headers_still_check_the_body_and_claim_the_nonce_once(
+        verifier: RequestVerifier) -> None:
+    req = signed()
+    checked = _headers_only(verifier, req)
+    assert len(verifier.nonces) == 0, "no nonce is claimed before the body is checked"
+    with pytest.raises(SignatureError) as info:
+        checked.accept(req.body + b"x")
+    assert info.value.code == "DIGEST_MISMATCH"
+    assert checked.accept(req.body).keyid == KEY.id
+    with pytest.raises(SignatureError) as again:
+        checked.accept(req.body)
+    assert again.value.code == "REPLAYED"
