@@ -64,7 +64,8 @@ async def test_a_hint_from_the_peer_ends_a_backoff_and_our_own_writes_do_not(
                             what="the hinted peer's record arrives")
     print(f"pulled {took:.2f} s after the hint, {backoff_left:.1f} s before the backoff ended")
     assert backoff_left > 15
-    assert link.health.up is True and link.health.failures == 0
+    await eventually(lambda: _is(link.health.up is True), timeout=5, what="the round ends")
+    assert link.health.failures == 0
     assert link.health.backoff_until is None and link.health.last_pull is not None
     assert link.health.last_pull >= hinted
     # and the hint we could not send while it was down goes out with that round
@@ -86,7 +87,9 @@ async def test_a_peer_that_hints_while_failing_gets_a_round_at_most_every_half_s
         await asyncio.sleep(0.02)
     rounds = arena.hostile.requests["heads"] - 1
     print(f"{rounds} rounds in 1.5 s of hints from a failing peer")
-    assert 1 <= rounds <= 1.5 / link_module.HINT_RETRY_SECONDS + 1
+    assert rounds <= 1.5 / link_module.HINT_RETRY_SECONDS + 1
+    await eventually(lambda: _is(arena.hostile.requests["heads"] >= 2), timeout=5,
+                     what="the hints end the 20-40 s backoff all the same")
 
 
 async def test_a_page_keeps_its_verified_prefix_round_after_round(arena: Arena) -> None:
