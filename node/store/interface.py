@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from dataclasses import dataclass
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hashmesh.node.config.node import NodeConfig, redact_url
+from hashmesh.node.store.cases import Attempt, AttemptLimit, CaseRow
 from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.lock import DataDirLock
 from hashmesh.node.store.sqlite import (
@@ -126,7 +128,43 @@ class NodeStore(Protocol):
     def stub_positions(self, origin: str, after: int, limit: int) -> list[tuple[int, str]]: ...
     def record_rows(self, record_ids: Iterable[str]) -> list[Any]: ...
 
+    # -- cases (node/store/cases.py) -------------------------------------------------
+    def case_open(self, row: CaseRow, *, signer: SigningKey, origin: str,
+                  bodies: Sequence[Body], dist: Distribution, actor: str
+                  ) -> tuple[list[SignedRecord], Any]: ...
+    def case_approve(self, case_id: str, *, signer: SigningKey, origin: str,
+                     bodies: Sequence[Body], dist: Distribution, actor: str
+                     ) -> tuple[list[SignedRecord], Any]: ...
+    def case_reject(self, case_id: str, actor: str) -> None: ...
+    def case_withdraw(self, case_id: str, at_ms: int, *, signer: SigningKey, origin: str,
+                      actor: str) -> tuple[list[SignedRecord], Any]: ...
+    def case_attempt_begin(self, keys: dict[str, AttemptLimit], now_ms: int) -> Attempt: ...
+    def case_attempt_succeeded(self, reference_key: str, client_key: str) -> None: ...
+    def case_attempt_failed(self, actor: str, case_id: str | None,
+                            locked: dict[str, int]) -> None: ...
+    def case_by_ref_mac(self, ref_mac: str) -> CaseRow | None: ...
+    def case(self, case_id: str) -> CaseRow | None: ...
+    def cases_in_state(self, state: str, limit: int = 1000) -> list[CaseRow]: ...
+    def case_attempts(self, keys: Sequence[str]) -> dict[str, tuple[int, int, int, int]]: ...
+
     def close(self) -> None: ...
+
+    # --- receipts: stand-in until the receipts branch lands ---
+    def receipts_for(self, record_ids: Sequence[str]) -> list[ReceiptRow]: ...
+    def receipts_between(self, start_ms: int, end_ms: int) -> list[ReceiptRow]: ...
+    def receipt_nodes(self) -> dict[str, int]: ...
+
+
+# --- receipts: stand-in until the receipts branch lands ---
+@dataclass(frozen=True)
+class ReceiptRow:
+    node: str        # origin key id ("ed25519:...") of the node that signed the receipt
+    target: str      # id of the record the receipt covers (an add or a revoke of ours or relayed)
+    kind: str        # "active": the add is matching at that node; "removed": the revoke was
+                     # applied there and the item(s) no longer match
+    applied_ms: int  # that node's clock when it applied the target
+    target_ts: int   # head.ts of the target record; time-to-X = applied_ms - target_ts
+    receipt: str     # id of the receipt record
 
 
 def open_store(config: NodeConfig, *, follower: bool = False) -> Store:
