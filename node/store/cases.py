@@ -96,17 +96,18 @@ class AttemptLimit:
     forget_ms: int
 
     def lock_for(self, locks: int) -> int:
-        return min(self.lock_ms * 2 ** min(locks - 1, 30), self.max_lock_ms)
+        return min(self.lock_ms << min(locks - 1, 30), self.max_lock_ms)
 
 
 @dataclass(frozen=True)
 class Attempt:
     """What ``case_attempt_begin`` decided: ``locked_ms`` > 0 refuses the attempt for that
     long; otherwise it was counted as a failure in advance, and ``locks`` names the keys
-    whose limit it reached (they are locked from now unless it succeeds)."""
+    whose limit it reached, and for how many ms they are locked from now unless it
+    succeeds."""
 
     locked_ms: int
-    locks: tuple[str, ...] = ()
+    locks: tuple[tuple[str, int], ...] = ()
 
 
 class _Host(Protocol):
@@ -202,7 +203,7 @@ class CaseTables:
                     locks += 1
                     failures = 0
                     locked_until = now_ms + limit.lock_for(locks)
-                    reached.append(key)
+                    reached.append((key, limit.lock_for(locks)))
                 conn.execute(
                     "INSERT INTO case_attempts (key, failures, locks, locked_until, updated_ms) "
                     "VALUES (?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET failures=excluded.failures,"
