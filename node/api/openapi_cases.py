@@ -118,7 +118,7 @@ CASE_PATHS: dict[str, Any] = {
 }
 
 _SECONDS = {"type": ["number", "null"]}
-_NODE = {"type": "object", "properties": {
+_NODE: dict[str, Any] = {"type": "object", "properties": {
     "origin": {"type": "string"}, "name": {"type": ["string", "null"]},
     "last_seen_ms": {"type": ["integer", "null"]}}}
 
