@@ -127,7 +127,8 @@ class CaseStatus:
         if not self.nodes:
             return words["no_nodes"]
         active = self.active_nodes
-        line = words["active"].format(n=len(active), m=len(self.nodes))
+        line = words["was_active" if self.withdrawn_ms is not None else "active"].format(
+            n=len(active), m=len(self.nodes))
         slowest = _slowest(n.active_after_ms for n in active)
         if slowest is not None:
             line += words["slowest"].format(t=duration(slowest))
@@ -149,8 +150,8 @@ class CaseStatus:
     def _withdrawal_line(self, words: Mapping[str, str]) -> str:
         stopped = self.stopped_nodes
         line = words["withdrawn"].format(when=_when(self.withdrawn_ms or 0))
-        if self.nodes:
-            line += words["stopped"].format(n=len(stopped), m=len(self.nodes))
+        line += (words["stopped"].format(n=len(stopped), m=len(self.nodes)) if self.nodes
+                 else words["stopped_here"])
         slowest = _slowest(n.removed_after_ms for n in stopped)
         if slowest is not None:
             line += words["slowest"].format(t=duration(slowest))
@@ -171,11 +172,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "items": "{n} item{s}",
         "pending": "Opened {when} with {items}; waiting for a helpline to review it. "
                    "Nothing has been shared yet.",
-        "opened": "Opened {when} with {items}; shared with the network.",
+        "opened": "Opened {when} with {items}; signed and shared.",
         "withdrawn_unshared": "Withdrawn {when}, before it was shared: nothing was sent "
                               "to any other node.",
         "no_nodes": "No other node is known to this one yet.",
         "active": "Active at {n} of {m} known nodes",
+        "was_active": "Was active at {n} of {m} known nodes",
         "slowest": "; slowest {t}",
         "unconfirmed": "; not yet confirmed: {nodes}",
         "last_seen": "last seen {ago} ago",
@@ -188,16 +190,18 @@ PHRASES: dict[str, dict[str, str]] = {
         "verdict_not_ncii": "not NCII",
         "withdrawn": "Withdrawn {when}",
         "stopped": "; stopped matching at {n} of {m} nodes",
+        "stopped_here": "; it no longer matches at this node",
     },
     "fr": {
         "items": "{n} élément{s}",
         "pending": "Ouvert le {when} avec {items} ; en attente de vérification par une "
                    "ligne d'écoute. Rien n'a encore été partagé.",
-        "opened": "Ouvert le {when} avec {items} ; partagé avec le réseau.",
+        "opened": "Ouvert le {when} avec {items} ; signé et partagé.",
         "withdrawn_unshared": "Retiré le {when}, avant tout partage : rien n'a été envoyé "
                               "à un autre nœud.",
         "no_nodes": "Ce nœud ne connaît encore aucun autre nœud.",
         "active": "Actif sur {n} des {m} nœuds connus",
+        "was_active": "Était actif sur {n} des {m} nœuds connus",
         "slowest": " ; le plus lent {t}",
         "unconfirmed": " ; pas encore confirmé : {nodes}",
         "last_seen": "vu pour la dernière fois il y a {ago}",
@@ -210,6 +214,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "verdict_not_ncii": "pas NCII",
         "withdrawn": "Retiré le {when}",
         "stopped": " ; ne correspond plus sur {n} des {m} nœuds",
+        "stopped_here": " ; il ne correspond plus sur ce nœud",
     },
 }
 

@@ -59,7 +59,7 @@ def test_open_check_and_withdraw_a_case_with_the_cli(running: tuple[Path, NodePr
 
     status = with_pin("case", "status", reference, "--config", config, pin=pin)
     assert status.returncode == 0, status.stderr
-    assert "with 2 items; shared with the network" in status.stdout
+    assert "with 2 items; signed and shared" in status.stdout
     as_json = json.loads(with_pin("case", "status", reference, "--config", config, "--json",
                                   pin=pin).stdout)
     assert as_json["state"] == "open" and as_json["words"][0].startswith("Opened ")

@@ -66,7 +66,7 @@ async def test_an_opened_case_is_signed_shared_and_shows_its_status(node: NodeSe
     assert body["active"] == {"nodes": 0, "of": 0, "slowest_seconds": None}
     assert body["withdrawal"] is None
     words = status.plain_words()
-    assert words[0].startswith("Opened ") and "with 2 items; shared with the network" in words[0]
+    assert words[0].startswith("Opened ") and "with 2 items; signed and shared" in words[0]
     assert words[1:] == ["No other node is known to this one yet.",
                          "No organisation has reported back yet."]
     # typed as a person might: lower case, spaces, no hyphens
@@ -102,6 +102,8 @@ async def test_withdrawal_revokes_every_record_and_stops_matching(node: NodeServ
     assert sorted(t["record"] for t in revoke["targets"]) == sorted(opened.records)
     assert status.as_json()["withdrawal"]["signed"] is True
     assert status.plain_words()[-1].startswith("Withdrawn ")
+    assert status.plain_words()[-1].endswith("; it no longer matches at this node.")
+    assert status.plain_words()[1] == "No other node is known to this one yet."
     # a second withdrawal signs nothing more
     again = await node.withdraw_case(opened.reference, opened.pin, CLIENT)
     assert again.withdrawn_ms == status.withdrawn_ms

@@ -47,8 +47,8 @@ def test_the_withdrawal_sentence_names_the_slowest_and_the_unconfirmed_node() ->
                                 {"origin": B, "name": "helpline-nz", "actioned": 1,
                                  "confirmed": 1}]
     assert status.plain_words() == [
-        "Opened 2026-05-28 20:26 UTC with 3 items; shared with the network.",
-        "Active at 2 of 3 known nodes; slowest 0.9 s.",
+        "Opened 2026-05-28 20:26 UTC with 3 items; signed and shared.",
+        "Was active at 2 of 3 known nodes; slowest 0.9 s.",
         "Reported back: commission-au: actioned 1; helpline-nz: confirmed 1, actioned 1.",
         "Withdrawn 2026-05-28 21:26 UTC; stopped matching at 2 of 3 nodes; slowest 1.8 s; "
         "not yet confirmed: commission-fj, last seen 3 h ago.",
