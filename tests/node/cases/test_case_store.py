@@ -1,0 +1,69 @@
+"""The case verbs on both store backends: the SQLite file and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hashmesh.node.cases import CaseAccessError, CaseLockedError, CaseStateError
+from hashmesh.node.service import NodeService
+from hashmesh.node.store.interface import OriginFrozenError
+from hashmesh.protocol.records import Distribution, HashEntry, Item
+from tests.conftest import NodeDir
+from tests.node.store.test_contract import config_for
+
+
+def items(*seeds: int) -> list[Item]:
+    return [Item((HashEntry("pdq", random.Random(s).getrandbits(256).to_bytes(32, "big")
+                            .hex()),), "ncii") for s in seeds]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def node(request: pytest.FixtureRequest, node_dir: NodeDir
+               ) -> AsyncIterator[NodeService]:
+    node_dir.config_path.write_text(node_dir.config_path.read_text()
+                                    + "\n[cases]\npin_attempts = 2\n")
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    service = await NodeService.open(config_for(node_dir, url))
+    yield service
+    await service.close()
+
+
+async def test_a_case_from_opening_to_withdrawal(node: NodeService) -> None:
+    opened = await node.open_case(items(1, 2), Distribution(), "t")
+    assert (await node.case_status(opened.reference, opened.pin, "c")).state == "open"
+    withdrawn = await node.withdraw_case(opened.reference, opened.pin, "c")
+    assert withdrawn.state == "withdrawn" and withdrawn.withdrawal_signed
+
+    held = await node.open_case(items(3), Distribution(), "t", review=True)
+    [pending] = await node.pending_cases()
+    assert (await node.approve_case(pending.case_id, "t")).state == "open"
+    with pytest.raises(CaseStateError):
+        await node.reject_case(pending.case_id, "t")
+    assert (await node.case_status(held.reference, held.pin, "c")).records == 1
+
+
+async def test_wrong_pins_lock_on_both_backends(node: NodeService) -> None:
+    opened = await node.open_case(items(4), Distribution(), "t")
+    wrong = "00000000" if opened.pin != "00000000" else "11111111"
+    for _ in range(2):
+        with pytest.raises(CaseAccessError):
+            await node.case_status(opened.reference, wrong, "c")
+    with pytest.raises(CaseLockedError):
+        await node.case_status(opened.reference, opened.pin, "c")
+
+
+async def test_a_refused_signing_leaves_no_case(node: NodeService) -> None:
+    await node.store.write(lambda s: s.block_signing("a restored backup (test)"))
+    with pytest.raises(OriginFrozenError):
+        await node.open_case(items(5), Distribution(), "t")
+    assert await node.store.read(lambda s: s.cases_in_state("open")) == []
+    held = await node.open_case(items(6), Distribution(), "t", review=True)  # signs nothing
+    [pending] = await node.pending_cases()
+    with pytest.raises(OriginFrozenError):
+        await node.approve_case(pending.case_id, "t")
+    [still] = await node.pending_cases()  # the approval was undone whole
+    assert still.state == "pending_review" and still.records == []
+    assert (await node.case_status(held.reference, held.pin, "c")).state == "pending_review"
