@@ -253,3 +253,17 @@ async def test_a_case_is_capped_and_must_hold_something(node: NodeService) -> No
         await node.open_case(items(*range(90, 96)), Distribution(), "intake")
     with pytest.raises(CaseNotFoundError):
         await node.approve_case("0" * 24, "token:helpline")
+
+
+async def test_wrong_pins_sent_at_once_cannot_pass_the_limit_together(
+        node: NodeService) -> None:
+    """Each try is counted before its PIN is checked, so ten sent at the same moment get at
+    most ``pin_attempts`` (3) checks; the rest are refused as locked."""
+    import asyncio
+
+    opened = await node.open_case(items(100), Distribution(), "token:helpline")
+    wrong = "00000000" if opened.pin != "00000000" else "11111111"
+    outcomes = await asyncio.gather(*(node.case_status(opened.reference, wrong, f"192.0.2.{n}")
+                                      for n in range(10)), return_exceptions=True)
+    kinds = sorted(type(outcome).__name__ for outcome in outcomes)
+    assert kinds == ["CaseAccessError"] * 3 + ["CaseLockedError"] * 7
