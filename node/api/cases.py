@@ -15,10 +15,9 @@ import re
 from aiohttp import web
 
 from hashmesh.node.api.requests import parse_add
-from hashmesh.node.api.routes import ACTOR_KEY, SERVICE_KEY
-from hashmesh.node.runtime.web import ApiError, read_body
-from hashmesh.protocol import canonical
-from hashmesh.protocol.errors import EncodingError, SchemaError
+from hashmesh.node.api.routes import ACTOR_KEY, SERVICE_KEY, read_json
+from hashmesh.node.runtime.web import ApiError
+from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.fields import Fields
 
 PUBLIC_BODY_BYTES = 4_096
@@ -29,7 +28,7 @@ LANGUAGES = ("en", "fr")  # of CaseStatus.plain_words
 async def open_case(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     config = service.config
-    body = await _json(request, config.limits.max_body_bytes)
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise SchemaError("expected a JSON object", "body")
     review = body.pop("review", False)
@@ -81,7 +80,7 @@ def add_case_routes(app: web.Application) -> None:
 
 
 async def _credentials(request: web.Request) -> tuple[str, str, str]:
-    fields = Fields(await _json(request, PUBLIC_BODY_BYTES), "", frozenset(
+    fields = Fields(await read_json(request, PUBLIC_BODY_BYTES), "", frozenset(
         {"reference", "pin", "lang"}))
     reference = fields.string("reference", max_length=64)
     pin = fields.string("pin", max_length=64)
@@ -91,15 +90,6 @@ async def _credentials(request: web.Request) -> tuple[str, str, str]:
 
 def _status_response(status: dict[str, object], words: list[str]) -> web.Response:
     return web.json_response({**status, "words": words}, headers={"Cache-Control": "no-store"})
-
-
-async def _json(request: web.Request, limit: int) -> object:
-    body = await read_body(request, limit)
-    try:
-        return canonical.parse(body)
-    except EncodingError as exc:
-        raise ApiError(400, "MALFORMED_JSON", f"request body is not valid JSON: {exc.reason}",
-                       "body") from None
 
 
 def _case_id(request: web.Request) -> str:

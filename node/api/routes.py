@@ -180,9 +180,11 @@ def _route_name(request: web.Request) -> str:
     return (resource.name if resource is not None and resource.name else "unmatched")
 
 
-async def read_json(request: web.Request) -> object:
-    """The request body as strict JSON, within the configured size limit."""
-    limit = request.app[MATCHING_KEY].config.limits.max_body_bytes
+async def read_json(request: web.Request, limit: int | None = None) -> object:
+    """The request body as strict JSON, within ``limit`` bytes (default: the configured
+    ``[limits] max_body_bytes``)."""
+    if limit is None:
+        limit = request.app[MATCHING_KEY].config.limits.max_body_bytes
     body = await read_body(request, limit)
     try:
         return canonical.parse(body)
