@@ -67,3 +67,33 @@ async def test_a_refused_signing_leaves_no_case(node: NodeService) -> None:
     [still] = await node.pending_cases()  # the approval was undone whole
     assert still.state == "pending_review" and still.records == []
     assert (await node.case_status(held.reference, held.pin, "c")).state == "pending_review"
+
+
+async def test_a_case_survives_the_move_to_postgresql(node_dir: NodeDir, pg_url: str) -> None:
+    """``hashmesh migrate --to postgresql://…`` copies the case tables; with the same data
+    directory (its case-secret) the reference and PIN still open the case, and a lock holds."""
+    import dataclasses
+
+    from hashmesh.node.store.port import port_to_postgres
+
+    node_dir.config_path.write_text(node_dir.config_path.read_text()
+                                    + "\n[cases]\npin_attempts = 2\n")
+    config = node_dir.config()
+    lite = await NodeService.open(config)
+    try:
+        opened = await lite.open_case(items(7), Distribution(), "t")
+        locked = await lite.open_case(items(8), Distribution(), "t")
+        for _ in range(2):
+            with pytest.raises(CaseAccessError):
+                await lite.case_status(locked.reference, "99999999", "c")
+    finally:
+        await lite.close()
+    checks = port_to_postgres(config.db_path, pg_url)
+    assert {"cases", "case_attempts"} <= {check.table for check in checks}
+    moved = await NodeService.open(dataclasses.replace(config, store_url=pg_url))
+    try:
+        assert (await moved.case_status(opened.reference, opened.pin, "c")).state == "open"
+        with pytest.raises(CaseLockedError):
+            await moved.case_status(locked.reference, locked.pin, "c")
+    finally:
+        await moved.close()
