@@ -35,6 +35,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from hashmesh.node.config.node import redact_url as redact
+from hashmesh.node.store.cases import Attempt, AttemptLimit
 from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.pg_dialect import (
     LEADER_LOCK,
@@ -147,6 +148,29 @@ class PostgresStore(Store):
         self._unfenced = True
         try:
             super().audit_many(rows)
+        finally:
+            self._unfenced = False
+
+    # A person may check a case through any process of the node: counting and auditing the
+    # tries changes no log, so it needs no lease (a withdrawal signs, and does).
+    def case_attempt_begin(self, keys: dict[str, AttemptLimit], now_ms: int) -> Attempt:
+        with self._without_lease():
+            return super().case_attempt_begin(keys, now_ms)
+
+    def case_attempt_succeeded(self, reference_key: str, client_key: str) -> None:
+        with self._without_lease():
+            super().case_attempt_succeeded(reference_key, client_key)
+
+    def case_attempt_failed(self, actor: str, case_id: str | None,
+                            locked: dict[str, int]) -> None:
+        with self._without_lease():
+            super().case_attempt_failed(actor, case_id, locked)
+
+    @contextmanager
+    def _without_lease(self) -> Iterator[None]:
+        self._unfenced = True
+        try:
+            yield
         finally:
             self._unfenced = False
 

@@ -97,3 +97,36 @@ async def test_a_case_survives_the_move_to_postgresql(node_dir: NodeDir, pg_url:
             await moved.case_status(locked.reference, locked.pin, "c")
     finally:
         await moved.close()
+
+
+def test_a_process_without_the_lease_counts_tries_but_signs_no_case(pg_url: str) -> None:
+    """On a node of several PostgreSQL processes, any process may take a person's status
+    request (counting and auditing the tries changes no log); signing still needs the lease."""
+    from hashmesh.node.store.cases import AttemptLimit, CaseRow
+    from hashmesh.node.store.cluster import Cluster
+    from hashmesh.node.store.postgres import NotLeaderError, PostgresStore
+    from tests.protocol.builders import ROOT, add_body, pdq_hex
+
+    leader, follower = PostgresStore(pg_url), PostgresStore(pg_url)
+    leads, follows = Cluster(leader, "http://leader:1"), Cluster(follower, "http://follower:2")
+    try:
+        assert leads.try_lead() and not follows.try_lead()
+        limit = AttemptLimit(tries=2, lock_ms=1000, max_lock_ms=1000, forget_ms=1000)
+        assert follower.case_attempt_begin({"reference:x": limit}, 10).locked_ms == 0
+        follower.case_attempt_failed("client:c", None, {})
+        follower.case_attempt_succeeded("reference:x", "client:c")
+        assert follower.case_attempt_begin({"reference:y": limit}, 20).locks == ()
+        assert follower.case_attempt_begin({"reference:y": limit}, 30).locks == (
+            ("reference:y", 1000),)
+        assert follower.case_attempts(["reference:y"])["reference:y"][2] == 1030
+        row = CaseRow(case_id="c" * 24, ref_mac="m", pin_hash="h", state="open",
+                      opened_ms=1, opened_by="t", items=1)
+        with pytest.raises(NotLeaderError, match="the leader is http://leader:1"):
+            follower.case_open(row, signer=ROOT, origin=ROOT.id, bodies=[add_body(pdq_hex(1))],
+                               dist=Distribution(), actor="t")
+        assert follower.case("c" * 24) is None
+    finally:
+        leads.close()
+        follows.close()
+        leader.close()
+        follower.close()
