@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from hashmesh.node.cases import (
 )
 from hashmesh.node.matching.answers import HashQuery
 from hashmesh.node.service import NodeService
-from hashmesh.protocol.records import Distribution, HashEntry, Item, SignedRecord
+from hashmesh.protocol.records import Distribution, HashEntry, Item, SignedRecord, Target
 from tests.conftest import NodeDir
 
 CLIENT = "198.51.100.7"
@@ -77,7 +78,6 @@ async def test_an_opened_case_is_signed_shared_and_shows_its_status(node: NodeSe
 async def test_feedback_on_the_case_is_reported_per_organisation(node: NodeService) -> None:
     opened = await node.open_case(items(3, 4), Distribution(), "token:helpline")
     [record] = opened.records
-    from hashmesh.protocol.records import Target
     await node.feedback(Target(record, 0), "confirmed", None, "token:platform")
     await node.feedback(Target(record, 1), "actioned", None, "token:platform")
     status = await node.case_status(opened.reference, opened.pin, CLIENT)
@@ -257,8 +257,6 @@ async def test_wrong_pins_sent_at_once_cannot_pass_the_limit_together(
         node: NodeService) -> None:
     """Each try is counted before its PIN is checked, so ten sent at the same moment get at
     most ``pin_attempts`` (3) checks; the rest are refused as locked."""
-    import asyncio
-
     opened = await node.open_case(items(100), Distribution(), "token:helpline")
     wrong = "00000000" if opened.pin != "00000000" else "11111111"
     outcomes = await asyncio.gather(*(node.case_status(opened.reference, wrong, f"192.0.2.{n}")
