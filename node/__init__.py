@@ -8,6 +8,8 @@ Imports flow one way, top to bottom (``tests/test_layering.py`` holds it)::
     api         HTTP: local routes, request parsing, OpenAPI, app wiring, the server,
                 the match workers that serve the match routes on a port of their own
     service.py  the node's verbs: add, revoke, feedback, match, status
+    cases       a person's case: its records, reached with a reference and PIN (kept only
+                as an HMAC and an argon2id hash), its status, withdrawal and review queue
     federation  peers: pulling logs, signed requests, send/keep policy, the peer routes,
                 reloading peers.toml; it sees the service only as ``LocalNode``
     matching    image -> hashes, the in-memory index and its compiled kernels, match answers
@@ -19,5 +21,5 @@ Imports flow one way, top to bottom (``tests/test_layering.py`` holds it)::
     ...         hashmesh.protocol: the pure wire format (the repository's ``protocol/``)
 
 A module may import its own package and any layer below; never a layer above, nor a sibling
-of the same rank (``federation`` and ``matching``; ``config`` and ``runtime``).
+of the same rank (``cases``, ``federation`` and ``matching``; ``config`` and ``runtime``).
 """

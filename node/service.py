@@ -1,4 +1,4 @@
-"""What one node does, independent of HTTP: add, revoke, feedback, match, status.
+"""What one node does, independent of HTTP: add, revoke, feedback, match, status, cases.
 
 ``NodeService`` joins the config, the identity keys, the store and the in-memory matcher.
 Every write goes store-first: the record is signed and committed, then the matcher is
@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from hashmesh.node.cases import CaseDesk, CaseStatus, CaseSummary, OpenedCase
 from hashmesh.node.config.identity import Identity
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeersConfig
@@ -112,6 +113,12 @@ class NodeService:
         self.leads = True
         self.on_lead: Callable[[], Awaitable[None]] | None = None  # (re)start federation
         self.on_demote: Callable[[], None] | None = None  # stop pulling from peers
+        self.cases = CaseDesk(
+            config, store, commit_signed=self._commit_signed,
+            signer=lambda: (self.identity.signer, self.origin),
+            add_bodies=lambda items: [AddBody(batch) for batch in batch_items(
+                items, self.config.limits.max_items_per_record)],
+            known_origins=self.peer_origins, origin_name=self.origin_name)
 
     @classmethod
     async def open(cls, config: NodeConfig, identity: Identity | None = None) -> NodeService:
@@ -239,21 +246,57 @@ class NodeService:
             raise ForbiddenError("a key record needs the root key, which is offline; bring it "
                                  "back and use `hashmesh key rotate` (node stopped)", "keys.root")
 
+        return await self._commit_signed(lambda store: store.append_local_many(
+            signer=signer, origin=self.origin, bodies=bodies, dist=dist, actor=actor), actor)
+
+    async def _commit_signed(self, write: Callable[[NodeStore], tuple[list[SignedRecord],
+                                                                      Changes | None]],
+                             actor: str | None = None) -> list[SignedRecord]:
+        """Run a store write that signs records (``append_local_many``, the case verbs),
+        then bring the index in line and tell the peers. The case verbs log no actor: a
+        client's address beside a record id would tie a person to a case in the log."""
         def commit(store: NodeStore) -> list[SignedRecord]:
-            records, changes = store.append_local_many(
-                signer=signer, origin=self.origin, bodies=bodies, dist=dist, actor=actor)
-            self.queue_changes(changes)
+            records, changes = write(store)
+            if changes is not None:
+                self.queue_changes(changes)
             return records
 
         records = await self.store.write(commit)
         await self.apply_changes_soon()
         for record in records:
             self.metrics.records_signed.labels(record.head.type).inc()
-            log.info("signed %s seq=%d id=%s by %s", record.head.type, record.head.seq,
-                     record.id, actor)
-        if self.federation is not None:
+            log.info("signed %s seq=%d id=%s%s", record.head.type, record.head.seq, record.id,
+                     f" by {actor}" if actor else "")
+        if records and self.federation is not None:
             self.federation.notify_all()
         return records
+
+    # -- cases (node/cases/) ----------------------------------------------------------------
+
+    async def open_case(self, items: Sequence[Item], dist: Distribution, actor: str, *,
+                        review: bool = False) -> OpenedCase:
+        """Open a case for one person: its reference and PIN are in the answer only. With
+        ``review``, nothing is signed or shared until ``approve_case``."""
+        return await self.cases.open(items, dist, actor, review=review)
+
+    async def approve_case(self, case_id: str, actor: str) -> CaseSummary:
+        return await self.cases.approve(case_id, actor)
+
+    async def reject_case(self, case_id: str, actor: str) -> None:
+        await self.cases.reject(case_id, actor)
+
+    async def pending_cases(self) -> list[CaseSummary]:
+        return await self.cases.pending()
+
+    async def case_status(self, reference: str, pin: str, client: str) -> CaseStatus:
+        return await self.cases.status(reference, pin, client)
+
+    async def withdraw_case(self, reference: str, pin: str, client: str) -> CaseStatus:
+        return await self.cases.withdraw(reference, pin, client)
+
+    def peer_origins(self) -> list[str]:
+        """The origins of the configured peers (the peers.toml in force)."""
+        return [peer.origin.id for peer in self.peers if peer.origin is not None]
 
     async def _check_own_add(self, target: Target, path: str) -> None:
         entries = await self.store.read(lambda s: s.item_entries(target.record, target.item))

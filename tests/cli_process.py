@@ -39,8 +39,10 @@ class NodeProcess:
     """``hashmesh run`` in a child process, waited on until it answers /healthz."""
 
     def __init__(self, config: Path, url: str, log_path: Path,
-                 preexec_fn: Callable[[], object] | None = None) -> None:
+                 preexec_fn: Callable[[], object] | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.config = config
+        self.extra_args = extra_args  # more arguments of ``hashmesh run`` (--log-level DEBUG)
         self.url = url
         self.log_path = log_path
         self.preexec_fn = preexec_fn  # run in the child before exec (rlimits, signals)
@@ -48,7 +50,8 @@ class NodeProcess:
 
     def start(self, timeout: float = 30) -> NodeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-        self.process = subprocess.Popen([*hashmesh_command(), "run", "--config", str(self.config)],
+        self.process = subprocess.Popen([*hashmesh_command(), "run", "--config", str(self.config),
+                                         *self.extra_args],
                                         stdout=log, stderr=subprocess.STDOUT,
                                         preexec_fn=self.preexec_fn)
         log.close()

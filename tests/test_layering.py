@@ -2,7 +2,7 @@
 
 The layers, top to bottom (``node/__init__.py`` explains each)::
 
-    interop -> cli -> api -> service -> {federation, matching} -> store
+    interop -> cli -> api -> service -> {cases, federation, matching} -> store
         -> {config, runtime} -> protocol
 
 A module may import any layer below its own, and modules of its own package; never a layer
@@ -26,6 +26,7 @@ RANKS = {
     "hashmesh.node.config": 1,
     "hashmesh.node.runtime": 1,
     "hashmesh.node.store": 2,
+    "hashmesh.node.cases": 3,
     "hashmesh.node.federation": 3,
     "hashmesh.node.matching": 3,
     "hashmesh.node.service": 4,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hashmesh.node.api.openapi_cases import CASE_PATHS, CASE_SCHEMAS
 from hashmesh.node.api.openapi_interop import INTEROP_PATHS, INTEROP_SCHEMAS
 from hashmesh.node.config.node import LimitsConfig
 from hashmesh.node.service import VERSION
@@ -399,7 +400,7 @@ def openapi_document(limits: LimitsConfig | None = None) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "hashmesh node local API", "version": VERSION},
         "security": [{"bearer": []}],
-        "paths": _with_limits(copy.deepcopy({**PATHS, **INTEROP_PATHS}),
+        "paths": _with_limits(copy.deepcopy({**PATHS, **INTEROP_PATHS, **CASE_PATHS}),
                               limits or LimitsConfig()),
         "components": {
             "securitySchemes": {
@@ -409,7 +410,7 @@ def openapi_document(limits: LimitsConfig | None = None) -> dict[str, Any]:
                     "description": "RFC 9421 ed25519 signature by a configured peer's "
                                    "node key; see protocol/SPEC.md"},
             },
-            "schemas": {**SCHEMAS, **INTEROP_SCHEMAS},
+            "schemas": {**SCHEMAS, **INTEROP_SCHEMAS, **CASE_SCHEMAS},
             "responses": {
                 "BadRequest": _error_response("Malformed or invalid input"),
                 "Unauthorized": _error_response("Missing or unknown token"),

@@ -26,6 +26,13 @@ from hashmesh.node.api.requests import (
     parse_revoke,
     parse_thresholds,
 )
+from hashmesh.node.cases import (
+    CaseAccessError,
+    CaseError,
+    CaseLockedError,
+    CaseNotFoundError,
+    CaseStateError,
+)
 from hashmesh.node.matching.answers import Matching
 from hashmesh.node.matching.hasher import ImageError
 from hashmesh.node.matching.verdicts import MAX_CORROBORATION, Policy
@@ -52,7 +59,9 @@ MATCHING_KEY = web.AppKey("matching", Matching)
 ACTOR_KEY = web.RequestKey("actor", str)
 
 MAX_THRESHOLD = 256  # no hash has more bits; each type's own maximum is checked after
-PUBLIC_ROUTES = frozenset({"healthz", "healthz_signer", "openapi"})
+# case_status and case_withdraw take a case's reference and PIN instead of a token
+PUBLIC_ROUTES = frozenset({"healthz", "healthz_signer", "openapi", "case_status",
+                           "case_withdraw"})
 ROUTE_SCOPES = {
     "add": "write", "revoke": "write", "feedback": "write",
     "match": "read", "match_image": "read", "record": "read", "status": "read",
@@ -61,6 +70,9 @@ ROUTE_SCOPES = {
     "changes": "read", "taxii_discovery": "read", "taxii_root": "read",
     "taxii_collections": "read", "taxii_collection": "read", "taxii_objects": "read",
     "taxii_manifest": "read",
+    # node/api/cases.py (registered by app.py)
+    "case_open": "write", "case_pending": "write", "case_approve": "write",
+    "case_reject": "write",
 }
 
 
@@ -70,6 +82,8 @@ def classify(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, ProtocolError):
         return ApiError(400, exc.code, str(exc), exc.path)
+    if isinstance(exc, CaseError):
+        return _case_error(exc)
     if isinstance(exc, ImageError):
         return ApiError(422, ImageError.code, str(exc))
     if isinstance(exc, NotFoundError):
@@ -87,6 +101,23 @@ def classify(exc: BaseException) -> ApiError:
         code = exc.reason.upper().replace(" ", "_") if exc.reason else "HTTP_ERROR"
         return ApiError(exc.status, code, exc.text or exc.reason or code)
     return ApiError(500, "INTERNAL", "internal error; see the node's log")
+
+
+class RetryLaterError(ApiError):
+    """429 with the ``Retry-After`` a client should wait."""
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(429, code, message)
+        self.retry_after = retry_after
+
+
+def _case_error(exc: CaseError) -> ApiError:
+    if isinstance(exc, CaseLockedError):
+        return RetryLaterError(exc.code, str(exc), exc.retry_after_seconds)
+    status = (403 if isinstance(exc, CaseAccessError) else 404
+              if isinstance(exc, CaseNotFoundError) else 409
+              if isinstance(exc, CaseStateError) else 400)
+    return ApiError(status, exc.code, str(exc), exc.path)
 
 
 @web.middleware
@@ -113,7 +144,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if error.status >= 500:
             log.exception("unhandled error on %s %s", request.method, request.path)
         labelled(metrics.http_requests, route, str(error.status)).inc()
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        headers = ({"WWW-Authenticate": "Bearer"} if error.status == 401 else
+                   {"Retry-After": str(error.retry_after)}
+                   if isinstance(error, RetryLaterError) else None)
         return error_response(error.status, error.code, error.message, error.field, headers)
     labelled(metrics.http_requests, route, str(response.status)).inc()
     return response
@@ -147,9 +180,11 @@ def _route_name(request: web.Request) -> str:
     return (resource.name if resource is not None and resource.name else "unmatched")
 
 
-async def read_json(request: web.Request) -> object:
-    """The request body as strict JSON, within the configured size limit."""
-    limit = request.app[MATCHING_KEY].config.limits.max_body_bytes
+async def read_json(request: web.Request, limit: int | None = None) -> object:
+    """The request body as strict JSON, within ``limit`` bytes (default: the configured
+    ``[limits] max_body_bytes``)."""
+    if limit is None:
+        limit = request.app[MATCHING_KEY].config.limits.max_body_bytes
     body = await read_body(request, limit)
     try:
         return canonical.parse(body)

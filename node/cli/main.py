@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Federated hash-sharing node against non-consensual intimate image abuse.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for register in (_init, _run, _id, _hash, _add, _revoke, _feedback, _match, _status,
-                     _verify, _export, _import, _migrate, _peers, _key, _unfreeze):
+                     _case, _verify, _export, _import, _migrate, _peers, _key, _unfreeze):
         register(sub)
     return parser
 
@@ -167,6 +167,11 @@ def _add(sub: Sub) -> None:
     p.add_argument("--type", dest="default_type",
                    help="with --from: the hash type of lines that hold only a value")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _item_args(p)
+
+
+def _item_args(p: argparse.ArgumentParser) -> None:
+    """What every item added by ``add`` or ``case open`` shares, and how far it travels."""
     p.add_argument("--list", dest="list_name", help="list name (default: the node's default)")
     p.add_argument("--label", action="append", default=[], help="label (repeatable)")
     p.add_argument("--tier", default="victim_submitted",
@@ -216,6 +221,56 @@ def _match(sub: Sub) -> None:
 def _status(sub: Sub) -> None:
     p = _command(sub, "status", "remote.status", "show the running node's status")
     _client_args(p)
+
+
+def _case(sub: Sub) -> None:
+    p = sub.add_parser(
+        "case", help="open a case for one person; its status and withdrawal by reference and PIN",
+        description="A case groups the records made for one person. Opening one gives a case "
+                    "reference and a PIN, shown once: with both, and no account, the person "
+                    "(or a helpline for them) sees where the case is active and withdraws it. "
+                    "The node keeps neither in clear.")
+    cases = p.add_subparsers(title="case commands", metavar="ACTION")
+    opening = _command(
+        cases, "open", "cases.open_case", "open a case from images (hashed here) or hashes",
+        "Each image file, and each TYPE:VALUE argument, becomes one item of the case. Images "
+        "are hashed on this machine; only hashes are sent. Prints the case reference and PIN "
+        "once: give them to the person, who needs both to check or withdraw the case.")
+    _client_args(opening)
+    opening.add_argument("inputs", nargs="+", metavar="FILE|DIR|TYPE:VALUE")
+    opening.add_argument("--review", action="store_true",
+                         help="hold the case for review: nothing is signed or shared until "
+                              "`hashmesh case approve`")
+    opening.add_argument("--json", action="store_true", help="print the answer as JSON")
+    _item_args(opening)
+    for name, handler, text in (
+            ("status", "cases.case_status",
+             "where a case is active, what was reported back, how far a withdrawal has gone"),
+            ("withdraw", "cases.withdraw_case",
+             "withdraw a case: every node is asked to stop matching its images (final)")):
+        action = _command(cases, name, handler, text,
+                          f"{text[0].upper()}{text[1:]}. Asks for the PIN (it is never taken as "
+                          "an argument, which other users of the machine could see). Needs no "
+                          "API token.")
+        _config_arg(action)
+        action.add_argument("--url", help="node URL (default: the config's listen address)")
+        action.add_argument("reference", metavar="REFERENCE",
+                            help="the case reference, e.g. 7KQ2-M9XD-4HTR-B3ZP")
+        action.add_argument("--pin-stdin", action="store_true",
+                            help="read the PIN from the first line of standard input")
+        action.add_argument("--json", action="store_true", help="print the status as JSON")
+        action.add_argument("--lang", default="en", choices=["en", "fr"],
+                            help="language of the plain-words status (default: en)")
+    pending = _command(cases, "pending", "cases.pending",
+                       "list the cases waiting for review (opened with review on)")
+    _client_args(pending)
+    for name, handler, text in (
+            ("approve", "cases.approve", "sign and share a case waiting for review"),
+            ("reject", "cases.reject", "discard a case waiting for review, with its hashes")):
+        action = _command(cases, name, handler, text)
+        _client_args(action)
+        action.add_argument("case_id", metavar="CASE_ID",
+                            help="the case's id from `hashmesh case pending` (not its reference)")
 
 
 def _verify(sub: Sub) -> None:

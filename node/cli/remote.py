@@ -17,16 +17,20 @@ from hashmesh.protocol.hashtypes import get_hash_type
 
 def client_for(args: argparse.Namespace) -> LocalClient:
     """A client for the node named by ``--url``/``--token`` or by the config file."""
-    url, token = args.url, args.token
-    if url is None or token is None:
-        config = load_node_config(args.config)
-        if url is None:
-            host = config.listen.host
-            host = "127.0.0.1" if host in WILDCARD_HOSTS else host
-            url = f"{'https' if config.tls else 'http'}://{host}:{config.listen.port}"
-        if token is None:
-            token = _read_cli_token(cli_token_path(args.config))
-    return LocalClient(url, token)
+    token = args.token
+    if token is None:
+        token = _read_cli_token(cli_token_path(args.config))
+    return LocalClient(node_url(args), token)
+
+
+def node_url(args: argparse.Namespace) -> str:
+    """The local API's URL: ``--url``, else the config's listen address."""
+    if args.url is not None:
+        return str(args.url)
+    config = load_node_config(args.config)
+    host = config.listen.host
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"{'https' if config.tls else 'http'}://{host}:{config.listen.port}"
 
 
 def _read_cli_token(path: Path) -> str:

@@ -167,6 +167,25 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class CasesConfig:
+    """``[cases]``: the limits on opening and reaching cases (``node/cases/``).
+
+    A reference gets ``pin_attempts`` wrong PINs, then locks for ``lockout_seconds``, twice
+    as long at each lock after that, up to ``max_lockout_seconds``; a correct PIN clears it.
+    One client address gets ``client_attempts`` wrong tries (on any references) within
+    ``client_window_seconds``. With 8-digit PINs and the defaults, someone who holds a
+    reference guesses its PIN within a year with a chance of about 2 in 100,000.
+    """
+
+    pin_attempts: int = 5
+    lockout_seconds: int = 900
+    max_lockout_seconds: int = 86_400
+    client_attempts: int = 30
+    client_window_seconds: int = 3_600
+    max_items: int = 1_000  # items (images or hashes) in one case
+
+
+@dataclass(frozen=True)
 class FederationConfig:
     """Where the peers file is; ``peers_file_is_default`` allows it to be absent (no peers)."""
 
@@ -204,6 +223,8 @@ class NodeConfig:
     text: str = field(default="", repr=False, compare=False)
     # ``[store] url``: None is the embedded SQLite file in data_dir (node/store/interface.py)
     store_url: str | None = None
+    # ``[cases]``: PIN attempts, lockouts and the size of a case
+    cases: CasesConfig = field(default_factory=CasesConfig)
 
     @property
     def db_path(self) -> Path:
@@ -259,7 +280,8 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     """Validate an already-parsed ``node.toml`` document that lives at ``path``."""
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
-                           "match_workers", "limits", "federation", "log", "store"},
+                           "match_workers", "limits", "federation", "log", "store",
+                           "cases"},
                           what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
@@ -298,11 +320,12 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
                           log.at("format"))
     store = top.table("store", {"url"})
     store_url = check_store_url(store.string("url"), store.at("url")) if store.has("url") else None
+    cases = _parse_cases(top.table("cases", set(CasesConfig.__dataclass_fields__)))
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics,
-                      log_format=log_format, store_url=store_url)
+                      log_format=log_format, store_url=store_url, cases=cases)
 
 
 STORE_URL_SCHEMES = ("postgresql://", "postgres://", "sqlite:")
@@ -445,6 +468,22 @@ def _parse_limits(limits: Table) -> LimitsConfig:
                                               default=d.wal_checkpoint_seconds),
         max_nonces_per_peer=limits.integer("max_nonces_per_peer", 1, 1_000_000,
                                            default=d.max_nonces_per_peer),
+    )
+
+
+def _parse_cases(cases: Table) -> CasesConfig:
+    d = CasesConfig()
+    lockout = cases.integer("lockout_seconds", 1, 7 * 86_400, default=d.lockout_seconds)
+    return CasesConfig(
+        pin_attempts=cases.integer("pin_attempts", 1, 100, default=d.pin_attempts),
+        lockout_seconds=lockout,
+        max_lockout_seconds=cases.integer("max_lockout_seconds", lockout, 365 * 86_400,
+                                          default=max(lockout, d.max_lockout_seconds)),
+        client_attempts=cases.integer("client_attempts", 1, 100_000,
+                                      default=d.client_attempts),
+        client_window_seconds=cases.integer("client_window_seconds", 1, 7 * 86_400,
+                                            default=d.client_window_seconds),
+        max_items=cases.integer("max_items", 1, 100_000, default=d.max_items),
     )
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import psycopg
 
+from hashmesh.node.store.cases import CASE_TABLES
 from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.schema import SCHEMA_VERSION, SchemaVersionError
 
@@ -113,14 +114,14 @@ BEGIN
 END $$;
 CREATE OR REPLACE TRIGGER entries_notify AFTER INSERT OR UPDATE ON entries
     FOR EACH STATEMENT EXECUTE FUNCTION hashmesh_notify();
-"""
+""" + "".join(f"{statement};\n" for statement in CASE_TABLES)  # node/store/cases.py
 
 # Every table and its primary key, in the order a copy fills them (``node/store/port.py``).
 TABLES: dict[str, tuple[str, ...]] = {
     "records": ("num",), "entries": ("id",), "origins": ("origin",),
     "revoked": ("origin", "ref"), "feedback": ("origin", "target"), "keys": ("origin", "key"),
     "cursors": ("peer", "origin"), "audit": ("id",), "evidence": ("id",), "meta": ("key",),
-    "changes": ("seq",),
+    "changes": ("seq",), "cases": ("case_id",), "case_attempts": ("key",),
 }
 # Identity columns, which continue after a copy (``port.py``): table -> column.
 IDENTITIES = {"audit": "id", "evidence": "id", "changes": "seq"}

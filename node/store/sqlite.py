@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hashmesh.node.store import changes as change_log
+from hashmesh.node.store.cases import CaseTables
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
 from hashmesh.protocol.evidence import Evidence
@@ -164,7 +165,7 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class Store:
+class Store(CaseTables):
     """Synchronous store. Write methods must run on one thread (``AsyncStore`` ensures it)."""
 
     def __init__(self, path: Path, *, follower: bool = False) -> None:
@@ -244,24 +245,32 @@ class Store:
         also faster: a bulk add of 1M hashes is ~3,900 records, and a commit each cost ~10 ms
         of the ~58 ms a record took.
         """
+        with self.transaction() as conn:
+            return self._sign_local(conn, signer=signer, origin=origin, bodies=bodies,
+                                    dist=dist, actor=actor, ts=ts)
+
+    def _sign_local(self, conn: sqlite3.Connection, *, signer: SigningKey, origin: str,
+                    bodies: Sequence[Body], dist: Distribution | None, actor: str,
+                    ts: int | None = None) -> tuple[list[SignedRecord], Changes]:
+        """``append_local_many`` inside a transaction the caller holds (the case verbs sign
+        and change their case row in one transaction, ``node/store/cases.py``)."""
         records: list[SignedRecord] = []
         changes = Changes()
-        with self.transaction() as conn:
-            self._check_not_frozen(conn, origin)
-            blocked = conn.execute(
-                "SELECT value FROM meta WHERE key='signing_blocked'").fetchone()
-            if blocked is not None:
-                raise OriginFrozenError(f"signing is blocked: {blocked[0]}; resolve it, then "
-                                        "run `hashmesh unfreeze`")
-            head = _head(conn, origin)
-            for body in bodies:
-                record = append(head, signer=signer, origin=origin, body=body,
-                                now_ms=now_ms() if ts is None else ts, dist=dist)
-                changes.extend(self._insert(conn, record, source="local"))
-                self._audit(conn, actor, f"sign_{record.head.type}",
-                            {"record": record.id, "seq": record.head.seq})
-                records.append(record)
-                head = LogHead.of(record)
+        self._check_not_frozen(conn, origin)
+        blocked = conn.execute(
+            "SELECT value FROM meta WHERE key='signing_blocked'").fetchone()
+        if blocked is not None:
+            raise OriginFrozenError(f"signing is blocked: {blocked[0]}; resolve it, then "
+                                    "run `hashmesh unfreeze`")
+        head = _head(conn, origin)
+        for body in bodies:
+            record = append(head, signer=signer, origin=origin, body=body,
+                            now_ms=now_ms() if ts is None else ts, dist=dist)
+            changes.extend(self._insert(conn, record, source="local"))
+            self._audit(conn, actor, f"sign_{record.head.type}",
+                        {"record": record.id, "seq": record.head.seq})
+            records.append(record)
+            head = LogHead.of(record)
         return records, changes
 
     def checkpoint(self) -> tuple[int, int, int]:
@@ -766,6 +775,16 @@ class Store:
         conn.execute(
             "INSERT INTO cursors (peer, origin, seq) VALUES (?,?,?) ON CONFLICT(peer, origin) "
             "DO UPDATE SET seq=MAX(cursors.seq, excluded.seq)", (peer, origin, seq))
+
+    # --- receipts: stand-in until the receipts branch lands ---
+    def receipts_for(self, record_ids: Sequence[str]) -> list[Any]:
+        return []
+
+    def receipts_between(self, start_ms: int, end_ms: int) -> list[Any]:
+        return []
+
+    def receipt_nodes(self) -> dict[str, int]:
+        return {}
 
 
 def id_key(record_id: str) -> int:
