@@ -11,6 +11,7 @@ Imports flow one way, top to bottom (``tests/test_layering.py`` holds it)::
     federation  peers: pulling logs, signed requests, send/keep policy, the peer routes,
                 reloading peers.toml; it sees the service only as ``LocalNode``
     matching    image -> hashes, the in-memory index and its compiled kernels, match answers
+    cases       a victim's case: its items, reference and PIN, review, status, withdrawal
     store       the store interface and its SQLite and PostgreSQL backends, schema, migration,
                 the signer lease and change feed of a node on several processes
     config      node.toml, peers.toml, the TOML reader, key files, the node's identity

@@ -17,6 +17,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from hashmesh.node.cases import (  # cases stand-in
+    CaseStatus,
+    CaseSummary,
+    OpenedCase,
+    StandInCases,
+)
 from hashmesh.node.config.identity import Identity
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeersConfig
@@ -490,6 +496,36 @@ class NodeService:
     async def match_image(self, data: bytes, thresholds: dict[str, int],
                           lists: frozenset[str] | None, actor: str) -> dict[str, Any]:
         return await self.matching.match_image(data, thresholds, lists, actor)
+
+    # --- cases: stand-in until the cases branch lands ---
+    @property
+    def _cases(self) -> StandInCases:
+        if not hasattr(self, "_stand_in_cases"):
+            async def add(items: Sequence[Item], dist: Distribution, actor: str) -> list[str]:
+                return [record.id for record in await self.add(items, dist, actor)]
+
+            async def revoke(targets: Sequence[Target], reason: str) -> None:
+                await self.revoke(targets, reason, "case")
+
+            self._stand_in_cases = StandInCases(add, revoke)
+        return self._stand_in_cases
+
+    async def open_case(self, items: Sequence[Item], dist: Distribution, actor: str, *,
+                        review: bool = False) -> OpenedCase:
+        return await self._cases.open_case(items, dist, actor, review=review)
+
+    async def approve_case(self, case_id: str, actor: str) -> CaseSummary:
+        return await self._cases.approve_case(case_id, actor)
+
+    async def pending_cases(self) -> list[CaseSummary]:
+        return await self._cases.pending_cases()
+
+    async def case_status(self, reference: str, pin: str, client: str) -> CaseStatus:
+        return await self._cases.case_status(reference, pin, client)
+
+    async def withdraw_case(self, reference: str, pin: str, client: str) -> CaseStatus:
+        return await self._cases.withdraw_case(reference, pin, client)
+    # --- end of the cases stand-in ---
 
 
 async def _warm_up_kernel() -> None:

@@ -28,6 +28,7 @@ RANKS = {
     "hashmesh.node.store": 2,
     "hashmesh.node.federation": 3,
     "hashmesh.node.matching": 3,
+    "hashmesh.node.cases": 3,
     "hashmesh.node.service": 4,
     "hashmesh.node.api": 5,
     "hashmesh.node.cli": 6,
