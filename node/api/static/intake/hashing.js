@@ -32,9 +32,14 @@ export async function digestFile(file, onProgress = () => {}, isCancelled = () =
   return { md5: md5.digest("hex"), sha256: sha256.digest("hex") };
 }
 
-/** Decode an image upright (EXIF orientation applied); throws if it is not one. */
+/** Decode an image upright (EXIF orientation applied); throws if it is not one. An embedded
+ * colour profile is not applied: the node's decoder (Pillow) ignores it too, so both hash the
+ * same pixels. */
 export async function decodeImage(blob) {
-  const bitmap = await createImageBitmap(blob, { imageOrientation: "from-image" });
+  const bitmap = await createImageBitmap(blob, {
+    imageOrientation: "from-image",
+    colorSpaceConversion: "none",
+  });
   if (bitmap.width * bitmap.height > MAX_PIXELS) {
     bitmap.close();
     throw new Error("too many pixels");
