@@ -140,7 +140,7 @@ def test_md5_and_sha256_are_streamed_in_chunks_and_agree_with_hashlib(
 
 def choose_and_send(page: Any, files: list[Path]) -> dict[str, str]:
     page.set_input_files("#files", [str(f) for f in files])
-    page.wait_for_function("!document.querySelector('#send').disabled")
+    page.wait_for_function("() => !document.querySelector('#send').disabled")
     return {"summary": page.inner_text("#send-summary")}
 
 
@@ -205,7 +205,7 @@ def test_only_the_json_of_hashes_leaves_the_page(page: Any, intake_node: dict[st
     page.fill("#reference", opened["reference"])
     page.fill("#pin", "99999999")
     page.click("button:has-text('Withdraw')")
-    page.wait_for_function("document.querySelector('#message').textContent.length > 0")
+    page.wait_for_function("() => document.querySelector('#message').textContent.length > 0")
     assert "do not match" in page.inner_text("#message")
     page.screenshot(path=str(shots / "intake-wrong-pin.png"), full_page=True)
 
@@ -220,10 +220,10 @@ def test_a_file_that_is_neither_photo_nor_video_is_refused_and_can_be_removed(
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     page.set_input_files("#files", [str(broken)])
-    page.wait_for_function("document.querySelector('#message').textContent.includes('read')")
+    page.wait_for_function("() => document.querySelector('#message').textContent.includes('read')")
     assert page.query_selector_all("li.file") == []
     page.set_input_files("#files", [str(PHOTO)])
-    page.wait_for_function("!document.querySelector('#send').disabled")
+    page.wait_for_function("() => !document.querySelector('#send').disabled")
     page.click("li.file button.remove")
     assert page.query_selector_all("li.file") == [] and page.is_hidden("#confirm")
 
@@ -279,7 +279,7 @@ def test_axe_finds_no_accessibility_violations(browser: Any, intake_node: dict[s
     page.fill("#reference", "HM-NOPE")
     page.fill("#pin", "1")
     page.press("#pin", "Enter")
-    page.wait_for_function("document.querySelector('#message').textContent.length > 0")
+    page.wait_for_function("() => document.querySelector('#message').textContent.length > 0")
     found["status error"] = run_axe(page)
     context.close()
     assert all(v == [] for v in found.values()), found
@@ -295,7 +295,7 @@ def test_the_page_can_be_used_with_the_keyboard_alone(page: Any, intake_node: di
                                    "document.activeElement.textContent.trim()"))
     assert order[0] == "quick-exit" and "files" in order
     page.set_input_files("#files", [str(PHOTO)])
-    page.wait_for_function("!document.querySelector('#send').disabled")
+    page.wait_for_function("() => !document.querySelector('#send').disabled")
     page.focus("#files")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "remove"
