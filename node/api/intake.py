@@ -27,7 +27,6 @@ import json
 import logging
 import secrets
 from importlib import resources
-from typing import Any
 
 import jinja2
 from aiohttp import web
@@ -40,7 +39,7 @@ from hashmesh.node.api.intake_input import (
 from hashmesh.node.api.intake_text import LANGUAGES, TEXT, choose_language
 from hashmesh.node.api.page import cookie_flags, same_secret
 from hashmesh.node.cases import CaseAccessError, CaseLimitError, CaseLockedError
-from hashmesh.node.runtime.web import ApiError, error_response, read_body
+from hashmesh.node.runtime.web import ApiError, Handler, error_response, read_body
 from hashmesh.node.service import NodeService
 from hashmesh.protocol.records import Distribution
 
@@ -186,7 +185,7 @@ async def _case_verb(request: web.Request, *, withdraw: bool) -> web.Response:
 
 
 @web.middleware
-async def intake_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def intake_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Errors as the node's JSON shape, with the page's headers; a 429 says when to retry.
     Nothing about the request (a reference, a PIN, a hash) is logged."""
     try:

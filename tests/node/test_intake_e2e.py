@@ -31,11 +31,9 @@ from hashmesh.node.service import NodeService
 from tests.cli_process import NodeProcess, run_cli, run_json
 from tests.conftest import free_port
 from tests.node.intake_browser import (
-    browser,  # noqa: F401 - module fixture
     digests,
     sample_photos,
     screenshot_dir,
-    video,  # noqa: F401 - module fixture
 )
 
 pytestmark = [pytest.mark.serial, pytest.mark.needs_cases]
@@ -122,7 +120,7 @@ def matches_on_b(node: dict[str, Any], *queries: str | Path) -> bool:
 
 
 def test_open_approve_match_on_a_peer_withdraw_and_the_match_stops(
-        peered: dict[str, Any], browser: Any, video: Path, tmp_path: Path) -> None:  # noqa: F811
+        peered: dict[str, Any], browser: Any, video: Path, tmp_path: Path) -> None:
     a: InProcessNode = peered["a"]
     assert a.service is not None
     resized = tmp_path / "china_small.jpg"

@@ -25,15 +25,12 @@ from PIL import Image, ImageOps
 
 from tests.node.intake_browser import (
     b64,
-    browser,  # noqa: F401 - module fixture
     digests,
     distance,
-    intake_node,  # noqa: F401 - module fixture
     node_pdq,
     run_axe,
     sample_photos,
     screenshot_dir,
-    video,  # noqa: F401 - module fixture
 )
 
 pytestmark = pytest.mark.serial
@@ -51,7 +48,7 @@ HASH_BLOB = """async ({data, type}) => {
 
 
 @pytest.fixture
-def page(browser: Any, intake_node: dict[str, Any]) -> Any:  # noqa: F811
+def page(browser: Any, intake_node: dict[str, Any]) -> Any:
     context = browser.new_context(viewport={"width": 1000, "height": 900})
     page = context.new_page()
     yield page
@@ -59,7 +56,7 @@ def page(browser: Any, intake_node: dict[str, Any]) -> Any:  # noqa: F811
 
 
 def test_pdq_of_the_same_pixels_is_the_reference_hash(page: Any,
-                                                      intake_node: dict[str, Any]) -> None:  # noqa: F811
+                                                      intake_node: dict[str, Any]) -> None:
     page.goto(intake_node["intake"] + "/")
     distances = []
     for path in sample_photos():
@@ -78,7 +75,7 @@ def test_pdq_of_the_same_pixels_is_the_reference_hash(page: Any,
 
 
 def test_pdq_of_photos_decoded_by_the_browser_agrees_with_the_node(
-        page: Any, intake_node: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+        page: Any, intake_node: dict[str, Any], tmp_path: Path) -> None:
     page.goto(intake_node["intake"] + "/")
     photos = sample_photos()
     # and one large enough that both sides box-reduce it before hashing (4 x 512 px)
@@ -96,7 +93,7 @@ def test_pdq_of_photos_decoded_by_the_browser_agrees_with_the_node(
 
 
 def test_exif_orientation_is_applied_before_hashing(page: Any, intake_node: dict[str, Any],
-                                                     tmp_path: Path) -> None:  # noqa: F811
+                                                     tmp_path: Path) -> None:
     upright = Image.open(PHOTO).convert("RGB")
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # as a camera held sideways stores it
     exif = Image.Exif()
@@ -113,7 +110,7 @@ def test_exif_orientation_is_applied_before_hashing(page: Any, intake_node: dict
 
 
 def test_md5_and_sha256_are_streamed_in_chunks_and_agree_with_hashlib(
-        page: Any, intake_node: dict[str, Any], video: Path) -> None:  # noqa: F811
+        page: Any, intake_node: dict[str, Any], video: Path) -> None:
     import hashlib
 
     page.goto(intake_node["intake"] + "/")
@@ -144,8 +141,8 @@ def choose_and_send(page: Any, files: list[Path]) -> dict[str, str]:
     return {"summary": page.inner_text("#send-summary")}
 
 
-def test_only_the_json_of_hashes_leaves_the_page(page: Any, intake_node: dict[str, Any],  # noqa: F811
-                                                  video: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_only_the_json_of_hashes_leaves_the_page(page: Any, intake_node: dict[str, Any],
+                                                  video: Path, tmp_path: Path) -> None:
     requests: list[Any] = []
     page.on("request", lambda request: requests.append(request))
     shots = screenshot_dir(tmp_path)
@@ -211,7 +208,7 @@ def test_only_the_json_of_hashes_leaves_the_page(page: Any, intake_node: dict[st
 
 
 def test_a_file_that_is_neither_photo_nor_video_is_refused_and_can_be_removed(
-        page: Any, intake_node: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+        page: Any, intake_node: dict[str, Any], tmp_path: Path) -> None:
     page.goto(intake_node["intake"] + "/")
     text = tmp_path / "notes.txt"
     text.write_text("hello")
@@ -229,7 +226,7 @@ def test_a_file_that_is_neither_photo_nor_video_is_refused_and_can_be_removed(
 
 
 def test_quick_exit_leaves_for_a_neutral_site_and_replaces_history(
-        page: Any, intake_node: dict[str, Any]) -> None:  # noqa: F811
+        page: Any, intake_node: dict[str, Any]) -> None:
     page.route("https://www.google.com/**", lambda route: route.fulfill(
         status=200, content_type="text/html", body="<title>neutral</title>"))
     page.goto(intake_node["intake"] + "/status")
@@ -243,7 +240,7 @@ def test_quick_exit_leaves_for_a_neutral_site_and_replaces_history(
     assert not page.url.startswith(intake_node["intake"])
 
 
-def test_pages_speak_english_or_spanish(browser: Any, intake_node: dict[str, Any],  # noqa: F811
+def test_pages_speak_english_or_spanish(browser: Any, intake_node: dict[str, Any],
                                        tmp_path: Path) -> None:
     context = browser.new_context(locale="es-ES", extra_http_headers={
         "Accept-Language": "es-ES,es;q=0.9"})
@@ -260,8 +257,8 @@ def test_pages_speak_english_or_spanish(browser: Any, intake_node: dict[str, Any
     context.close()
 
 
-def test_axe_finds_no_accessibility_violations(browser: Any, intake_node: dict[str, Any],  # noqa: F811
-                                               video: Path) -> None:  # noqa: F811
+def test_axe_finds_no_accessibility_violations(browser: Any, intake_node: dict[str, Any],
+                                               video: Path) -> None:
     context = browser.new_context(bypass_csp=True)
     page = context.new_page()
     base = intake_node["intake"]
@@ -285,8 +282,8 @@ def test_axe_finds_no_accessibility_violations(browser: Any, intake_node: dict[s
     assert all(v == [] for v in found.values()), found
 
 
-def test_the_page_can_be_used_with_the_keyboard_alone(page: Any, intake_node: dict[str, Any],  # noqa: F811
-                                                        video: Path) -> None:  # noqa: F811
+def test_the_page_can_be_used_with_the_keyboard_alone(page: Any, intake_node: dict[str, Any],
+                                                        video: Path) -> None:
     page.goto(intake_node["intake"] + "/")
     order = []
     for _ in range(8):

@@ -150,6 +150,8 @@ async function send() {
     document.getElementById("choose-step").hidden = true;
     document.getElementById("reference").textContent = opened.reference;
     document.getElementById("pin").textContent = opened.pin;
+    // shown once: switching language now would reload the page and lose them
+    document.querySelector("nav.langs").hidden = true;
     const done = document.getElementById("done");
     done.hidden = false;
     done.focus();
