@@ -278,8 +278,14 @@ def test_axe_finds_no_accessibility_violations(browser: Any, intake_node: dict[s
     page.press("#pin", "Enter")
     page.wait_for_function("() => document.querySelector('#message').textContent.length > 0")
     found["status error"] = run_axe(page)
+    # the checker itself works: an unlabelled field and grey-on-grey text are found
+    page.evaluate("""() => { const input = document.createElement('input');
+      const faint = document.createElement('p'); faint.textContent = 'faint';
+      faint.style.color = '#ccc'; document.querySelector('main').append(input, faint); }""")
+    planted = {v["id"] for v in run_axe(page)}
     context.close()
     assert all(v == [] for v in found.values()), found
+    assert {"label", "color-contrast"} <= planted, planted
 
 
 def test_the_page_can_be_used_with_the_keyboard_alone(page: Any, intake_node: dict[str, Any],
