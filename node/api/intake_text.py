@@ -28,6 +28,8 @@ TEXT: dict[str, dict[str, str]] = {
         "what_is_sent": "What will be sent",
         "send_summary": "{hashes} fingerprints of {files} files. Your files stay on this "
                         "device and are not sent.",
+        "send_summary_one": "{hashes} fingerprints of 1 file. Your file stays on this device "
+                            "and is not sent.",
         "send": "Send the fingerprints",
         "sending": "Sending…",
         "done_title": "Your case is open",
@@ -80,6 +82,8 @@ TEXT: dict[str, dict[str, str]] = {
         "what_is_sent": "Qué se enviará",
         "send_summary": "{hashes} huellas de {files} archivos. Tus archivos se quedan en este "
                         "dispositivo y no se envían.",
+        "send_summary_one": "{hashes} huellas de 1 archivo. Tu archivo se queda en este "
+                            "dispositivo y no se envía.",
         "send": "Enviar las huellas",
         "sending": "Enviando…",
         "done_title": "Tu caso está abierto",

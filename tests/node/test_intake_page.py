@@ -289,7 +289,7 @@ def test_axe_finds_no_accessibility_violations(browser: Any, intake_node: dict[s
 
 
 def test_the_page_can_be_used_with_the_keyboard_alone(page: Any, intake_node: dict[str, Any],
-                                                        video: Path) -> None:
+                                                        tmp_path: Path) -> None:
     page.goto(intake_node["intake"] + "/")
     order = []
     for _ in range(8):
@@ -299,6 +299,8 @@ def test_the_page_can_be_used_with_the_keyboard_alone(page: Any, intake_node: di
     assert order[0] == "quick-exit" and "files" in order
     page.set_input_files("#files", [str(PHOTO)])
     page.wait_for_function("() => !document.querySelector('#send').disabled")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "intake-phone.png"), full_page=True)
     page.focus("#files")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "remove"

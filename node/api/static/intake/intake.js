@@ -64,7 +64,7 @@ function renderSummary() {
   document.getElementById("none-chosen").hidden = entries.length > 0;
   document.getElementById("confirm").hidden = ready.length === 0;
   document.getElementById("send-summary").textContent =
-    t("send_summary", { hashes: count, files: ready.length });
+    t(ready.length === 1 ? "send_summary_one" : "send_summary", { hashes: count, files: ready.length });
   document.getElementById("send").disabled = hashing || count === 0 || count > max;
   if (count > max) message().textContent = t("err_too_many", { max });
   else if (message().dataset.kind === "limit") message().textContent = "";
