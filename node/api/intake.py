@@ -94,6 +94,12 @@ INTAKE_KEY = web.AppKey("intake", Intake)
 
 
 def _client(request: web.Request) -> str:
+    """The address limits count: the peer's, or behind a proxy the one the proxy added last
+    to ``X-Forwarded-For`` (earlier entries are the client's word and not trusted)."""
+    if request.app[INTAKE_KEY].config.behind_proxy:
+        forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
+        if forwarded:
+            return forwarded[:64]
     return request.remote or "unknown"
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hashmesh.node.config.toml_reader import ConfigError, Table
 
 INTAKE_KEYS = frozenset({"enabled", "host", "port", "review", "max_hashes_per_case",
-                         "requests_per_minute", "cases_per_hour"})
+                         "requests_per_minute", "cases_per_hour", "behind_proxy"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,9 @@ class IntakeConfig:
     max_hashes_per_case: int = 60
     requests_per_minute: int = 30
     cases_per_hour: int = 5
+    # behind a reverse proxy, every request comes from the proxy: then the address the
+    # limits count is the last one in X-Forwarded-For (the one the proxy itself added)
+    behind_proxy: bool = False
 
 
 def parse_intake(table: Table, default_host: str, taken: dict[int, str]) -> IntakeConfig:
@@ -44,4 +47,5 @@ def parse_intake(table: Table, default_host: str, taken: dict[int, str]) -> Inta
         requests_per_minute=table.integer("requests_per_minute", 1, 100_000,
                                           default=d.requests_per_minute),
         cases_per_hour=table.integer("cases_per_hour", 1, 100_000, default=d.cases_per_hour),
+        behind_proxy=table.boolean("behind_proxy", default=d.behind_proxy),
     )

@@ -170,3 +170,18 @@ def test_the_language_is_chosen_by_query_then_browser_then_english() -> None:
     assert choose_language(None, None) == "en"
     for lang, text in TEXT.items():
         assert text.keys() == TEXT["en"].keys(), lang
+
+
+async def test_behind_a_proxy_the_limits_count_the_address_the_proxy_added(
+        open_intake: Callable[..., Any]) -> None:
+    client, service = await open_intake(cases_per_hour=1, behind_proxy=True)
+    try:
+        csrf = await page_token(client)
+        for address, expected in (("10.0.0.1", 200), ("10.0.0.2", 200), ("10.0.0.1", 429)):
+            response = await client.post(
+                "/api/cases", json={"items": [item(address + str(expected))]},
+                headers={"X-CSRF-Token": csrf,
+                         "X-Forwarded-For": f"203.0.113.{expected}, {address}"})
+            assert response.status == expected, address
+    finally:
+        await service.close()
