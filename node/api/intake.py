@@ -17,7 +17,8 @@ Protection, the status page's pattern (``node/api/page.py``): a CSRF token set w
 in a ``SameSite=Strict``, ``HttpOnly`` cookie (the only cookie) and sent back by the script in
 ``X-CSRF-Token`` (double submit); JSON bodies only; ``Content-Security-Policy: default-src
 'self'`` with ``script-src 'self' 'wasm-unsafe-eval'`` (hash-wasm compiles its WebAssembly
-from bytes it carries; no other origin, no inline script). Per address: ``requests_per_minute``
+from bytes it carries; no other origin, no inline script; ``media-src blob:`` only so a
+video's thumbnail can be drawn from the chosen file, a URL that never leaves the browser). Per address: ``requests_per_minute``
 for every POST and ``cases_per_hour`` for opened cases (``node/api/intake_input.py``).
 """
 
@@ -51,7 +52,8 @@ CSRF_SECONDS = 4 * 3600
 MAX_BODY_BYTES = 256 * 1024
 ACTOR = "intake"
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
-       "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+       "img-src 'self'; media-src blob:; connect-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; "
        "base-uri 'none'")
 HEADERS = {
     "Content-Security-Policy": CSP,

@@ -180,7 +180,8 @@ def test_only_the_json_of_hashes_leaves_the_page(page: Any, intake_node: dict[st
 
     shown = choose_and_send(page, [PHOTO, video])
     assert shown["summary"].startswith("5 fingerprints of 2 files")
-    assert page.eval_on_selector("canvas.thumb", "c => c.width") > 0
+    widths = page.eval_on_selector_all("canvas.thumb", "all => all.map(c => c.width)")
+    assert len(widths) == 2 and min(widths) > 0, widths  # the photo's and the video's
     page.screenshot(path=str(shots / "intake-chosen.png"), full_page=True)
     with page.expect_response(base + "/api/cases") as answer:
         page.click("#send")
@@ -192,7 +193,14 @@ def test_only_the_json_of_hashes_leaves_the_page(page: Any, intake_node: dict[st
     assert opened["state"] == "pending_review"
     assert page.is_visible("#review-note")
 
-    assert all(r.url.startswith(base + "/") for r in requests), [r.url for r in requests]
+    # blob: URLs (the video's thumbnail reads the chosen file) never leave the browser
+    assert all(r.url.startswith((base + "/", f"blob:{base}/")) for r in requests), \
+        [r.url for r in requests]
+    assert {r.url for r in requests if r.url.startswith(base + "/")} - {
+        base + "/favicon.ico"} == {
+        base + path for path in ("/", "/static/intake.css", "/static/hash-wasm-md5.js",
+                                 "/static/hash-wasm-sha256.js", "/static/intake.js",
+                                 "/static/hashing.js", "/static/pdq.js", "/api/cases")}
     with_body = [r for r in requests if r.post_data_buffer]
     assert [(r.method, r.url) for r in with_body] == [("POST", base + "/api/cases")]
     sent = with_body[0]

@@ -67,6 +67,35 @@ export function drawThumbnail(bitmap, canvas, size = 96) {
   canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
 }
 
+/** A frame of a video drawn on `canvas`, read from a local object URL (blob:, which never
+ * leaves the device); false if the browser cannot decode the video (the hashes do not need it). */
+export async function drawVideoThumbnail(file, canvas, size = 96) {
+  const url = URL.createObjectURL(file);
+  const video = document.createElement("video");
+  video.muted = true;
+  video.preload = "metadata";
+  try {
+    await new Promise((resolve, reject) => {
+      video.addEventListener("loadeddata", resolve, { once: true });
+      video.addEventListener("error", reject, { once: true });
+      video.src = url;
+    });
+    video.currentTime = Math.min(0.5, (video.duration || 0) / 2);
+    await new Promise((resolve) => video.addEventListener("seeked", resolve, { once: true }));
+    const scale = Math.min(size / video.videoWidth, size / video.videoHeight);
+    canvas.width = Math.max(1, Math.round(video.videoWidth * scale));
+    canvas.height = Math.max(1, Math.round(video.videoHeight * scale));
+    canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    video.removeAttribute("src");
+    video.load();
+    URL.revokeObjectURL(url);
+  }
+}
+
 /** Every hash of one file as the case request carries it: [{type, value[, quality]}]. */
 export async function hashesOf(file, bitmap, onProgress, isCancelled) {
   const hashes = [];

@@ -1,7 +1,7 @@
 // The intake page's behaviour: choose files, hash them here (hashing.js), show what will be
 // sent, send only the hashes as JSON; check or withdraw a case; quick exit.
 
-import { decodeImage, drawThumbnail, hashesOf, kindOf } from "./hashing.js";
+import { decodeImage, drawThumbnail, drawVideoThumbnail, hashesOf, kindOf } from "./hashing.js";
 
 const strings = JSON.parse(document.getElementById("strings").textContent);
 const csrf = document.querySelector("meta[name=csrf]").content;
@@ -80,11 +80,10 @@ function addEntry(file) {
   const entry = { file, kind, hashes: null, cancelled: false };
   const item = document.createElement("li");
   item.className = "file";
-  const picture = document.createElement(kind === "image" ? "canvas" : "div");
+  const picture = document.createElement("canvas");
   picture.className = "thumb";
   picture.setAttribute("role", "img");
   picture.setAttribute("aria-label", file.name);
-  if (kind === "video") picture.textContent = t("video");
   const name = document.createElement("span");
   name.className = "name";
   name.textContent = `${file.name} (${formatSize(file.size)})`;
@@ -122,6 +121,13 @@ function addEntry(file) {
       if (kind === "image") {
         bitmap = await decodeImage(file);
         drawThumbnail(bitmap, picture);
+      } else if (!(await drawVideoThumbnail(file, picture))) {
+        const tile = document.createElement("div");
+        tile.className = "thumb";
+        tile.textContent = t("video");
+        tile.setAttribute("role", "img");
+        tile.setAttribute("aria-label", file.name);
+        picture.replaceWith(tile);
       }
       entry.hashes = await hashesOf(file, bitmap, (fraction) => { progress.value = fraction; },
                                     () => entry.cancelled);
