@@ -30,6 +30,7 @@ TEXT: dict[str, dict[str, str]] = {
                         "device and are not sent.",
         "send_summary_one": "{hashes} fingerprints of 1 file. Your file stays on this device "
                             "and is not sent.",
+        "show_hashes": "Show exactly what will be sent",
         "send": "Send the fingerprints",
         "sending": "Sending…",
         "done_title": "Your case is open",
@@ -84,6 +85,7 @@ TEXT: dict[str, dict[str, str]] = {
                         "dispositivo y no se envían.",
         "send_summary_one": "{hashes} huellas de 1 archivo. Tu archivo se queda en este "
                             "dispositivo y no se envía.",
+        "show_hashes": "Ver exactamente qué se enviará",
         "send": "Enviar las huellas",
         "sending": "Enviando…",
         "done_title": "Tu caso está abierto",

@@ -182,6 +182,8 @@ def test_only_the_json_of_hashes_leaves_the_page(page: Any, intake_node: dict[st
     assert shown["summary"].startswith("5 fingerprints of 2 files")
     widths = page.eval_on_selector_all("canvas.thumb", "all => all.map(c => c.width)")
     assert len(widths) == 2 and min(widths) > 0, widths  # the photo's and the video's
+    page.click("details summary")
+    shown_values = page.inner_text("#hash-values")
     page.screenshot(path=str(shots / "intake-chosen.png"), full_page=True)
     with page.expect_response(base + "/api/cases") as answer:
         page.click("#send")
@@ -216,6 +218,9 @@ def test_only_the_json_of_hashes_leaves_the_page(page: Any, intake_node: dict[st
                                 {"type": "sha256", "value": photo_sha}]
     assert video_hashes == [{"type": "md5", "value": video_md5},
                             {"type": "sha256", "value": video_sha}]
+    # what the page showed as "what will be sent" is exactly what was sent
+    assert shown_values.split("\n") == [f"{h['type'].upper()} {h['value']}"
+                                        for h in photo_hashes + video_hashes]
     assert len(sent.post_data_buffer) < 700 < PHOTO.stat().st_size
     for path in (PHOTO, video):
         raw = path.read_bytes()

@@ -65,6 +65,12 @@ function renderSummary() {
   document.getElementById("confirm").hidden = ready.length === 0;
   document.getElementById("send-summary").textContent =
     t(ready.length === 1 ? "send_summary_one" : "send_summary", { hashes: count, files: ready.length });
+  document.getElementById("hash-values").replaceChildren(...ready.flatMap((entry) =>
+    entry.hashes.map((hash) => {
+      const line = document.createElement("li");
+      line.textContent = `${hash.type.toUpperCase()} ${hash.value}`;
+      return line;
+    })));
   document.getElementById("send").disabled = hashing || count === 0 || count > max;
   if (count > max) message().textContent = t("err_too_many", { max });
   else if (message().dataset.kind === "limit") message().textContent = "";
