@@ -18,8 +18,9 @@ in a ``SameSite=Strict``, ``HttpOnly`` cookie (the only cookie) and sent back by
 ``X-CSRF-Token`` (double submit); JSON bodies only; ``Content-Security-Policy: default-src
 'self'`` with ``script-src 'self' 'wasm-unsafe-eval'`` (hash-wasm compiles its WebAssembly
 from bytes it carries; no other origin, no inline script; ``media-src blob:`` only so a
-video's thumbnail can be drawn from the chosen file, a URL that never leaves the browser). Per address: ``requests_per_minute``
-for every POST and ``cases_per_hour`` for opened cases (``node/api/intake_input.py``).
+video's thumbnail can be drawn from the chosen file, a URL that never leaves the browser).
+Per address: ``requests_per_minute`` for every POST and ``cases_per_hour`` for opened cases
+(``node/api/intake_input.py``); behind a proxy (``behind_proxy``), the address it forwards.
 """
 
 from __future__ import annotations

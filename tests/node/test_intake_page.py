@@ -343,6 +343,10 @@ def test_the_page_can_be_used_with_the_keyboard_alone(page: Any, intake_node: di
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "remove"
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
+    page.keyboard.press("Enter")  # opens the list of hashes
+    assert page.is_visible("#hash-values li")
+    page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "send"
     page.keyboard.press("Enter")
     page.wait_for_selector("#done:not([hidden])")
