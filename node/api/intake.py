@@ -147,8 +147,9 @@ async def _checked_body(request: web.Request) -> bytes:
 
 
 class _Limited(ApiError):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(429, "RATE_LIMITED", f"too many requests; try again in {retry_after} s")
+    def __init__(self, retry_after: int, code: str = "RATE_LIMITED",
+                 why: str = "too many requests") -> None:
+        super().__init__(429, code, f"{why}; try again in {retry_after} s")
         self.retry_after = retry_after
 
 
@@ -184,7 +185,8 @@ async def _case_verb(request: web.Request, *, withdraw: bool) -> web.Response:
     try:
         status = await verb(reference, pin, _client(request))
     except CaseLockedError as exc:
-        raise _Limited(exc.retry_after_seconds) from None
+        raise _Limited(int(exc.retry_after_seconds), "CASE_LOCKED",
+                       "too many wrong PINs for this case") from None
     except CaseAccessError:
         raise ApiError(404, "NO_CASE", "that reference and PIN do not match a case",
                        "reference") from None

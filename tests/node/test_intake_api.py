@@ -185,3 +185,21 @@ async def test_behind_a_proxy_the_limits_count_the_address_the_proxy_added(
             assert response.status == expected, address
     finally:
         await service.close()
+
+
+@pytest.mark.needs_cases
+async def test_too_many_wrong_pins_lock_the_case_and_say_so(
+        intake: tuple[TestClient[Any, Any], NodeService, str]) -> None:
+    client, _, csrf = intake
+    status, opened = await post(client, csrf, "/api/cases", {"items": [item("a")]})
+    assert status == 200
+    for _ in range(30):
+        response = await client.post("/api/status", json={"reference": opened["reference"],
+                                                          "pin": "00000000"},
+                                     headers={"X-CSRF-Token": csrf})
+        if response.status == 429:
+            break
+        assert response.status == 404
+    answer = await response.json()
+    assert response.status == 429 and answer["error"]["code"] == "CASE_LOCKED", answer
+    assert int(response.headers["Retry-After"]) >= 1

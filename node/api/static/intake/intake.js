@@ -33,6 +33,7 @@ async function post(path, body) {
   if (!response.ok) {
     const code = answer.error?.code;
     const key = { CSRF: "err_expired", RATE_LIMITED: "err_limited", NO_CASE: "err_access",
+                  CASE_LOCKED: "err_locked",
                   TOO_MANY_HASHES: "err_too_many" }[code] || "err_other";
     throw new Error(t(key, { max: document.body.dataset.maxHashes }));
   }
