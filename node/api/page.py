@@ -119,12 +119,15 @@ def _html(page: PageState, template: str, http_status: int = 200, **context: Any
                         headers=SECURITY_HEADERS)
 
 
-def _cookie_flags(request: web.Request, max_age: int) -> dict[str, Any]:
-    return {"httponly": True, "samesite": "Strict", "path": "/ui", "max_age": max_age,
+def cookie_flags(request: web.Request, max_age: int, path: str = "/ui") -> dict[str, Any]:
+    """The flags of every page cookie: ``HttpOnly``, ``SameSite=Strict``, ``Secure`` on TLS.
+    (The intake page reuses them for its CSRF cookie.)"""
+    return {"httponly": True, "samesite": "Strict", "path": path, "max_age": max_age,
             "secure": request.secure}
 
 
-def _same(a: str, b: str) -> bool:
+def same_secret(a: str, b: str) -> bool:
+    """Two non-empty secrets are equal (constant time): the double-submit CSRF check."""
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
 
 
@@ -133,14 +136,14 @@ async def login_form(request: web.Request, *, status: int = 200,
     page = request.app[PAGE_KEY]
     csrf = secrets.token_urlsafe(32)
     response = _html(page, "login.html", status, csrf=csrf, error=error)
-    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, **_cookie_flags(request, 3600))
+    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, **cookie_flags(request, 3600))
     return response
 
 
 async def login(request: web.Request) -> web.StreamResponse:
     page = request.app[PAGE_KEY]
     form = await request.post()
-    if not _same(str(form.get("csrf", "")), request.cookies.get(LOGIN_CSRF_COOKIE, "")):
+    if not same_secret(str(form.get("csrf", "")), request.cookies.get(LOGIN_CSRF_COOKIE, "")):
         return _html(page, "error.html", 403, message="The form expired or did not come from "
                      "this page (CSRF check failed). Reload the login page and try again.")
     token = page.service.config.find_token(str(form.get("token", "")).strip())
@@ -149,7 +152,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return await login_form(request, status=401, error=why)
     sid, _ = page.new_session(token.name)
     response = _redirect("/ui/")
-    response.set_cookie(SESSION_COOKIE, sid, **_cookie_flags(request, SESSION_SECONDS))
+    response.set_cookie(SESSION_COOKIE, sid, **cookie_flags(request, SESSION_SECONDS))
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/ui")
     return response
 
@@ -158,7 +161,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     page = request.app[PAGE_KEY]
     form = await request.post()
     session = page.session_of(request)
-    if session is None or not _same(str(form.get("csrf", "")), session.csrf):
+    if session is None or not same_secret(str(form.get("csrf", "")), session.csrf):
         return _html(page, "error.html", 403, message="CSRF check failed; nothing was done.")
     page.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
     response = _redirect("/ui/login")

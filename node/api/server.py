@@ -17,6 +17,7 @@ from aiohttp import web
 
 from hashmesh.node.api.app import create_app, create_peer_app
 from hashmesh.node.api.connections import GuardedRunner, connection_cap
+from hashmesh.node.api.intake import create_intake_app
 from hashmesh.node.api.match_pool import MatchPool
 from hashmesh.node.config.node import ListenConfig, NodeConfig
 from hashmesh.node.config.toml_reader import ConfigError
@@ -65,6 +66,9 @@ async def _serve(config: NodeConfig, stop: asyncio.Event) -> None:
     peer_runner = (GuardedRunner(create_peer_app(service), max_connections=cap,
                                  handle_signals=False, access_log=None)
                    if config.federation.listen is not None else None)
+    intake_runner = (GuardedRunner(create_intake_app(service), max_connections=cap,
+                                   handle_signals=False, access_log=None)
+                     if config.intake.enabled else None)
     context = tls_context(config)
     pool = (MatchPool(config, service.origin, service.metrics,
                       lambda: service.peers.origin_names())
@@ -80,6 +84,11 @@ async def _serve(config: NodeConfig, stop: asyncio.Event) -> None:
             await peer_runner.setup()
             await _start_site(peer_runner, config.peer_listen, context,
                               "listening for peers", "federation.listen", config.path)
+        if intake_runner is not None:
+            await intake_runner.setup()
+            intake = config.intake
+            await _start_site(intake_runner, ListenConfig(intake.host, intake.port), context,
+                              "intake page", "intake", config.path)
         if service.federation is not None:  # peers that backed off while we were down
             service.federation.announce()
         await stop.wait()
@@ -87,6 +96,8 @@ async def _serve(config: NodeConfig, stop: asyncio.Event) -> None:
     finally:
         if pool is not None:
             await pool.stop()
+        if intake_runner is not None:
+            await intake_runner.cleanup()
         if peer_runner is not None:
             await peer_runner.cleanup()
         await runner.cleanup()

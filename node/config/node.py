@@ -37,6 +37,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from hashmesh.node.config.intake import INTAKE_KEYS, IntakeConfig, parse_intake
 from hashmesh.node.config.peers import PeersConfig, check_url, load_peers_config
 from hashmesh.node.config.toml_reader import (
     ConfigError,
@@ -225,6 +226,8 @@ class NodeConfig:
     store_url: str | None = None
     # ``[cases]``: PIN attempts, lockouts and the size of a case
     cases: CasesConfig = field(default_factory=CasesConfig)
+    # ``[intake]``: the public page that opens cases (node/config/intake.py)
+    intake: IntakeConfig = IntakeConfig()
 
     @property
     def db_path(self) -> Path:
@@ -281,7 +284,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
                            "match_workers", "limits", "federation", "log", "store",
-                           "cases"},
+                           "cases", "intake"},
                           what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
@@ -321,11 +324,22 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     store = top.table("store", {"url"})
     store_url = check_store_url(store.string("url"), store.at("url")) if store.has("url") else None
     cases = _parse_cases(top.table("cases", set(CasesConfig.__dataclass_fields__)))
+    intake_table = top.table("intake", INTAKE_KEYS)
+    taken = {listen.port: "listen.port"}
+    if federation.listen is not None:
+        taken[federation.listen.port] = "federation.listen.port"
+    if match_workers is not None:
+        taken[match_workers.port] = "match_workers.port"
+    intake = parse_intake(intake_table, listen.host, taken)
+    if intake.enabled and not _is_host(intake.host):
+        raise ConfigError(f"not an IP address or host name: {intake.host!r:.80}",
+                          intake_table.at("host"))
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics,
-                      log_format=log_format, store_url=store_url, cases=cases)
+                      log_format=log_format, store_url=store_url, cases=cases,
+                      intake=intake)
 
 
 STORE_URL_SCHEMES = ("postgresql://", "postgres://", "sqlite:")

@@ -612,3 +612,22 @@ def test_render_node_config_refuses_invalid_values(kwargs: dict[str, object],
     with pytest.raises(ConfigError) as info:
         render_node_config(**args)  # type: ignore[arg-type]
     assert str(info.value).startswith(expected)
+
+
+def test_intake_is_off_by_default_and_its_faults_name_the_field() -> None:
+    from hashmesh.node.config.node import parse_node_config
+
+    base = {"node": {"name": "x"}, "keys": {"root": "r"}}
+    path = Path("node.toml")
+    intake = parse_node_config(base, path=path).intake
+    assert not intake.enabled and intake.review
+    on = parse_node_config(base | {"intake": {"enabled": True, "port": 9000}}, path=path)
+    assert on.intake.enabled and on.intake.port == 9000 and on.intake.host == "127.0.0.1"
+    for table, field in (({"enabled": True, "port": 8470}, "intake.port"),
+                         ({"enabled": True, "review": "no"}, "intake.review"),
+                         ({"max_hashes_per_case": 0}, "intake.max_hashes_per_case"),
+                         ({"enabled": True, "host": "bad host!"}, "intake.host"),
+                         ({"colour": "red"}, "intake.colour")):
+        with pytest.raises(ConfigError) as refused:
+            parse_node_config(base | {"intake": table}, path=path)
+        assert str(refused.value).startswith(field), (field, str(refused.value))
