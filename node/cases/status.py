@@ -216,6 +216,30 @@ PHRASES: dict[str, dict[str, str]] = {
         "stopped": " ; ne correspond plus sur {n} des {m} nœuds",
         "stopped_here": " ; il ne correspond plus sur ce nœud",
     },
+    "es": {
+        "items": "{n} elemento{s}",
+        "pending": "Abierto el {when} con {items}; a la espera de que una línea de ayuda lo "
+                   "revise. Todavía no se ha compartido nada.",
+        "opened": "Abierto el {when} con {items}; firmado y compartido.",
+        "withdrawn_unshared": "Retirado el {when}, antes de compartirse: no se envió nada "
+                              "a ningún otro nodo.",
+        "no_nodes": "Este nodo todavía no conoce ningún otro nodo.",
+        "active": "Activo en {n} de {m} nodos conocidos",
+        "was_active": "Estuvo activo en {n} de {m} nodos conocidos",
+        "slowest": "; el más lento {t}",
+        "unconfirmed": "; sin confirmar todavía: {nodes}",
+        "last_seen": "visto por última vez hace {ago}",
+        "never_seen": "sin noticias todavía",
+        "no_feedback": "Ninguna organización ha respondido todavía.",
+        "feedback": "Respuestas: {parts}",
+        "verdict_confirmed": "confirmado",
+        "verdict_actioned": "atendido",
+        "verdict_disputed": "disputado",
+        "verdict_not_ncii": "no es NCII",
+        "withdrawn": "Retirado el {when}",
+        "stopped": "; dejó de coincidir en {n} de {m} nodos",
+        "stopped_here": "; ya no coincide en este nodo",
+    },
 }
 
 

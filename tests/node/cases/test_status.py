@@ -55,6 +55,8 @@ def test_the_withdrawal_sentence_names_the_slowest_and_the_unconfirmed_node() ->
     ]
     assert status.plain_words("fr")[3].startswith("Retiré le 2026-05-28 21:26 UTC ; ne "
                                                   "correspond plus sur 2 des 3 nœuds")
+    assert status.plain_words("es")[3].startswith("Retirado el 2026-05-28 21:26 UTC; dejó de "
+                                                  "coincidir en 2 de 3 nodos")
     assert status.plain_words("xx") == status.plain_words("en")
 
 
