@@ -29,6 +29,7 @@ from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.matching.verdicts import Policy, dispute_state, standing_verdicts
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import Supervisor, cancel_and_wait, every
+from hashmesh.node.store.audit_chain import head_message, head_statement
 from hashmesh.node.store.interface import (
     AsyncStore,
     Changes,
@@ -40,6 +41,7 @@ from hashmesh.protocol.distribution import distribution_for_feedback
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.hashtypes import get_hash_type
+from hashmesh.protocol.keys import b64url_encode
 from hashmesh.protocol.records import (
     MAX_RECORD_BYTES,
     AddBody,
@@ -429,11 +431,23 @@ class NodeService:
             "background_tasks": self.tasks.status(),
             "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
             "disputed": await self.disputed(),
+            "audit_head": await self.audit_head(),
             "cluster": None if self.cluster is None else {
                 "leads": self.leads, "epoch": self.cluster.epoch,
                 "leader": await asyncio.to_thread(self.cluster.leader),
                 "followed_entry_id": None if self.follower is None else self.follower.entry_id},
         }
+
+    async def audit_head(self) -> dict[str, Any] | None:
+        """The newest audit row's id and hash, signed by the node key (``audit_chain``): what
+        an auditor notes down, so that a later export that lost its tail is caught."""
+        newest = await self.store.read(lambda s: s.audit_rows(1))
+        if not newest:
+            return None
+        statement = head_statement(self.identity.node.id, newest[0]["id"], newest[0]["hash"],
+                                   time.time_ns() // 1_000_000)
+        signature = self.identity.node.sign(head_message(statement))
+        return {**statement, "signature": b64url_encode(signature)}
 
     def peers_config_status(self) -> dict[str, Any]:
         """The peers file in force, and the last edit of it that was refused (if the file on

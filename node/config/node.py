@@ -56,7 +56,7 @@ from hashmesh.protocol.records import (
 
 DEFAULT_PEERS_FILE = "peers.toml"
 DATABASE_FILE = "hashmesh.db"
-SCOPES: frozenset[str] = frozenset({"read", "write", "metrics"})
+SCOPES: frozenset[str] = frozenset({"read", "write", "metrics", "audit"})
 PEER_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TOKEN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
@@ -518,7 +518,7 @@ port = {port}
 [[api.tokens]]
 name = "local"
 sha256 = {token_sha256}
-scopes = ["read", "write", "metrics"]
+scopes = ["read", "write", "metrics", "audit"]
 
 [lists]
 default = "ncii"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
+HEAD_CONTEXT = b"hashmesh audit head v1\n"
 FIELDS = ("id", "ts", "actor", "action", "detail", "prev")
 
 
@@ -58,6 +59,17 @@ def chain_rows(rows: Iterable[tuple[int, str, str, str]], last_id: int,
         out.append((row_id, ts, actor, action, detail, prev, digest))
         prev = digest
     return out
+
+
+def head_statement(node_key: str, row_id: int, digest: str, at_ms: int) -> dict[str, Any]:
+    """What the node signs about its audit chain: "at ``at_ms`` my newest row was ``row_id``
+    with hash ``digest``"."""
+    return {"node_key": node_key, "id": row_id, "hash": digest, "at": at_ms}
+
+
+def head_message(statement: dict[str, Any]) -> bytes:
+    """The bytes the node key signs: a context string, then the sorted compact JSON."""
+    return HEAD_CONTEXT + json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
 
 
 def export_line(row: dict[str, Any]) -> str:
