@@ -94,6 +94,7 @@ class NodeService:
         self.started = time.time()
         self.tasks = Supervisor(self.metrics.background_task_failures)
         self.sweep_seconds: float = EXPIRY_SWEEP_SECONDS
+        self.retention_seconds: float = config.retention.sweep_minutes * 60.0
         self._warming: asyncio.Task[None] | None = None
         self.federation: Federation | None = None
         # what the server's match workers report, when it runs them
@@ -143,6 +144,9 @@ class NodeService:
                                                          self.sweep_expired))
         self.tasks.start("wal-checkpoint", lambda: every(
             self.config.limits.wal_checkpoint_seconds, self.checkpoint))
+        if self.config.retention.enabled:
+            self.tasks.start("retention-sweeper", lambda: every(
+                self.retention_seconds, self.prune_retained))
 
         if self.cluster is not None:
             self.tasks.start("lead-or-follow", self._lead_or_follow_forever)
@@ -488,6 +492,26 @@ class NodeService:
         swept = await self.matching.sweep_expired(until, remove)
         await self.store.write(lambda s: s.log_expiries(until))
         return swept
+
+    async def prune_retained(self, now: int | None = None) -> dict[str, int]:
+        """Erase the hashes of items withdrawn or expired more than ``prune_after_days``
+        ago (``node/store/retention.py``), a batch a transaction, each batch audited. Only
+        the process that signs writes it (the others of a PostgreSQL node follow)."""
+        total = {"hashes": 0, "items": 0, "records_stubbed": 0}
+        if not self.leads:
+            return total
+        days = self.config.retention.prune_after_days
+        before = (int(time.time() * 1000) if now is None else now) - days * 86_400_000
+        while True:
+            pruned = await self.store.write(lambda s: s.prune(before))
+            for key, value in pruned.to_json().items():
+                total[key] += value
+            if pruned.done:
+                break
+        if total["hashes"]:
+            log.info("retention: erased %d hashes of %d withdrawn or expired items (%d records "
+                     "kept as stubs)", total["hashes"], total["items"], total["records_stubbed"])
+        return total
 
     async def checkpoint(self) -> None:
         """Fold the WAL into the database file (``Store.checkpoint``)."""

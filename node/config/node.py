@@ -167,6 +167,23 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """``[retention]``: when the hashes of withdrawn and expired items are erased
+    (``node/store/retention.py``). ``prune_after_days = 0`` keeps them for ever.
+
+    The default, 30 days, is long enough for a feed consumer (TAXII, pytx) that was offline
+    for weeks to still learn which hashes a revoke or expiry removed, and short enough that a
+    withdrawn victim's hashes do not outlive the withdrawal by more than a month."""
+
+    prune_after_days: int = 30
+    sweep_minutes: int = 60
+
+    @property
+    def enabled(self) -> bool:
+        return self.prune_after_days > 0
+
+
+@dataclass(frozen=True)
 class FederationConfig:
     """Where the peers file is; ``peers_file_is_default`` allows it to be absent (no peers)."""
 
@@ -204,6 +221,7 @@ class NodeConfig:
     text: str = field(default="", repr=False, compare=False)
     # ``[store] url``: None is the embedded SQLite file in data_dir (node/store/interface.py)
     store_url: str | None = None
+    retention: RetentionConfig = RetentionConfig()
 
     @property
     def db_path(self) -> Path:
@@ -259,7 +277,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     """Validate an already-parsed ``node.toml`` document that lives at ``path``."""
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
-                           "match_workers", "limits", "federation", "log", "store"},
+                           "match_workers", "limits", "federation", "log", "store", "retention"},
                           what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
@@ -298,11 +316,17 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
                           log.at("format"))
     store = top.table("store", {"url"})
     store_url = check_store_url(store.string("url"), store.at("url")) if store.has("url") else None
+    retention_table = top.table("retention", {"prune_after_days", "sweep_minutes"})
+    retention = RetentionConfig(
+        prune_after_days=retention_table.integer("prune_after_days", 0, 36_500,
+                                                 default=RetentionConfig.prune_after_days),
+        sweep_minutes=retention_table.integer("sweep_minutes", 1, 10_080,
+                                              default=RetentionConfig.sweep_minutes))
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics,
-                      log_format=log_format, store_url=store_url)
+                      log_format=log_format, store_url=store_url, retention=retention)
 
 
 STORE_URL_SCHEMES = ("postgresql://", "postgres://", "sqlite:")

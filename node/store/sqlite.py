@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from hashmesh.node.store import changes as change_log
 from hashmesh.node.store.audit_chain import chain_rows
+from hashmesh.node.store.retention import Pruned, prune_batch
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
 from hashmesh.protocol.evidence import Evidence
@@ -391,6 +392,16 @@ class Store:
     def set_cursor(self, peer: str, origin: str, seq: int) -> None:
         with self.transaction() as conn:
             self._set_cursor(conn, peer, origin, seq)
+
+    def prune(self, before_ms: int, batch: int = 5000) -> Pruned:
+        """Erase one batch of the hashes that retention lets go (``retention.py``), audited
+        in the same transaction; ``done`` once nothing before ``before_ms`` is left."""
+        with self.transaction() as conn:
+            pruned = prune_batch(conn, before_ms, batch)
+            if pruned.hashes or pruned.records_stubbed:
+                self._audit(conn, "node", "retention_prune",
+                            {**pruned.to_json(), "before": before_ms})
+        return pruned
 
     def log_expiries(self, until: int) -> int:
         """Log the items that expired by ``until`` in the change log (``changes.py``)."""
@@ -863,7 +874,8 @@ def _held(conn: sqlite3.Connection,
         for seq, record_id, stub in conn.execute(
                 "SELECT seq, id, stub FROM records WHERE origin=? AND seq BETWEEN ? AND ?",
                 (origin, min(wanted), max(wanted))):
-            held[(origin, seq)] = (record_id, bool(stub))
+            # stub 2: a body erased by retention (retention.py), never completed again
+            held[(origin, seq)] = (record_id, stub == 1)
     return held
 
 
