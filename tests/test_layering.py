@@ -29,6 +29,7 @@ RANKS = {
     "hashmesh.node.federation": 3,
     "hashmesh.node.matching": 3,
     "hashmesh.node.service": 4,
+    "hashmesh.node.reporting": 4,
     "hashmesh.node.api": 5,
     "hashmesh.node.cli": 6,
     "hashmesh.node.interop": 7,

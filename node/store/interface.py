@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from dataclasses import dataclass
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,6 +57,17 @@ if TYPE_CHECKING:  # psycopg is imported only by a node that uses PostgreSQL
 __all__ = ["AsyncStore", "Changes", "EntryRow", "NodeStore", "OriginFrozenError",
            "StoreError", "StoreUnavailableError", "open_async_store", "open_store",
            "store_identity"]
+
+
+# --- receipts: stand-in until the receipts branch lands ---
+@dataclass(frozen=True)
+class ReceiptRow:
+    node: str        # origin key id ("ed25519:...") of the node that signed the receipt
+    target: str      # id of the record the receipt covers
+    kind: str        # "active" or "removed"
+    applied_ms: int  # that node's clock when it applied the target
+    target_ts: int   # head.ts of the target record; time-to-X = applied_ms - target_ts
+    receipt: str     # id of the receipt record
 
 
 class NodeStore(Protocol):
@@ -92,6 +104,8 @@ class NodeStore(Protocol):
         ...
     def all_records(self) -> Iterator[bytes]: ...
     def key_records(self, origin: str) -> list[bytes]: ...
+    def records_of_types(self, types: Sequence[str], origin: str | None = None
+                         ) -> Iterator[bytes]: ...
     def active_entries(self, hash_type: str, through: int | None = None,
                        chunk: int = 100_000) -> Iterator[tuple[list[int], list[str]]]: ...
     def last_entry_id(self) -> int: ...
@@ -132,6 +146,11 @@ class NodeStore(Protocol):
     def record_rows(self, record_ids: Iterable[str]) -> list[Any]: ...
 
     def close(self) -> None: ...
+
+    # --- receipts: stand-in until the receipts branch lands ---
+    def receipts_for(self, record_ids: Sequence[str]) -> list[ReceiptRow]: ...
+    def receipts_between(self, start_ms: int, end_ms: int) -> list[ReceiptRow]: ...
+    def receipt_nodes(self) -> dict[str, int]: ...
 
 
 def open_store(config: NodeConfig, *, follower: bool = False) -> Store:

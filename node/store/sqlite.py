@@ -494,6 +494,18 @@ class Store:
         for (raw,) in self.reader().execute("SELECT raw FROM records ORDER BY origin, seq"):
             yield bytes(raw)
 
+    def records_of_types(self, types: Sequence[str], origin: str | None = None
+                         ) -> Iterator[bytes]:
+        """Every stored record of these types (of one origin, if given), read as consumed:
+        what the transparency report counts (``node/reporting``)."""
+        marks = ",".join("?" * len(types))
+        where = f"type IN ({marks})" + (" AND origin = ?" if origin is not None else "")
+        params = [*types, *([origin] if origin is not None else [])]
+        cursor = self.reader().execute(f"SELECT raw FROM records WHERE {where}", params)
+        while rows := cursor.fetchmany(1000):
+            for (raw,) in rows:
+                yield bytes(raw)
+
     def key_records(self, origin: str) -> list[bytes]:
         rows = self.reader().execute(
             "SELECT raw FROM records WHERE origin=? AND type IN ('key', 'key_revoke') "
@@ -793,6 +805,16 @@ class Store:
         conn.execute(
             "INSERT INTO cursors (peer, origin, seq) VALUES (?,?,?) ON CONFLICT(peer, origin) "
             "DO UPDATE SET seq=MAX(cursors.seq, excluded.seq)", (peer, origin, seq))
+
+    # --- receipts: stand-in until the receipts branch lands ---
+    def receipts_for(self, record_ids: Sequence[str]) -> list[Any]:
+        return []
+
+    def receipts_between(self, start_ms: int, end_ms: int) -> list[Any]:
+        return []
+
+    def receipt_nodes(self) -> dict[str, int]:
+        return {}
 
 
 AUDIT_COLUMNS = "id, ts, actor, action, detail, prev, hash"
