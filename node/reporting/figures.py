@@ -232,8 +232,9 @@ def _disputes(store: NodeStore, config: NodeConfig, own_origin: str, period: Per
     policy = Policy.from_config(config.match)
     quarantined = 0
     for target in feedback:
-        record, _, item = target.partition("/")
-        standing = standing_verdicts(feedback, record, int(item)) if item else feedback[target]
+        record_id, _, item = target.partition("/")
+        standing = (standing_verdicts(feedback, record_id, int(item)) if item
+                    else feedback[target])
         quarantined += dispute_state(standing, own_origin, frozen, policy).disputed
     return {"by_organisation": [{"name": name, **{v: counts[(name, v)] for v in DISPUTES}}
                                 for name in organisations],

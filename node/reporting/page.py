@@ -121,7 +121,8 @@ Aggregates only: no hash, record, case reference or query appears in this report
 <li><strong id="total-items-added">{{ r.log.total_items_added }}</strong>items added</li>
 <li><strong id="total-items-revoked">{{ r.log.total_items_revoked }}</strong>items revoked</li>
 <li><strong id="total-matches">{{ r.organisations | sum(attribute="matches") }}</strong>matches</li>
-<li><strong id="quarantined">{{ r.disputes.quarantined_items_now }}</strong>items quarantined now</li>
+<li><strong id="quarantined">{{ r.disputes.quarantined_items_now }}</strong>
+items quarantined now</li>
 </ul>
 
 <section id="cases">
@@ -142,7 +143,8 @@ withdrew {{ r.log.total_items_revoked }} items or whole records.</p>
 <p class="empty">Nothing was added or revoked in this period.</p>{% endif %}
 <table><tr><th>Week starting</th>{% for w in r.weeks %}<th>{{ w }}</th>{% endfor %}</tr>
 <tr><td>items added</td>{% for n in r.log.items_added %}<td>{{ n }}</td>{% endfor %}</tr>
-<tr><td>items revoked</td>{% for n in r.log.items_revoked %}<td>{{ n }}</td>{% endfor %}</tr></table>
+<tr><td>items revoked</td>{% for n in r.log.items_revoked %}<td>{{ n }}</td>{% endfor %}</tr>
+</table>
 </section>
 
 <section id="organisations">

@@ -124,7 +124,7 @@ def _line_fault(line: str, prev_id: int | None, prev_hash: str | None
     """The row of ``line`` if it is sound after ``(prev_id, prev_hash)``, else the fault."""
     try:
         row = json.loads(line)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return f"not JSON ({exc.msg})"
     if not isinstance(row, dict):
         return "not a JSON object"

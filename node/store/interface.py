@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from dataclasses import dataclass
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hashmesh.node.config.node import NodeConfig, redact_url

@@ -32,8 +32,8 @@ from typing import Any
 from hashmesh.node.store import changes as change_log
 from hashmesh.protocol.records import SignedRecord
 
-PRUNED_STUB = 2
-PRUNED_THROUGH_KEY = "retention_pruned_through"  # meta: the change seq pruned up to  # records.stub: 1 = a body we may yet receive, 2 = a body we erased
+PRUNED_STUB = 2  # records.stub: 1 = a body we may yet receive, 2 = a body we erased
+PRUNED_THROUGH_KEY = "retention_pruned_through"  # meta: the change seq pruned up to
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class Pruned:
                 "records_stubbed": self.records_stubbed}
 
 
-def prunable_entries(conn: Any, before_ms: int, limit: int) -> tuple[list[tuple[int, int, int]], int]:
+def prunable_entries(conn: Any, before_ms: int, limit: int
+                     ) -> tuple[list[tuple[int, int, int]], int]:
     """``(entry id, record num, item)`` of the hashes, not yet erased, of items with a
     ``revoke`` or ``expire`` change committed before ``before_ms``, read from up to ``limit``
     rows of the change log after the watermark; and the seq to move the watermark to.

@@ -13,8 +13,11 @@ import pytest
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.store.audit_chain import GENESIS, export_line, verify_lines
 from hashmesh.node.store.sqlite import Store
-from tests.node.store.test_contract import backend, store  # noqa: F401  (fixtures)
+from tests.node.store import test_contract
 from tests.protocol.builders import ROOT, add_body, pdq_hex
+
+backend = test_contract.backend  # the contract's fixtures: both engines
+store = test_contract.store
 
 
 def export(store: Store) -> list[str]:
@@ -25,7 +28,7 @@ def export(store: Store) -> list[str]:
     return lines
 
 
-def test_every_row_links_to_the_one_before(store: Store) -> None:  # noqa: F811
+def test_every_row_links_to_the_one_before(store: Store) -> None:
     store.append_local(signer=ROOT, origin=ROOT.id, body=add_body(pdq_hex(1)))
     store.audit_many([(1, "platform", "match", '{"queries": 1}'),
                       (2, "platform", "match", '{"queries": 2}')])
@@ -40,7 +43,7 @@ def test_every_row_links_to_the_one_before(store: Store) -> None:  # noqa: F811
     assert store.audit_rows(1)[0]["hash"] == rows[-1]["hash"]
 
 
-def test_an_edited_or_removed_row_is_named(store: Store) -> None:  # noqa: F811
+def test_an_edited_or_removed_row_is_named(store: Store) -> None:
     for n in range(5):
         store.audit("operator", "note", {"n": n})
     lines = export(store)
@@ -73,10 +76,11 @@ def _write_rows(url: str | None, path: Path, actor: str, rounds: int) -> None:
 
 
 def test_writers_in_several_processes_keep_one_linear_chain(
-        backend: NodeConfig, store: Store) -> None:  # noqa: F811
+        backend: NodeConfig, store: Store) -> None:
     store.audit("node", "start", {})
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_write_rows, args=(backend.store_url, backend.db_path, f"worker-{i}", 25))
+    workers = [context.Process(target=_write_rows,
+                               args=(backend.store_url, backend.db_path, f"worker-{i}", 25))
                for i in range(3)]
     for worker in workers:
         worker.start()

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from hashmesh.node.store.sqlite import Store
 from hashmesh.protocol.records import SignedRecord
-from tests.node.store.test_contract import backend, mixed_log, store  # noqa: F401  (fixtures)
+from tests.node.store import test_contract
+from tests.node.store.test_contract import mixed_log
 
 FAR_FUTURE = 10**15
 
+backend = test_contract.backend  # the contract's fixtures: both engines
+store = test_contract.store
 
-def test_prune_erases_withdrawn_and_expired_hashes_only(store: Store) -> None:  # noqa: F811
+
+def test_prune_erases_withdrawn_and_expired_hashes_only(store: Store) -> None:
     records = mixed_log()
     store.ingest(records, source="peer")
     store.log_expiries(FAR_FUTURE)  # the second add's items expire at 10**13
