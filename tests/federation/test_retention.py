@@ -7,9 +7,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+from hashmesh.node.api.taxii import indicator
 from hashmesh.node.cli.local import verify_store
 from hashmesh.protocol.records import Distribution, HashEntry, Item, SignedRecord
 from tests.federation.cluster import Cluster, Node, eventually
+from tests.node.test_taxii import valid
 
 DAY_MS = 86_400_000
 KEPT, WITHDRAWN, EXPIRING, RELAYED = ("a1" * 32, "b2" * 32, "c3" * 32, "d4" * 32)
@@ -66,6 +68,14 @@ async def test_pruned_hashes_are_gone_and_the_log_still_verifies_and_syncs(
         [audited] = [r for r in store.audit_rows(50) if r["action"] == "retention_prune"]
         assert audited["detail"]["hashes"] == 3
         assert (await a.svc.prune_retained(now=later))["hashes"] == 0  # nothing twice
+
+        # the change feed still says the items were added and withdrawn, without their hashes
+        feed = store.changes_after(0, 1000, None)
+        pruned_items = [row for row in feed if row[4] in (withdrawn, expiring.id)]
+        assert {row[1] for row in pruned_items} >= {"add", "revoke", "expire"}
+        assert all(row[8] == [] for row in pruned_items)
+        erased = indicator(pruned_items[-1], 0, 1, {"pdq": 31})
+        assert valid(erased) and erased["revoked"]
 
         # a body offered again (a peer's pull or body repair) does not bring the hash back
         full = SignedRecord.from_bytes(b.svc.store.store.record_bytes(relayed) or b"")
