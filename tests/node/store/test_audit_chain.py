@@ -41,6 +41,9 @@ def test_every_row_links_to_the_one_before(store: Store) -> None:
     check = verify_lines(lines)
     assert check.ok and check.rows == 4 and check.head_hash == rows[-1]["hash"]
     assert store.audit_rows(1)[0]["hash"] == rows[-1]["hash"]
+    between = store.audit_between(1, 3, ("match", "case_open"))  # [start, end) by ts
+    assert [(r["ts"], r["detail"]) for r in between] == [(1, {"queries": 1}),
+                                                         (2, {"queries": 2})]
 
 
 def test_an_edited_or_removed_row_is_named(store: Store) -> None:

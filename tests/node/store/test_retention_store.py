@@ -17,6 +17,9 @@ store = test_contract.store
 def test_prune_erases_withdrawn_and_expired_hashes_only(store: Store) -> None:
     records = mixed_log()
     store.ingest(records, source="peer")
+    revokes = [r.raw for r in records if r.head.type == "revoke"]
+    assert sorted(store.records_of_types(["revoke"], records[0].head.origin)) == sorted(revokes)
+    assert list(store.records_of_types(["revoke"], "ed25519:nobody")) == []
     store.log_expiries(FAR_FUTURE)  # the second add's items expire at 10**13
     last_id = store.last_entry_id()
     in_force = {e.value for r in records for e in store.item_entries(r.id) if e.active
