@@ -409,7 +409,8 @@ class NodeService:
             "id": record.id,
             "record": record.to_json(),
             "hashes": [{"item": f"{e.record}/{e.item}", "type": e.hash_type, "value": e.value,
-                        "active": e.active} for e in entries],
+                        "active": e.active} for e in entries
+                       if e.value],  # erased by retention (node/store/retention.py): gone
         }
 
     async def status(self) -> dict[str, Any]:

@@ -19,6 +19,8 @@ What is erased, in one transaction a batch (``prune_batch``), and what is kept:
   completes): the signed head keeps ``head.digest``, the signature and the id, so the log
   still verifies and chains, and peers that sync from us receive the stub (SPEC §9), exactly
   as they would for a body their policy withholds;
+* an ``add`` with an item still in force keeps its body (the signed digest covers all of
+  it), and with it the hashes of its withdrawn items, until its last item goes;
 * revoke, key, feedback and receipt records are never stubbed: they hold record ids, never
   hashes, and a peer must receive their bodies (SPEC §17.7);
 * the ``changes``, ``revoked`` and ``feedback`` rows hold refs and numbers, not hashes: kept.
