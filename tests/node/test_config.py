@@ -244,7 +244,8 @@ NODE_ERRORS = [
     (T + T, "api.tokens[1].name: duplicate token name 't'"),
     (T + T.replace('"t"', '"u"'), "api.tokens[1].sha256: duplicate token hash"),
     (T.replace('["read"]', '["read", "admin"]'),
-     "api.tokens[0].scopes[1]: unknown value 'admin' (expected one of: audit, metrics, read, write)"),
+     "api.tokens[0].scopes[1]: unknown value 'admin' (expected one of: audit, metrics, read, "
+     "write)"),
     (T.replace('["read"]', '["read", "read"]'), "api.tokens[0].scopes[1]: duplicate scope"),
     (T.replace('["read"]', "[]"), "api.tokens[0].scopes: needs at least 1 entries"),
     (T.replace('scopes = ["read"]\n', ""), "api.tokens[0].scopes: missing required key"),
