@@ -2,7 +2,7 @@
 
 The layers, top to bottom (``node/__init__.py`` explains each)::
 
-    interop -> cli -> api -> service -> {federation, matching} -> store
+    interop -> cli -> api -> {service, reporting} -> {federation, matching} -> store
         -> {config, runtime} -> protocol
 
 A module may import any layer below its own, and modules of its own package; never a layer
