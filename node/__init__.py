@@ -8,6 +8,9 @@ Imports flow one way, top to bottom (``tests/test_layering.py`` holds it)::
     api         HTTP: local routes, request parsing, OpenAPI, app wiring, the server,
                 the match workers that serve the match routes on a port of their own
     service.py  the node's verbs: add, revoke, feedback, match, status
+    reporting   the transparency report: aggregates of a period from the store, drawn as
+                one self-contained HTML page (beside the service: reads store and config,
+                applies matching's dispute rules; never imports the service)
     cases       a person's case: its records, reached with a reference and PIN (kept only
                 as an HMAC and an argon2id hash), its status, withdrawal and review queue
     federation  peers: pulling logs, signed requests, send/keep policy, the peer routes,
@@ -21,5 +24,6 @@ Imports flow one way, top to bottom (``tests/test_layering.py`` holds it)::
     ...         hashmesh.protocol: the pure wire format (the repository's ``protocol/``)
 
 A module may import its own package and any layer below; never a layer above, nor a sibling
-of the same rank (``cases``, ``federation`` and ``matching``; ``config`` and ``runtime``).
+of the same rank (``cases``, ``federation`` and ``matching``; ``service`` and ``reporting``;
+``config`` and ``runtime``).
 """

@@ -30,6 +30,7 @@ from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.matching.verdicts import Policy, dispute_state, standing_verdicts
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import Supervisor, cancel_and_wait, every
+from hashmesh.node.store.audit_chain import head_message, head_statement
 from hashmesh.node.store.interface import (
     AsyncStore,
     Changes,
@@ -41,6 +42,7 @@ from hashmesh.protocol.distribution import distribution_for_feedback
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.hashtypes import get_hash_type
+from hashmesh.protocol.keys import b64url_encode
 from hashmesh.protocol.records import (
     MAX_RECORD_BYTES,
     AddBody,
@@ -93,6 +95,7 @@ class NodeService:
         self.started = time.time()
         self.tasks = Supervisor(self.metrics.background_task_failures)
         self.sweep_seconds: float = EXPIRY_SWEEP_SECONDS
+        self.retention_seconds: float = config.retention.sweep_minutes * 60.0
         self._warming: asyncio.Task[None] | None = None
         self.federation: Federation | None = None
         # what the server's match workers report, when it runs them
@@ -148,6 +151,9 @@ class NodeService:
                                                          self.sweep_expired))
         self.tasks.start("wal-checkpoint", lambda: every(
             self.config.limits.wal_checkpoint_seconds, self.checkpoint))
+        if self.config.retention.enabled:
+            self.tasks.start("retention-sweeper", lambda: every(
+                self.retention_seconds, self.prune_retained))
 
         if self.cluster is not None:
             self.tasks.start("lead-or-follow", self._lead_or_follow_forever)
@@ -446,7 +452,8 @@ class NodeService:
             "id": record.id,
             "record": record.to_json(),
             "hashes": [{"item": f"{e.record}/{e.item}", "type": e.hash_type, "value": e.value,
-                        "active": e.active} for e in entries],
+                        "active": e.active} for e in entries
+                       if e.value],  # erased by retention (node/store/retention.py): gone
         }
 
     async def status(self) -> dict[str, Any]:
@@ -473,6 +480,7 @@ class NodeService:
             "background_tasks": self.tasks.status(),
             "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
             "disputed": await self.disputed(),
+            "audit_head": await self.audit_head(),
             "cluster": None if self.cluster is None else {
                 "leads": self.leads, "epoch": self.cluster.epoch,
                 "leader": await asyncio.to_thread(self.cluster.leader),
@@ -487,6 +495,16 @@ class NodeService:
         now = time.time()
         return {name: health.to_json(now)
                 for name, health in sorted(self.federation.health().items())}
+    async def audit_head(self) -> dict[str, Any] | None:
+        """The newest audit row's id and hash, signed by the node key (``audit_chain``): what
+        an auditor notes down, so that a later export that lost its tail is caught."""
+        newest = await self.store.read(lambda s: s.audit_rows(1))
+        if not newest:
+            return None
+        statement = head_statement(self.identity.node.id, newest[0]["id"], newest[0]["hash"],
+                                   time.time_ns() // 1_000_000)
+        signature = self.identity.node.sign(head_message(statement))
+        return {**statement, "signature": b64url_encode(signature)}
 
     def peers_config_status(self) -> dict[str, Any]:
         """The peers file in force, and the last edit of it that was refused (if the file on
@@ -527,6 +545,26 @@ class NodeService:
         swept = await self.matching.sweep_expired(until, remove)
         await self.store.write(lambda s: s.log_expiries(until))
         return swept
+
+    async def prune_retained(self, now: int | None = None) -> dict[str, int]:
+        """Erase the hashes of items withdrawn or expired more than ``prune_after_days``
+        ago (``node/store/retention.py``), a batch a transaction, each batch audited. Only
+        the process that signs writes it (the others of a PostgreSQL node follow)."""
+        total = {"hashes": 0, "items": 0, "records_stubbed": 0}
+        if not self.leads:
+            return total
+        days = self.config.retention.prune_after_days
+        before = (int(time.time() * 1000) if now is None else now) - days * 86_400_000
+        while True:
+            pruned = await self.store.write(lambda s: s.prune(before))
+            for key, value in pruned.to_json().items():
+                total[key] += value
+            if pruned.done:
+                break
+        if total["hashes"]:
+            log.info("retention: erased %d hashes of %d withdrawn or expired items (%d records "
+                     "kept as stubs)", total["hashes"], total["items"], total["records_stubbed"])
+        return total
 
     async def checkpoint(self) -> None:
         """Fold the WAL into the database file (``Store.checkpoint``)."""

@@ -2,7 +2,7 @@
 
 The layers, top to bottom (``node/__init__.py`` explains each)::
 
-    interop -> cli -> api -> service -> {cases, federation, matching} -> store
+    interop -> cli -> api -> {service, reporting} -> {cases, federation, matching} -> store
         -> {config, runtime} -> protocol
 
 A module may import any layer below its own, and modules of its own package; never a layer
@@ -30,6 +30,7 @@ RANKS = {
     "hashmesh.node.federation": 3,
     "hashmesh.node.matching": 3,
     "hashmesh.node.service": 4,
+    "hashmesh.node.reporting": 4,
     "hashmesh.node.api": 5,
     "hashmesh.node.cli": 6,
     "hashmesh.node.interop": 7,

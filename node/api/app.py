@@ -7,6 +7,7 @@ import signal
 
 from aiohttp import web
 
+from hashmesh.node.api.audit import add_audit_routes
 from hashmesh.node.api.cases import add_case_routes
 from hashmesh.node.api.feed import add_feed_routes
 from hashmesh.node.api.page import add_page_routes
@@ -57,6 +58,7 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
     add_routes(app)
     add_page_routes(app, service)
     add_feed_routes(app)
+    add_audit_routes(app)
     add_taxii_routes(app)
     add_case_routes(app)
     if shared:

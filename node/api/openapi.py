@@ -294,6 +294,25 @@ PATHS: dict[str, Any] = {
                                       "items",
 
                            "responses": {"200": _ok("Status"), **ERRORS}}},
+    "/v1/audit": {"get": {
+        "summary": "The hash-chained audit trail (a token with the audit scope): ?after=ID "
+                   "pages oldest first (follow next while more), ?last=N the newest N; each "
+                   "row carries prev and hash (README, 'Audit trail')",
+        "parameters": [
+            {"name": "after", "in": "query", "required": False,
+             "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+             "description": "the last row id read (0 or absent: from the first row)"},
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
+             "description": "rows per page (default 500)"},
+            {"name": "last", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
+             "description": "instead of after: the newest N rows"}],
+        "responses": {"200": _ok("rows, next (a cursor), more, and head: the newest row's id "
+                                 "and hash signed by the node key"),
+                      "401": _error_response("Missing or unknown token"),
+                      "403": _error_response("The token lacks the audit scope"),
+                      "400": _error_response("A bad query parameter (named)")}}},
     "/v1/evidence": {"get": {"summary": "Stored equivocation evidence",
                              "responses": {"200": _ok("Evidence objects"), **ERRORS}}},
     "/v1/heads": {"get": {

@@ -73,6 +73,7 @@ ROUTE_SCOPES = {
     # node/api/cases.py (registered by app.py)
     "case_open": "write", "case_pending": "write", "case_approve": "write",
     "case_reject": "write",
+    "audit": "audit",  # node/api/audit.py: the audit trail is not every reader's
 }
 
 

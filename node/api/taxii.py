@@ -122,7 +122,9 @@ def indicator(row: tuple[Any, ...], add_ts: int, revoked_at: int | None,
         "name": f"hashmesh {list_name} item {ref}",
         "description": "Hashes of an image reported as non-consensual intimate imagery; "
                        "match with the thresholds given, never share the image",
-        "pattern": "[" + " OR ".join(comparisons) + "]", "pattern_type": "stix",
+        # an item whose hashes retention erased keeps a pattern that matches no file
+        "pattern": "[" + (" OR ".join(comparisons) or f"file:x_hashmesh_item = '{ref}'") + "]",
+        "pattern_type": "stix",
         "valid_from": created,
         "x_hashmesh_item": ref, "x_hashmesh_origin": origin, "x_hashmesh_list": list_name,
     }

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Federated hash-sharing node against non-consensual intimate image abuse.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for register in (_init, _run, _id, _hash, _add, _revoke, _feedback, _match, _status,
-                     _case, _verify, _export, _import, _migrate, _peers, _key, _unfreeze):
+                     _case, _verify, _export, _import, _migrate, _peers, _key, _unfreeze, _audit,
+                     _report):
         register(sub)
     return parser
 
@@ -354,6 +355,35 @@ def _key(sub: Sub) -> None:
                       "revoke a signing key (e.g. compromised); the root key signs after")
     _config_arg(revoke)
     revoke.add_argument("key", metavar="KEY", help="ed25519:... signing key id")
+
+
+def _audit(sub: Sub) -> None:
+    p = _command(sub, "audit", "audit.audit",
+                 "show the node's audit trail, export it, or check an export offline",
+                 "Show the newest audit rows (token with the 'audit' scope), --export FILE "
+                 "writes the whole hash-chained trail as JSON lines, --verify FILE checks such "
+                 "an export offline (no node needed) and names the first bad line.")
+    _client_args(p)
+    p.add_argument("--last", type=int, default=20, metavar="N",
+                   help="how many of the newest rows to show (default 20)")
+    p.add_argument("--export", type=Path, metavar="FILE", help="write every row as JSON lines")
+    p.add_argument("--verify", type=Path, metavar="FILE",
+                   help="check the hash chain of an export; exit 1 on a fault")
+
+
+def _report(sub: Sub) -> None:
+    p = _command(sub, "report", "report.report",
+                 "write the transparency report (JSON and one HTML page) for a period",
+                 "Aggregates only (no hash, case reference or query): cases, adds and "
+                 "revokes, matches and actions per organisation, time-to-removal per peer, "
+                 "disputes. Reads the node's store (the node may be running).")
+    _config_arg(p)
+    p.add_argument("--from", dest="start", required=True, metavar="DATE",
+                   help="first day, YYYY-MM-DD (UTC)")
+    p.add_argument("--to", dest="end", required=True, metavar="DATE",
+                   help="last day, YYYY-MM-DD (UTC), included")
+    p.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
+                   help="where to write report.json and report.html (default: .)")
 
 
 def _unfreeze(sub: Sub) -> None:

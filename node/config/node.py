@@ -57,7 +57,7 @@ from hashmesh.protocol.records import (
 
 DEFAULT_PEERS_FILE = "peers.toml"
 DATABASE_FILE = "hashmesh.db"
-SCOPES: frozenset[str] = frozenset({"read", "write", "metrics"})
+SCOPES: frozenset[str] = frozenset({"read", "write", "metrics", "audit"})
 PEER_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TOKEN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
@@ -187,6 +187,23 @@ class CasesConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """``[retention]``: when the hashes of withdrawn and expired items are erased
+    (``node/store/retention.py``). ``prune_after_days = 0`` keeps them for ever.
+
+    The default, 30 days, is long enough for a feed consumer (TAXII, pytx) that was offline
+    for weeks to still learn which hashes a revoke or expiry removed, and short enough that a
+    withdrawn victim's hashes do not outlive the withdrawal by more than a month."""
+
+    prune_after_days: int = 30
+    sweep_minutes: int = 60
+
+    @property
+    def enabled(self) -> bool:
+        return self.prune_after_days > 0
+
+
+@dataclass(frozen=True)
 class FederationConfig:
     """Where the peers file is; ``peers_file_is_default`` allows it to be absent (no peers)."""
 
@@ -228,6 +245,7 @@ class NodeConfig:
     cases: CasesConfig = field(default_factory=CasesConfig)
     # ``[intake]``: the public page that opens cases (node/config/intake.py)
     intake: IntakeConfig = IntakeConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @property
     def db_path(self) -> Path:
@@ -284,7 +302,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
                            "match_workers", "limits", "federation", "log", "store",
-                           "cases", "intake"},
+                           "cases", "intake", "retention"},
                           what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
@@ -334,12 +352,18 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     if intake.enabled and not _is_host(intake.host):
         raise ConfigError(f"not an IP address or host name: {intake.host!r:.80}",
                           intake_table.at("host"))
+    retention_table = top.table("retention", {"prune_after_days", "sweep_minutes"})
+    retention = RetentionConfig(
+        prune_after_days=retention_table.integer("prune_after_days", 0, 36_500,
+                                                 default=RetentionConfig.prune_after_days),
+        sweep_minutes=retention_table.integer("sweep_minutes", 1, 10_080,
+                                              default=RetentionConfig.sweep_minutes))
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics,
                       log_format=log_format, store_url=store_url, cases=cases,
-                      intake=intake)
+                      intake=intake, retention=retention)
 
 
 STORE_URL_SCHEMES = ("postgresql://", "postgres://", "sqlite:")
@@ -571,7 +595,7 @@ port = {port}
 [[api.tokens]]
 name = "local"
 sha256 = {token_sha256}
-scopes = ["read", "write", "metrics"]
+scopes = ["read", "write", "metrics", "audit"]
 
 [lists]
 default = "ncii"

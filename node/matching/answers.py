@@ -242,9 +242,12 @@ class Matching:
                         "verdict"]} for m in matches]})
         self.metrics.match_seconds.observe(time.perf_counter() - started)
         if by_item:
+            # counts, matched records and their origins (for the transparency report);
+            # never a query hash: the audit trail is exported to auditors
             self.store.audit_later(actor, "match", {
                 "queries": len(queries),
-                "matched_records": sorted({e.record for e in entries.values()})})
+                "matched_records": sorted({e.record for e in entries.values()}),
+                "origins": sorted({e.origin for e in entries.values()})})
         return {"verdict": strongest(i["verdict"] for i in items.values()) if items else "none",
                 "policy": policy.to_json(), "items": list(items.values()), "results": results}
 

@@ -228,7 +228,8 @@ def changes_after(conn: sqlite3.Connection, after: int, limit: int,
     """Up to ``limit`` change rows after ``after`` (in one list set, if given), each with its
     item's record id, origin and hashes: ``(seq, kind, ts, ref_num, record_id, origin, item,
     list, [(hash_type, value, quality, labels, tier, expires, active), ...], record_num)``;
-    ``active`` and ``expires`` are the hashes' state now, not at the change.
+    ``active`` and ``expires`` are the hashes' state now, not at the change; an item whose
+    hashes retention erased (``retention.py``) comes with none.
 
     One query for the page of changes and one for their hashes, so a page costs the same
     whatever the size of the log.
@@ -256,7 +257,8 @@ def changes_after(conn: sqlite3.Connection, after: int, limit: int,
             records[num] = (record_id, origin)
         for num, item, *rest in conn.execute(
                 f"SELECT record_num, item, hash_type, value, quality, labels, tier, expires, "
-                f"active FROM entries WHERE record_num IN ({marks}) ORDER BY id", chunk):
+                f"active FROM entries WHERE record_num IN ({marks}) AND value <> '' "
+                f"ORDER BY id", chunk):
             hashes.setdefault((num, item), []).append(tuple(rest))
     return [(seq, kind, ts, ref_num, *records[num], item, list_name,
              hashes.get((num, item), []), num)

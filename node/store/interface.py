@@ -35,6 +35,7 @@ from hashmesh.node.config.node import NodeConfig, redact_url
 from hashmesh.node.store.cases import Attempt, AttemptLimit, CaseRow
 from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.lock import DataDirLock
+from hashmesh.node.store.retention import Pruned
 from hashmesh.node.store.sqlite import (
     AsyncStore,
     AuditRow,
@@ -57,6 +58,17 @@ if TYPE_CHECKING:  # psycopg is imported only by a node that uses PostgreSQL
 __all__ = ["AsyncStore", "Changes", "EntryRow", "NodeStore", "OriginFrozenError",
            "StoreError", "StoreUnavailableError", "open_async_store", "open_store",
            "store_identity"]
+
+
+# --- receipts: stand-in until the receipts branch lands ---
+@dataclass(frozen=True)
+class ReceiptRow:
+    node: str        # origin key id ("ed25519:...") of the node that signed the receipt
+    target: str      # id of the record the receipt covers
+    kind: str        # "active" or "removed"
+    applied_ms: int  # that node's clock when it applied the target
+    target_ts: int   # head.ts of the target record; time-to-X = applied_ms - target_ts
+    receipt: str     # id of the receipt record
 
 
 class NodeStore(Protocol):
@@ -93,6 +105,8 @@ class NodeStore(Protocol):
         ...
     def all_records(self) -> Iterator[bytes]: ...
     def key_records(self, origin: str) -> list[bytes]: ...
+    def records_of_types(self, types: Sequence[str], origin: str | None = None
+                         ) -> Iterator[bytes]: ...
     def active_entries(self, hash_type: str, through: int | None = None,
                        chunk: int = 100_000) -> Iterator[tuple[list[int], list[str]]]: ...
     def last_entry_id(self) -> int: ...
@@ -107,12 +121,16 @@ class NodeStore(Protocol):
     def evidence(self) -> list[dict[str, Any]]: ...
     def cursor(self, peer: str, origin: str) -> int: ...
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]: ...
+    def audit_page(self, after: int, limit: int) -> list[dict[str, Any]]: ...
+    def audit_between(self, start_ms: int, end_ms: int,
+                      actions: Sequence[str]) -> list[dict[str, Any]]: ...
     def append_local_many(self, *, signer: SigningKey, origin: str, bodies: Sequence[Body],
                           dist: Distribution | None = None, actor: str = "local",
                           ts: int | None = None) -> tuple[list[SignedRecord], Changes]: ...
     def checkpoint(self) -> tuple[int, int, int]: ...
     def wal_bytes(self) -> int: ...
     def log_expiries(self, until: int) -> int: ...
+    def prune(self, before_ms: int, batch: int = 5000) -> Pruned: ...
     def in_force_ids(self, now: int) -> Iterator[list[int]]: ...
     def changes_after(self, after: int, limit: int, lists: tuple[str, ...] | None
                       ) -> list[tuple[Any, ...]]: ...
@@ -153,18 +171,6 @@ class NodeStore(Protocol):
     def receipts_for(self, record_ids: Sequence[str]) -> list[ReceiptRow]: ...
     def receipts_between(self, start_ms: int, end_ms: int) -> list[ReceiptRow]: ...
     def receipt_nodes(self) -> dict[str, int]: ...
-
-
-# --- receipts: stand-in until the receipts branch lands ---
-@dataclass(frozen=True)
-class ReceiptRow:
-    node: str        # origin key id ("ed25519:...") of the node that signed the receipt
-    target: str      # id of the record the receipt covers (an add or a revoke of ours or relayed)
-    kind: str        # "active": the add is matching at that node; "removed": the revoke was
-                     # applied there and the item(s) no longer match
-    applied_ms: int  # that node's clock when it applied the target
-    target_ts: int   # head.ts of the target record; time-to-X = applied_ms - target_ts
-    receipt: str     # id of the receipt record
 
 
 def open_store(config: NodeConfig, *, follower: bool = False) -> Store:

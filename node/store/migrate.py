@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hashmesh.node.store.changes import backfill
-from hashmesh.node.store.schema import SCHEMA_VERSION
+from hashmesh.node.store.schema import SCHEMA_VERSION, chain_unchained
 from hashmesh.node.store.sqlite import Store, id_key
 
 # Tables whose shape is the same in both versions, copied column for column.
@@ -121,6 +121,7 @@ def _copy(source: Path, target: Path) -> dict[str, int]:
         with store.transaction():
             _copy_rows(conn)
             backfill(conn)  # the change log of the rows copied (node/store/changes.py)
+            chain_unchained(conn, "?")  # the audit rows copied join the hash chain
         counts = _check_counts(conn)
         conn.execute("DETACH DATABASE v1")
     finally:

@@ -22,9 +22,11 @@ digests, so equal prefixes are as unlikely as equal ids, and would only cost a c
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import sqlite_utils
 
+from hashmesh.node.store.audit_chain import chain_rows
 from hashmesh.node.store.cases import create_case_tables
 from hashmesh.node.store.changes import create_changes_table
 
@@ -81,8 +83,9 @@ def create_schema(conn: sqlite3.Connection) -> None:
         pk=("origin", "key"), if_not_exists=True)
     db.table("cursors").create({"peer": str, "origin": str, "seq": int},
                          pk=("peer", "origin"), if_not_exists=True)
-    db.table("audit").create({"id": int, "ts": int, "actor": str, "action": str, "detail": str},
-                       pk="id", if_not_exists=True)
+    db.table("audit").create({"id": int, "ts": int, "actor": str, "action": str, "detail": str,
+                              "prev": str, "hash": str}, pk="id", if_not_exists=True)
+    chain_audit(conn)
     db.table("evidence").create(
         {"id": int, "origin": str, "seq": int, "first_id": str, "second_id": str,
          "evidence": str, "created_at": int},
@@ -93,6 +96,45 @@ def create_schema(conn: sqlite3.Connection) -> None:
                  (str(SCHEMA_VERSION),))
     create_changes_table(conn)  # added to version 2 in place: see node/store/changes.py
     create_case_tables(conn)  # added to version 2 in place, as the change log was
+
+
+def chain_audit(conn: sqlite3.Connection) -> None:
+    """Give the audit table its hash chain (``audit_chain``) in place, as the change log was
+    added to version 2: add the ``prev`` and ``hash`` columns to an older table, and chain
+    the rows that have none (those written before, or copied by ``hashmesh migrate``) after
+    the chained rows, in id order. The chain then vouches for those rows only from now on."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(audit)")}
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for column in ("prev", "hash"):
+            if column not in columns:
+                conn.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
+        chain_unchained(conn, "?")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def chain_unchained(conn: Any, mark: str) -> None:
+    """Chain the audit rows that have no ``hash`` (inside the caller's transaction); ``mark``
+    is the driver's placeholder (``?`` for sqlite3, ``%s`` for psycopg)."""
+    newest = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    if newest is None or newest[0] is not None:
+        return  # every writer since the chain began chains its rows: nothing to scan
+    first = conn.execute("SELECT MIN(id) FROM audit WHERE hash IS NULL").fetchone()[0]
+    last = conn.execute(f"SELECT id, hash FROM audit WHERE id < {mark} ORDER BY id DESC "
+                        "LIMIT 1", (first,)).fetchone()
+    rows = conn.execute(f"SELECT id, ts, actor, action, detail FROM audit WHERE id >= {mark} "
+                        "ORDER BY id", (first,)).fetchall()
+    # ids are renumbered densely after the last chained row: the chain counts rows by id
+    conn.execute(f"DELETE FROM audit WHERE id >= {mark}", (first,))
+    chained = chain_rows([tuple(row[1:]) for row in rows],
+                         *(last if last is not None else (0, None)))
+    insert = ("INSERT INTO audit (id, ts, actor, action, detail, prev, hash) VALUES "
+              f"({','.join([mark] * 7)})")
+    for row in chained:
+        conn.execute(insert, row)
 
 
 def check_version(conn: sqlite3.Connection) -> None:

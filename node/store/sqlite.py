@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hashmesh.node.store import changes as change_log
+from hashmesh.node.store.audit_chain import chain_rows
 from hashmesh.node.store.cases import CaseTables
+from hashmesh.node.store.retention import Pruned, prune_batch
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
 from hashmesh.protocol.evidence import Evidence
@@ -394,12 +396,21 @@ class Store(CaseTables):
     def audit_many(self, rows: list[AuditRow]) -> None:
         """Write queued audit rows (``AsyncStore.audit_later``) in one transaction."""
         with self.transaction() as conn:
-            conn.executemany("INSERT INTO audit (ts, actor, action, detail) VALUES (?,?,?,?)",
-                             rows)
+            _append_audit(conn, rows)
 
     def set_cursor(self, peer: str, origin: str, seq: int) -> None:
         with self.transaction() as conn:
             self._set_cursor(conn, peer, origin, seq)
+
+    def prune(self, before_ms: int, batch: int = 5000) -> Pruned:
+        """Erase one batch of the hashes that retention lets go (``retention.py``), audited
+        in the same transaction; ``done`` once nothing before ``before_ms`` is left."""
+        with self.transaction() as conn:
+            pruned = prune_batch(conn, before_ms, batch)
+            if pruned.hashes or pruned.records_stubbed:
+                self._audit(conn, "node", "retention_prune",
+                            {**pruned.to_json(), "before": before_ms})
+        return pruned
 
     def log_expiries(self, until: int) -> int:
         """Log the items that expired by ``until`` in the change log (``changes.py``)."""
@@ -491,6 +502,18 @@ class Store(CaseTables):
         """Every stored record, per origin in seq order (for export and verify)."""
         for (raw,) in self.reader().execute("SELECT raw FROM records ORDER BY origin, seq"):
             yield bytes(raw)
+
+    def records_of_types(self, types: Sequence[str], origin: str | None = None
+                         ) -> Iterator[bytes]:
+        """Every stored record of these types (of one origin, if given), read as consumed:
+        what the transparency report counts (``node/reporting``)."""
+        marks = ",".join("?" * len(types))
+        where = f"type IN ({marks})" + (" AND origin = ?" if origin is not None else "")
+        params = [*types, *([origin] if origin is not None else [])]
+        cursor = self.reader().execute(f"SELECT raw FROM records WHERE {where}", params)
+        while rows := cursor.fetchmany(1000):
+            for (raw,) in rows:
+                yield bytes(raw)
 
     def key_records(self, origin: str) -> list[bytes]:
         rows = self.reader().execute(
@@ -701,11 +724,28 @@ class Store(CaseTables):
         return [(peer, origin, seq) for peer, origin, seq in rows]
 
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` audit rows, newest first."""
         rows = self.reader().execute(
-            "SELECT ts, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?",
-            (limit,)).fetchall()
-        return [{"ts": ts, "actor": actor, "action": action, "detail": json.loads(detail)}
-                for ts, actor, action, detail in rows]
+            f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [_audit_row(row) for row in rows]
+
+    def audit_page(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` audit rows with ids above ``after``, oldest first: a page of an
+        export (``audit_chain``), each with its ``prev`` and ``hash``."""
+        rows = self.reader().execute(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit)).fetchall()
+        return [_audit_row(row) for row in rows]
+
+    def audit_between(self, start_ms: int, end_ms: int,
+                      actions: Sequence[str]) -> list[dict[str, Any]]:
+        """The audit rows of these actions with ``ts`` in [start, end), oldest first (for
+        the transparency report, ``node/reporting``)."""
+        marks = ",".join("?" * len(actions))
+        rows = self.reader().execute(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE ts >= ? AND ts < ? AND action IN "
+            f"({marks}) ORDER BY id", (start_ms, end_ms, *actions)).fetchall()
+        return [_audit_row(row) for row in rows]
 
     # -- internals (writer connection, inside a transaction) ---------------------------
 
@@ -768,8 +808,7 @@ class Store(CaseTables):
 
     def _audit(self, conn: sqlite3.Connection, actor: str, action: str,
                detail: dict[str, Any]) -> None:
-        conn.execute("INSERT INTO audit (ts, actor, action, detail) VALUES (?,?,?,?)",
-                     (now_ms(), actor, action, json.dumps(detail, sort_keys=True)))
+        _append_audit(conn, [(now_ms(), actor, action, json.dumps(detail, sort_keys=True))])
 
     def _set_cursor(self, conn: sqlite3.Connection, peer: str, origin: str, seq: int) -> None:
         conn.execute(
@@ -785,6 +824,26 @@ class Store(CaseTables):
 
     def receipt_nodes(self) -> dict[str, int]:
         return {}
+
+
+AUDIT_COLUMNS = "id, ts, actor, action, detail, prev, hash"
+
+
+def _audit_row(row: Sequence[Any]) -> dict[str, Any]:
+    row_id, ts, actor, action, detail, prev, digest = row
+    return {"id": row_id, "ts": ts, "actor": actor, "action": action,
+            "detail": json.loads(detail), "prev": prev, "hash": digest}
+
+
+def _append_audit(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
+    """Append rows to the audit chain (``audit_chain``) inside the caller's transaction.
+
+    The row before is read here, under the write lock the transaction holds (on either
+    engine), so rows committed by several processes form one linear chain."""
+    last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    chained = chain_rows(rows, *(last if last is not None else (0, None)))
+    conn.executemany("INSERT INTO audit (id, ts, actor, action, detail, prev, hash) "
+                     "VALUES (?,?,?,?,?,?,?)", chained)
 
 
 def id_key(record_id: str) -> int:
@@ -846,7 +905,8 @@ def _held(conn: sqlite3.Connection,
         for seq, record_id, stub in conn.execute(
                 "SELECT seq, id, stub FROM records WHERE origin=? AND seq BETWEEN ? AND ?",
                 (origin, min(wanted), max(wanted))):
-            held[(origin, seq)] = (record_id, bool(stub))
+            # stub 2: a body erased by retention (retention.py), never completed again
+            held[(origin, seq)] = (record_id, stub == 1)
     return held
 
 

@@ -224,8 +224,8 @@ async def test_health_needs_no_token_and_metrics_need_the_metrics_scope(api: Cli
 async def test_a_read_token_cannot_scrape_metrics_and_a_metrics_token_cannot_match(
         make_node_dir: Any, aiohttp_client: Any) -> None:
     node_dir = make_node_dir()
-    text = node_dir.config_path.read_text().replace('scopes = ["read", "write", "metrics"]',
-                                                    'scopes = ["read"]')
+    text = node_dir.config_path.read_text().replace(
+        'scopes = ["read", "write", "metrics", "audit"]', 'scopes = ["read"]')
     text += (f'[[api.tokens]]\nname = "prometheus"\nsha256 = "{hash_token("scrape")}"\n'
              'scopes = ["metrics"]\n')
     node_dir.config_path.write_text(text)
@@ -398,7 +398,7 @@ async def test_read_only_token_cannot_write(node_dir: NodeDir, aiohttp_client: A
     from hashmesh.node.config.node import hash_token
 
     text = node_dir.config_path.read_text().replace(
-        'scopes = ["read", "write", "metrics"]', 'scopes = ["read"]')
+        'scopes = ["read", "write", "metrics", "audit"]', 'scopes = ["read"]')
     node_dir.config_path.write_text(text)
     assert 'scopes = ["read"]' in text
     service = await NodeService.open(node_dir.config())

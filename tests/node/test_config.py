@@ -219,6 +219,11 @@ def test_find_token_rejects_anything_but_the_exact_token(tmp_path: Path, candida
 T = f'[[api.tokens]]\nname = "t"\nsha256 = "{TOKEN_HASH}"\nscopes = ["read"]\n'
 
 NODE_ERRORS = [
+    ("[retention]\nprune_after_days = -1\n",
+     "retention.prune_after_days: must be an integer between 0 and 36500, got -1"),
+    ("[retention]\nsweep_minutes = 0\n",
+     "retention.sweep_minutes: must be an integer between 1 and 10080, got 0"),
+    ("[retention]\nkeep = 3\n", "retention.keep: unknown key"),
     ("[listen]\nport = 70000\n",
      "listen.port: must be an integer between 1 and 65535, got 70000"),
     ("[listen]\nport = 0\n", "listen.port: must be an integer between 1 and 65535, got 0"),
@@ -239,7 +244,8 @@ NODE_ERRORS = [
     (T + T, "api.tokens[1].name: duplicate token name 't'"),
     (T + T.replace('"t"', '"u"'), "api.tokens[1].sha256: duplicate token hash"),
     (T.replace('["read"]', '["read", "admin"]'),
-     "api.tokens[0].scopes[1]: unknown value 'admin' (expected one of: metrics, read, write)"),
+     "api.tokens[0].scopes[1]: unknown value 'admin' (expected one of: audit, metrics, read, "
+     "write)"),
     (T.replace('["read"]', '["read", "read"]'), "api.tokens[0].scopes[1]: duplicate scope"),
     (T.replace('["read"]', "[]"), "api.tokens[0].scopes: needs at least 1 entries"),
     (T.replace('scopes = ["read"]\n', ""), "api.tokens[0].scopes: missing required key"),
@@ -594,7 +600,7 @@ def test_rendered_node_config_loads_with_the_given_values(tmp_path: Path) -> Non
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 9000)
     assert config.data_dir == tmp_path / "state"
     token = config.find_token(TOKEN)
-    assert token is not None and token.scopes == {"read", "write", "metrics"}
+    assert token is not None and token.scopes == {"read", "write", "metrics", "audit"}
     keys = config.keys  # three separate keys: the root key can go offline
     assert len({keys.root, keys.signing, keys.node}) == 3 and keys.origin == KEY_B
 

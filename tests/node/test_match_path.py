@@ -71,7 +71,8 @@ async def test_match_audit_row_is_committed_within_the_flush_interval(
         assert time.monotonic() < deadline, "match audit row not committed"
         await asyncio.sleep(0.02)
     assert [(r["actor"], r["detail"]) for r in rows] == [
-        ("token:platform", {"queries": 1, "matched_records": [record]})]
+        ("token:platform", {"queries": 1, "matched_records": [record],
+                            "origins": [service.origin]})]
 
 
 async def test_queued_match_audit_rows_are_written_when_the_node_closes(

@@ -96,7 +96,8 @@ async def test_a_worker_audits_its_matches_in_the_node_database(
     await worker.store.flush_audit()
     rows = await service.store.read(match_audits)
     assert [(r["actor"], r["detail"]) for r in rows] == [
-        ("token:platform", {"queries": 1, "matched_records": [record]})]
+        ("token:platform", {"queries": 1, "matched_records": [record],
+                            "origins": [service.origin]})]
 
 
 async def test_a_worker_names_origins_from_the_peers_file_it_rereads(
