@@ -37,6 +37,7 @@ from hashmesh.node.store.interface import (
     open_cluster,
 )
 from hashmesh.protocol.distribution import distribution_for_feedback
+from hashmesh.protocol.encoding import item_text
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.hashtypes import get_hash_type
@@ -424,7 +425,10 @@ class NodeService:
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
             "match_workers": None if self.worker_status is None else self.worker_status(),
-            "limits": {"max_batch": self.config.limits.max_batch},
+            "limits": {"max_batch": self.config.limits.max_batch,
+                       "max_body_bytes": self.config.limits.max_body_bytes},
+            "lists": {"default": self.config.lists.default,
+                      "allowed": list(self.config.lists.allowed)},
             "peers_config": self.peers_config_status(),
             "background_tasks": self.tasks.status(),
             "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
@@ -516,11 +520,13 @@ ENVELOPE_ALLOWANCE = 2_048
 
 
 def _encoded_size(item: Item) -> int:
-    """The item's canonical size plus a separator, without canonicalising it: the same
-    length (every value here is ASCII-checked by the protocol's parsers except labels and
-    notes, which json.dumps escapes no shorter than RFC 8785 does), at a fifth of the cost
-    (canonical.encode was ~15 µs a hash of a bulk add)."""
-    text = json.dumps(item.to_json(), separators=(",", ":"), ensure_ascii=False)
+    """The item's canonical size plus a separator: from the template encoder for the usual
+    shapes (~1 µs), else from ``json.dumps``, which gives the same length (every value is
+    ASCII-checked by the protocol's parsers except labels and notes, which json.dumps escapes
+    no shorter than RFC 8785 does)."""
+    text = item_text(item)
+    if text is None:
+        text = json.dumps(item.to_json(), separators=(",", ":"), ensure_ascii=False)
     return len(text.encode("utf-8")) + 1
 
 

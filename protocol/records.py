@@ -712,6 +712,8 @@ _HASH_RE = re.compile(_hash_pattern("("))
 _ITEM_RE = re.compile(_item_pattern("("))
 # The items of an add body followed by a comma: 1 to MAX_ITEMS items, nothing else.
 _ITEMS_RE = re.compile(f"(?:{_item_pattern('(?:')},){{1,{MAX_ITEMS}}}")
+# Any number of items: a bulk add request's, whose size its request limits bound.
+_ITEM_LIST_RE = re.compile(f"(?:{_item_pattern('(?:')},)+")
 _HEAD_RE = re.compile(
     r'\{"digest":"(' + _ID + r')",'
     r'"dist":\{(?:"group":"(' + _NAME + r')",)?'
@@ -788,13 +790,26 @@ def _read_fast(data: bytes) -> SignedRecord | None:
                         head_bytes=data[head_start:match.end()])
 
 
-def _read_items(region: str) -> tuple[Item, ...] | None:
+def read_canonical_items(region: str) -> tuple[Item, ...] | None:
+    """The items of ``region`` if it is nothing but comma-separated items in canonical form,
+    each one valid (as ``Item.from_json`` would read it), else ``None``.
+
+    For fast paths that must fall back to the located path for anything else, e.g. a bulk
+    add request whose client writes its items in canonical form (``node/api/requests.py``).
+    """
+    try:
+        return _read_items(region, _ITEM_LIST_RE)
+    except (ProtocolError, ValueError, LookupError):
+        return None
+
+
+def _read_items(region: str, items_re: re.Pattern[str] = _ITEMS_RE) -> tuple[Item, ...] | None:
     """The items of ``region``, the text between ``{"items":[`` and ``]}``.
 
     One C pass proves that the region is nothing but comma-separated canonical items, a second
     (``findall``) extracts their fields, so Python only builds the objects.
     """
-    if _ITEMS_RE.fullmatch(region + ",") is None:
+    if items_re.fullmatch(region + ",") is None:
         return None
     items = []
     for expires, quality, type_name, hex64, value, more, labels, list_name, tier in (

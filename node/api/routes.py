@@ -12,12 +12,14 @@ The routes and their schemas are published at ``/v1/openapi.json`` (``node/api/o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
 from hashmesh.node.api.openapi import openapi_document
 from hashmesh.node.api.requests import (
+    AddRequest,
     parse_add,
     parse_feedback,
     parse_lists,
@@ -25,6 +27,7 @@ from hashmesh.node.api.requests import (
     parse_policy,
     parse_revoke,
     parse_thresholds,
+    read_add_fast,
 )
 from hashmesh.node.matching.answers import Matching
 from hashmesh.node.matching.hasher import ImageError
@@ -51,6 +54,7 @@ SERVICE_KEY = web.AppKey("service", NodeService)
 MATCHING_KEY = web.AppKey("matching", Matching)
 ACTOR_KEY = web.RequestKey("actor", str)
 
+OFF_LOOP_BYTES = 65_536  # larger request bodies are parsed in a worker thread
 MAX_THRESHOLD = 256  # no hash has more bits; each type's own maximum is checked after
 PUBLIC_ROUTES = frozenset({"healthz", "healthz_signer", "openapi"})
 ROUTE_SCOPES = {
@@ -150,7 +154,10 @@ def _route_name(request: web.Request) -> str:
 async def read_json(request: web.Request) -> object:
     """The request body as strict JSON, within the configured size limit."""
     limit = request.app[MATCHING_KEY].config.limits.max_body_bytes
-    body = await read_body(request, limit)
+    return parse_json(await read_body(request, limit))
+
+
+def parse_json(body: bytes) -> object:
     try:
         return canonical.parse(body)
     except EncodingError as exc:
@@ -165,8 +172,17 @@ def _actor(request: web.Request) -> str:
 async def add_records(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     config = service.config
-    parsed = parse_add(await read_json(request), max_batch=config.limits.max_batch,
-                       default_list=config.lists.default, allowed_lists=config.lists.allowed)
+    body = await read_body(request, config.limits.max_body_bytes)
+
+    def parse() -> AddRequest:
+        fast = read_add_fast(body, max_batch=config.limits.max_batch,
+                             allowed_lists=config.lists.allowed)
+        return fast if fast is not None else parse_add(
+            parse_json(body), max_batch=config.limits.max_batch,
+            default_list=config.lists.default, allowed_lists=config.lists.allowed)
+
+    # A bulk request is ~100 KB to MBs of JSON: parse it off the event loop.
+    parsed = await asyncio.to_thread(parse) if len(body) > OFF_LOOP_BYTES else parse()
     records = await service.add(parsed.items, parsed.dist, _actor(request))
     return web.json_response({"records": [
         {"id": r.id, "seq": r.head.seq,
