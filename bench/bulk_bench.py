@@ -18,6 +18,8 @@ import argparse
 import json
 import os
 import random
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,11 +62,17 @@ def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]
         node = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait(url)
+            _settle(node.pid)
+            node_cpu = _cpu_seconds(node.pid)
+            cli_cpu = _children_cpu_seconds()
             started = time.perf_counter()
             result = subprocess.run([*hashmesh_command(), "add", "--config", str(config),
                                      "--from", str(root / "list.csv"), "--no-progress"],
                                     capture_output=True, text=True, env={**os.environ})
             elapsed = time.perf_counter() - started
+            node_cpu = _cpu_seconds(node.pid) - node_cpu
+            cli_cpu = _children_cpu_seconds() - cli_cpu
+            load = os.getloadavg()[0]
             if result.returncode:
                 raise SystemExit(result.stderr)
             answer = json.loads(result.stdout)
@@ -76,7 +84,35 @@ def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]
             node.terminate()
             node.wait(timeout=60)
         return {"hashes": count, "max_batch": max_batch, "seconds": round(elapsed, 2),
-                "hashes_per_second": round(count / elapsed), "records": answer["records"]}
+                "hashes_per_second": round(count / elapsed), "records": answer["records"],
+                "node_cpu_us_per_hash": round(node_cpu / count * 1e6, 1),
+                "cli_cpu_us_per_hash": round(cli_cpu / count * 1e6, 1),
+                "load_average": round(load, 1)}
+
+
+def _settle(pid: int) -> None:
+    """Wait until the node's start-up work (loading the match kernel in the background) is
+    done: no CPU used for 0.5 s, at most 30 s."""
+    deadline = time.monotonic() + 30
+    last = _cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _cpu_seconds(pid)
+        if now == last:
+            return
+        last = now
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux ``/proc``): what the work cost,
+    whatever else the shared machine was running meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def stages(count: int) -> dict[str, Any]:
@@ -153,6 +189,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile of the node to this file")
     parser.add_argument("--stages", action="store_true",
                         help="in process: time each step of one bulk add request")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each size (medians: "
+                        "the machine is shared)")
     parser.add_argument("--max-batch", default="1000",
                         help="comma-separated [limits] max_batch values (the node's default "
                              "is 1000 items a request)")
@@ -164,7 +202,13 @@ def main() -> None:
         return
     for size in sizes:
         for max_batch in [int(b) for b in args.max_batch.split(",")]:
-            print(json.dumps(run_one(size, args.profile, max_batch)), flush=True)
+            runs = []
+            for _ in range(args.repeat):
+                runs.append(run_one(size, args.profile, max_batch))
+                print(json.dumps(runs[-1]), flush=True)
+            if len(runs) > 1:
+                print(json.dumps({"median": {key: statistics.median(r[key] for r in runs)
+                                             for key in runs[0]}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from hashmesh.node.store.interface import (
     open_cluster,
 )
 from hashmesh.protocol.distribution import distribution_for_feedback
-from hashmesh.protocol.encoding import item_text
+from hashmesh.protocol.encoding import item_size, item_text
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.hashtypes import get_hash_type
@@ -520,10 +520,13 @@ ENVELOPE_ALLOWANCE = 2_048
 
 
 def _encoded_size(item: Item) -> int:
-    """The item's canonical size plus a separator: from the template encoder for the usual
-    shapes (~1 µs), else from ``json.dumps``, which gives the same length (every value is
-    ASCII-checked by the protocol's parsers except labels and notes, which json.dumps escapes
-    no shorter than RFC 8785 does)."""
+    """The item's canonical size plus a separator: counted for the usual shape, from the
+    template encoder for other valid items, else from ``json.dumps``, which gives the same
+    length (every value is ASCII-checked by the protocol's parsers except labels and notes,
+    which json.dumps escapes no shorter than RFC 8785 does)."""
+    size = item_size(item)
+    if size is not None:
+        return size + 1
     text = item_text(item)
     if text is None:
         text = json.dumps(item.to_json(), separators=(",", ":"), ensure_ascii=False)

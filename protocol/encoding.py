@@ -76,6 +76,22 @@ def item_text(item: Item) -> str | None:
     return f'{head}{hash_text}],"list":"{item.list}",{tier}'
 
 
+def item_size(item: Item) -> int | None:
+    """The length of ``item_text(item)`` for an item of the usual shape (one PDQ hash, no
+    labels, no expiry), computed without building or checking it; ``None`` for any other
+    shape. Exact for every valid item of that shape (an invalid one is refused when signed)."""
+    hashes = item.hashes
+    if len(hashes) != 1 or item.labels or item.expires is not None:
+        return None
+    entry = hashes[0]
+    if entry.type != "pdq" or entry.quality is not None:
+        return None
+    return _PDQ_ITEM_OVERHEAD + len(entry.value) + len(item.list) + len(item.tier)
+
+
+_PDQ_ITEM_OVERHEAD = len('{"hashes":[{"type":"pdq","value":""}],"list":"","tier":""}')
+
+
 def _expires_text(expires: object) -> str | None:
     if type(expires) is not int or not 0 <= expires <= MAX_SAFE_INTEGER:
         return None

@@ -27,6 +27,7 @@ from hashmesh.protocol.errors import (
 )
 from hashmesh.protocol.keys import PublicKey, SigningKey, b64url_encode
 from hashmesh.protocol.records import (
+    MAX_RECORD_BYTES,
     VERSION,
     AddBody,
     Body,
@@ -201,6 +202,8 @@ def _sign_add_fast(*, signer: SigningKey, origin: str, seq: int, prev: str | Non
     sig = signer.sign(signed_message(head_bytes, VERSION))
     raw = b'{"body":%s,"head":%s,"sig":"%s"}' % (body_bytes, head_bytes,
                                                   b64url_encode(sig).encode("ascii"))
+    if len(raw) > MAX_RECORD_BYTES:
+        return None  # the generic path refuses it with the located error
     return SignedRecord(head=head, body=body, sig=sig, raw=raw, head_bytes=head_bytes)
 
 

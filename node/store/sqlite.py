@@ -254,14 +254,23 @@ class Store:
                 raise OriginFrozenError(f"signing is blocked: {blocked[0]}; resolve it, then "
                                         "run `hashmesh unfreeze`")
             head = _head(conn, origin)
+            writer = _BulkWriter(conn, "local", changes)  # adds: rows in bulk, as a sync page's
             for body in bodies:
                 record = append(head, signer=signer, origin=origin, body=body,
                                 now_ms=now_ms() if ts is None else ts, dist=dist)
-                changes.extend(self._insert(conn, record, source="local"))
-                self._audit(conn, actor, f"sign_{record.head.type}",
-                            {"record": record.id, "seq": record.head.seq})
-                records.append(record)
+                writer.insert(record)
                 head = LogHead.of(record)
+                if not isinstance(record.body, AddBody):
+                    writer.flush()
+                    _set_head(conn, head)
+                    changes.extend(self._apply(conn, record))
+                records.append(record)
+            writer.flush()
+            if head is not None:
+                _set_head(conn, head)
+            self._audit_many(conn, actor, [(f"sign_{r.head.type}",
+                                            {"record": r.id, "seq": r.head.seq})
+                                           for r in records])
         return records, changes
 
     def checkpoint(self) -> tuple[int, int, int]:
@@ -756,6 +765,13 @@ class Store:
             raise OriginFrozenError(
                 f"origin {origin} is frozen at seq {row[0]} (equivocation or restored backup); "
                 "an operator must resolve it first")
+
+    def _audit_many(self, conn: sqlite3.Connection, actor: str,
+                    entries: list[tuple[str, dict[str, Any]]]) -> None:
+        now = now_ms()
+        conn.executemany("INSERT INTO audit (ts, actor, action, detail) VALUES (?,?,?,?)",
+                         [(now, actor, action, json.dumps(detail, sort_keys=True))
+                          for action, detail in entries])
 
     def _audit(self, conn: sqlite3.Connection, actor: str, action: str,
                detail: dict[str, Any]) -> None:

@@ -48,6 +48,11 @@ def test_item_text_equals_the_reference_canonicaliser(item: Item) -> None:
     text = encoding.item_text(item)
     assert text is not None
     assert text.encode() == canonical.encode(item.to_json())
+    single = dataclasses.replace(item, hashes=item.hashes[:1], labels=(), expires=None)
+    size = encoding.item_size(single)
+    assert size is None or size == len(canonical.encode(single.to_json()))
+    if single.hashes[0].type == "pdq" and single.hashes[0].quality is None:
+        assert size is not None
 
 
 @PROPERTY
