@@ -575,6 +575,9 @@ class Store:
                       ) -> dict[tuple[int, int], tuple[int, int | None, int | None]]:
         return change_log.item_versions(self.reader(), nums)
 
+    def last_verdicts(self, nums: Iterable[int]) -> dict[tuple[int, int], int]:
+        return change_log.last_verdicts(self.reader(), nums)
+
     def active_hash_types(self) -> list[str]:
         rows = self.reader().execute(
             "SELECT DISTINCT hash_type FROM entries WHERE active=1").fetchall()
