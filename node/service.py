@@ -26,6 +26,7 @@ from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
 from hashmesh.node.matching.follow import FeedFollower
 from hashmesh.node.matching.index_check import IndexCheck, compare_index
 from hashmesh.node.matching.matcher import Matcher
+from hashmesh.node.matching.origins import origin_profile
 from hashmesh.node.matching.verdicts import Policy, dispute_state, standing_verdicts
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import Supervisor, cancel_and_wait, every
@@ -48,6 +49,7 @@ from hashmesh.protocol.records import (
     FeedbackBody,
     Item,
     KeyBody,
+    ProfileBody,
     RevokeBody,
     SignedRecord,
     Target,
@@ -228,12 +230,23 @@ class NodeService:
         dist = distribution_for_feedback(SignedRecord.from_bytes(raw))
         return await self._sign(FeedbackBody(target, verdict, note), dist, actor)
 
-    async def _sign(self, body: AddBody | RevokeBody | FeedbackBody | KeyBody,
+    async def set_profile(self, body: ProfileBody, actor: str) -> SignedRecord:
+        """Sign this origin's profile (scope ``all``: it travels whole, SPEC §4.6)."""
+        return await self._sign(body, Distribution(), actor)
+
+    def origin_profile(self, origin: str, profiles: dict[str, ProfileBody]
+                       ) -> dict[str, Any] | None:
+        """How ``origin`` is named here: pinned (our own name, or peers.toml), else by its
+        own profile, marked self-declared (``matching/origins.py``)."""
+        return origin_profile(self.origin_name(origin), profiles.get(origin))
+
+    async def _sign(self, body: AddBody | RevokeBody | FeedbackBody | KeyBody | ProfileBody,
                     dist: Distribution, actor: str) -> SignedRecord:
         [record] = await self._sign_many([body], dist, actor)
         return record
 
-    async def _sign_many(self, bodies: Sequence[AddBody | RevokeBody | FeedbackBody | KeyBody],
+    async def _sign_many(self, bodies: Sequence[AddBody | RevokeBody | FeedbackBody | KeyBody
+                                                | ProfileBody],
                          dist: Distribution, actor: str) -> list[SignedRecord]:
         signer = self.identity.root if bodies[0].TYPE == "key" else self.identity.signer
         if signer is None:
@@ -400,8 +413,13 @@ class NodeService:
             raise NotFoundError(f"no record {record_id}", "id")
         record = SignedRecord.from_bytes(raw)
         entries = await self.store.read(lambda s: s.item_entries(record_id))
+        origin = record.head.origin
+        profiles = await self.store.read(lambda s: s.profiles([origin]))
+        shown = self.origin_profile(origin, profiles)
         return {
             "id": record.id,
+            "origin_name": None if shown is None else shown["name"],
+            "origin_profile": shown,
             "record": record.to_json(),
             "hashes": [{"item": f"{e.record}/{e.item}", "type": e.hash_type, "value": e.value,
                         "active": e.active} for e in entries],
@@ -417,6 +435,8 @@ class NodeService:
             "signing_key": self.identity.signer.id,
             "node_key": self.identity.node.id,
             "version": VERSION,
+            "profile": (lambda p: None if p is None else p.to_json())(
+                (await self.store.read(lambda s: s.profiles([self.origin]))).get(self.origin)),
             "head": None if head is None else head.to_json(),
             "counts": counts,
             "index": {t: self.matcher.count(t) for t in ALL_TYPES if self.matcher.count(t)},

@@ -45,7 +45,7 @@ from hashmesh.node.service import ForbiddenError, NodeService, NotFoundError
 from hashmesh.node.store.sqlite import StorageError, StoreError
 from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import EncodingError, ProtocolError
-from hashmesh.protocol.records import RECORD_ID_PATTERN
+from hashmesh.protocol.records import RECORD_ID_PATTERN, ProfileBody
 
 log = logging.getLogger("hashmesh.api")
 
@@ -58,7 +58,7 @@ OFF_LOOP_BYTES = 65_536  # larger request bodies are parsed in a worker thread
 MAX_THRESHOLD = 256  # no hash has more bits; each type's own maximum is checked after
 PUBLIC_ROUTES = frozenset({"healthz", "healthz_signer", "openapi"})
 ROUTE_SCOPES = {
-    "add": "write", "revoke": "write", "feedback": "write",
+    "add": "write", "revoke": "write", "feedback": "write", "profile": "write",
     "match": "read", "match_image": "read", "record": "read", "status": "read",
     "evidence": "read", "index_check": "read", "metrics": "metrics",
     # node/api/feed.py and node/api/taxii.py (registered by app.py)
@@ -204,6 +204,14 @@ async def feedback(request: web.Request) -> web.Response:
     return web.json_response({"id": record.id, "seq": record.head.seq}, status=201)
 
 
+async def set_profile(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    body = ProfileBody.from_json(await read_json(request), "")
+    record = await service.set_profile(body, _actor(request))
+    return web.json_response({"id": record.id, "seq": record.head.seq,
+                              "profile": body.to_json()}, status=201)
+
+
 async def match(request: web.Request) -> web.Response:
     matching = request.app[MATCHING_KEY]
     parsed = parse_match(await read_json(request), max_batch=matching.config.limits.max_batch)
@@ -296,6 +304,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/records", add_records, name="add")
     app.router.add_post("/v1/revocations", revoke, name="revoke")
     app.router.add_post("/v1/feedback", feedback, name="feedback")
+    app.router.add_post("/v1/profile", set_profile, name="profile")
     add_match_routes(app)
     app.router.add_get("/v1/records/{id}", get_record, name="record")
     app.router.add_get("/v1/status", status, name="status")

@@ -48,6 +48,7 @@ from hashmesh.protocol.records import (
     FeedbackBody,
     KeyBody,
     KeyRevokeBody,
+    ProfileBody,
     RevokeBody,
     SignedRecord,
 )
@@ -575,6 +576,21 @@ class Store:
                       ) -> dict[tuple[int, int], tuple[int, int | None, int | None]]:
         return change_log.item_versions(self.reader(), nums)
 
+    def profiles(self, origins: Iterable[str] | None = None) -> dict[str, ProfileBody]:
+        """The profile in force of these origins (of every origin with one if ``None``)."""
+        conn = self.reader()
+        sql = "SELECT origin, name, jurisdiction, contact FROM profiles"
+        if origins is None:
+            rows = conn.execute(sql).fetchall()
+        else:
+            wanted = sorted(set(origins))
+            if not wanted:
+                return {}
+            rows = conn.execute(f"{sql} WHERE origin IN ({','.join('?' * len(wanted))})",
+                                wanted).fetchall()
+        return {origin: ProfileBody(name, jurisdiction, contact)
+                for origin, name, jurisdiction, contact in rows}
+
     def last_verdicts(self, nums: Iterable[int]) -> dict[tuple[int, int], int]:
         return change_log.last_verdicts(self.reader(), nums)
 
@@ -755,6 +771,14 @@ class Store:
                 "ON CONFLICT(origin, key) DO UPDATE SET authorised_at=excluded.authorised_at, "
                 "revoked_at=NULL WHERE keys.revoked_at IS NOT NULL",
                 (record.head.origin, body.signing_key, record.head.seq))
+        elif isinstance(body, ProfileBody):
+            conn.execute(
+                "INSERT INTO profiles (origin, seq, name, jurisdiction, contact) "
+                "VALUES (?,?,?,?,?) ON CONFLICT(origin) DO UPDATE SET seq=excluded.seq, "
+                "name=excluded.name, jurisdiction=excluded.jurisdiction, "
+                "contact=excluded.contact WHERE excluded.seq > profiles.seq",
+                (record.head.origin, record.head.seq, body.name, body.jurisdiction,
+                 body.contact))
         elif isinstance(body, KeyRevokeBody):
             conn.execute("UPDATE keys SET revoked_at=? WHERE origin=? AND key=? "
                          "AND revoked_at IS NULL",
