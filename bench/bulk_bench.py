@@ -9,7 +9,8 @@ arrives after the node has applied it). Then one match of a listed hash checks i
     python -m bench.bulk_bench --sizes 1000000  # 1M
     python -m bench.bulk_bench --quick --max-batch 1000,10000   # node default, and larger
     python -m bench.bulk_bench --quick --profile node.prof   # cProfile of the node
-    python -m bench.bulk_bench --quick --stages    # in process: time of each step
+    python -m bench.bulk_bench --quick --stages    # in process: CPU time of each step
+    python -m bench.bulk_bench --quick --repeat 3  # medians (the machine may be shared)
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import argparse
 import json
 import os
 import random
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,11 +63,17 @@ def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]
         node = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait(url)
+            _settle(node.pid)
+            node_cpu = _cpu_seconds(node.pid)
+            cli_cpu = _children_cpu_seconds()
             started = time.perf_counter()
             result = subprocess.run([*hashmesh_command(), "add", "--config", str(config),
                                      "--from", str(root / "list.csv"), "--no-progress"],
                                     capture_output=True, text=True, env={**os.environ})
             elapsed = time.perf_counter() - started
+            node_cpu = _cpu_seconds(node.pid) - node_cpu
+            cli_cpu = _children_cpu_seconds() - cli_cpu
+            load = os.getloadavg()[0]
             if result.returncode:
                 raise SystemExit(result.stderr)
             answer = json.loads(result.stdout)
@@ -76,51 +85,89 @@ def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]
             node.terminate()
             node.wait(timeout=60)
         return {"hashes": count, "max_batch": max_batch, "seconds": round(elapsed, 2),
-                "hashes_per_second": round(count / elapsed), "records": answer["records"]}
+                "hashes_per_second": round(count / elapsed), "records": answer["records"],
+                "node_cpu_us_per_hash": round(node_cpu / count * 1e6, 1),
+                "cli_cpu_us_per_hash": round(cli_cpu / count * 1e6, 1),
+                "load_average": round(load, 1)}
 
 
-def stages(count: int) -> dict[str, Any]:
-    """Where a bulk add's time goes, in process (no HTTP): the node's own steps for one
-    request of ``count`` single-hash items, each timed alone; ``add_per_record`` is the
-    store path as it was before (one transaction, commit and index update per record)."""
+def _settle(pid: int) -> None:
+    """Wait until the node's start-up work (loading the match kernel in the background) is
+    done: no CPU used for 0.5 s, at most 30 s."""
+    deadline = time.monotonic() + 30
+    last = _cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _cpu_seconds(pid)
+        if now == last:
+            return
+        last = now
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux ``/proc``): what the work cost,
+    whatever else the shared machine was running meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stages(count: int, batch: int = 1000) -> dict[str, Any]:
+    """Where a bulk add's node CPU goes, in process (no HTTP): requests of ``batch`` items
+    as ``hashmesh add --from`` writes them, each step timed alone in CPU time of all threads
+    (``time.process_time``), in µs a hash."""
     import asyncio
 
-    from hashmesh.node.api.requests import parse_add
+    from hashmesh.node.api.requests import read_add_fast
+    from hashmesh.node.cli.bulk import encode_request, item_affixes
+    from hashmesh.node.cli.hashlists import ListEntry
     from hashmesh.node.service import NodeService, batch_items
-    from hashmesh.protocol import canonical
-    from hashmesh.protocol.records import AddBody
+    from hashmesh.node.store.interface import NodeStore
+    from hashmesh.node.store.sqlite import Changes
+    from hashmesh.protocol.records import AddBody, Distribution
 
     rng = random.Random(11)
-    body = json.dumps({"items": [
-        {"hashes": [{"type": "pdq", "value": rng.getrandbits(256).to_bytes(32, "big").hex()}]}
-        for _ in range(count)], "dist": {"scope": "all"}}).encode()
+    prefix, suffix = item_affixes({"tier": "victim_submitted"}, "ncii")
+    bodies = [encode_request([ListEntry("pdq", rng.getrandbits(256).to_bytes(32, "big").hex(),
+                                        "") for _ in range(batch)], prefix, suffix,
+                             {"scope": "all"}) for _ in range(count // batch)]
 
     async def run() -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="hm-stages-") as tmp:
             config, _, _ = create_node_dir(Path(tmp) / "n", name="Stages", port=9)
             service = await NodeService.open(load_node_config(config))
+            times = dict.fromkeys(("parse", "split", "sign_and_store", "index"), 0.0)
             try:
-                times: dict[str, float] = {}
-                started = time.perf_counter()
-                raw = canonical.parse(body)
-                times["parse_json"] = time.perf_counter() - started
-                started = time.perf_counter()
-                parsed = parse_add(raw, max_batch=count, default_list="ncii",
-                                   allowed_lists=("ncii",))
-                times["parse_items"] = time.perf_counter() - started
-                started = time.perf_counter()
-                batches = batch_items(parsed.items, 256)
-                times["batch_items"] = time.perf_counter() - started
-                started = time.perf_counter()
-                await service.add(parsed.items, parsed.dist, "bench")
-                times["add_one_transaction"] = time.perf_counter() - started - times[
-                    "batch_items"]
-                started = time.perf_counter()
-                for batch in batches:
-                    await service._sign(AddBody(batch), parsed.dist, "bench")
-                times["add_per_record"] = time.perf_counter() - started
-                return {"hashes": count, **{k: round(v, 2) for k, v in times.items()},
-                        "us_per_hash": {k: round(v / count * 1e6, 1) for k, v in times.items()}}
+                for body in bodies:
+                    started = time.process_time()
+                    parsed = read_add_fast(body, max_batch=batch, allowed_lists=("ncii",))
+                    assert parsed is not None
+                    times["parse"] += time.process_time() - started
+                    started = time.process_time()
+                    records = [AddBody(b) for b in batch_items(parsed.items, 256)]
+                    times["split"] += time.process_time() - started
+
+                    def commit(store: NodeStore, records: list[AddBody] = records,
+                               dist: Distribution = parsed.dist) -> Changes:
+                        started = time.process_time()
+                        _, changes = store.append_local_many(
+                            signer=service.identity.signer, origin=service.origin,
+                            bodies=records, dist=dist, actor="bench")
+                        times["sign_and_store"] += time.process_time() - started
+                        return changes
+
+                    changes = await service.store.write(commit)
+                    started = time.process_time()
+                    service.queue_changes(changes)
+                    await service.apply_changes_soon()
+                    times["index"] += time.process_time() - started
+                return {"hashes": count,
+                        "cpu_us_per_hash": {k: round(v / count * 1e6, 2)
+                                            for k, v in times.items()}}
             finally:
                 await service.close()
 
@@ -153,6 +200,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile of the node to this file")
     parser.add_argument("--stages", action="store_true",
                         help="in process: time each step of one bulk add request")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each size (medians: "
+                        "the machine is shared)")
     parser.add_argument("--max-batch", default="1000",
                         help="comma-separated [limits] max_batch values (the node's default "
                              "is 1000 items a request)")
@@ -164,7 +213,13 @@ def main() -> None:
         return
     for size in sizes:
         for max_batch in [int(b) for b in args.max_batch.split(",")]:
-            print(json.dumps(run_one(size, args.profile, max_batch)), flush=True)
+            runs = []
+            for _ in range(args.repeat):
+                runs.append(run_one(size, args.profile, max_batch))
+                print(json.dumps(runs[-1]), flush=True)
+            if len(runs) > 1:
+                print(json.dumps({"median": {key: statistics.median(r[key] for r in runs)
+                                             for key in runs[0]}}), flush=True)
 
 
 if __name__ == "__main__":

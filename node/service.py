@@ -27,6 +27,7 @@ from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
 from hashmesh.node.matching.follow import FeedFollower
 from hashmesh.node.matching.index_check import IndexCheck, compare_index
 from hashmesh.node.matching.matcher import Matcher
+from hashmesh.node.matching.origins import origin_profile
 from hashmesh.node.matching.verdicts import Policy, dispute_state, standing_verdicts
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import Supervisor, cancel_and_wait, every
@@ -39,6 +40,7 @@ from hashmesh.node.store.interface import (
     open_cluster,
 )
 from hashmesh.protocol.distribution import distribution_for_feedback
+from hashmesh.protocol.encoding import item_size, item_text
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.hashtypes import get_hash_type
@@ -50,6 +52,7 @@ from hashmesh.protocol.records import (
     FeedbackBody,
     Item,
     KeyBody,
+    ProfileBody,
     RevokeBody,
     SignedRecord,
     Target,
@@ -240,12 +243,23 @@ class NodeService:
         dist = distribution_for_feedback(SignedRecord.from_bytes(raw))
         return await self._sign(FeedbackBody(target, verdict, note), dist, actor)
 
-    async def _sign(self, body: AddBody | RevokeBody | FeedbackBody | KeyBody,
+    async def set_profile(self, body: ProfileBody, actor: str) -> SignedRecord:
+        """Sign this origin's profile (scope ``all``: it travels whole, SPEC §4.6)."""
+        return await self._sign(body, Distribution(), actor)
+
+    def origin_profile(self, origin: str, profiles: dict[str, ProfileBody]
+                       ) -> dict[str, Any] | None:
+        """How ``origin`` is named here: pinned (our own name, or peers.toml), else by its
+        own profile, marked self-declared (``matching/origins.py``)."""
+        return origin_profile(self.origin_name(origin), profiles.get(origin))
+
+    async def _sign(self, body: AddBody | RevokeBody | FeedbackBody | KeyBody | ProfileBody,
                     dist: Distribution, actor: str) -> SignedRecord:
         [record] = await self._sign_many([body], dist, actor)
         return record
 
-    async def _sign_many(self, bodies: Sequence[AddBody | RevokeBody | FeedbackBody | KeyBody],
+    async def _sign_many(self, bodies: Sequence[AddBody | RevokeBody | FeedbackBody | KeyBody
+                                                | ProfileBody],
                          dist: Distribution, actor: str) -> list[SignedRecord]:
         signer = self.identity.root if bodies[0].TYPE == "key" else self.identity.signer
         if signer is None:
@@ -448,8 +462,13 @@ class NodeService:
             raise NotFoundError(f"no record {record_id}", "id")
         record = SignedRecord.from_bytes(raw)
         entries = await self.store.read(lambda s: s.item_entries(record_id))
+        origin = record.head.origin
+        profiles = await self.store.read(lambda s: s.profiles([origin]))
+        shown = self.origin_profile(origin, profiles)
         return {
             "id": record.id,
+            "origin_name": None if shown is None else shown["name"],
+            "origin_profile": shown,
             "record": record.to_json(),
             "hashes": [{"item": f"{e.record}/{e.item}", "type": e.hash_type, "value": e.value,
                         "active": e.active} for e in entries
@@ -466,6 +485,8 @@ class NodeService:
             "signing_key": self.identity.signer.id,
             "node_key": self.identity.node.id,
             "version": VERSION,
+            "profile": (lambda p: None if p is None else p.to_json())(
+                (await self.store.read(lambda s: s.profiles([self.origin]))).get(self.origin)),
             "head": None if head is None else head.to_json(),
             "counts": counts,
             "index": {t: self.matcher.count(t) for t in ALL_TYPES if self.matcher.count(t)},
@@ -474,7 +495,10 @@ class NodeService:
             "peers": len(self.peers.peers),
             "uptime_seconds": int(time.time() - self.started),
             "match_workers": None if self.worker_status is None else self.worker_status(),
-            "limits": {"max_batch": self.config.limits.max_batch},
+            "limits": {"max_batch": self.config.limits.max_batch,
+                       "max_body_bytes": self.config.limits.max_body_bytes},
+            "lists": {"default": self.config.lists.default,
+                      "allowed": list(self.config.lists.allowed)},
             "peers_config": self.peers_config_status(),
             "peer_sync": self.peer_sync(),
             "background_tasks": self.tasks.status(),
@@ -607,11 +631,16 @@ ENVELOPE_ALLOWANCE = 2_048
 
 
 def _encoded_size(item: Item) -> int:
-    """The item's canonical size plus a separator, without canonicalising it: the same
-    length (every value here is ASCII-checked by the protocol's parsers except labels and
-    notes, which json.dumps escapes no shorter than RFC 8785 does), at a fifth of the cost
-    (canonical.encode was ~15 µs a hash of a bulk add)."""
-    text = json.dumps(item.to_json(), separators=(",", ":"), ensure_ascii=False)
+    """The item's canonical size plus a separator: counted for the usual shape, from the
+    template encoder for other valid items, else from ``json.dumps``, which gives the same
+    length (every value is ASCII-checked by the protocol's parsers except labels and notes,
+    which json.dumps escapes no shorter than RFC 8785 does)."""
+    size = item_size(item)
+    if size is not None:
+        return size + 1
+    text = item_text(item)
+    if text is None:
+        text = json.dumps(item.to_json(), separators=(",", ":"), ensure_ascii=False)
     return len(text.encode("utf-8")) + 1
 
 

@@ -72,8 +72,10 @@ GROUP_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 # Canonical unpadded base64url of 16 bytes: 22 characters, the last with 4 zero bits.
 SALT_PATTERN = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
-RecordType = Literal["add", "revoke", "feedback", "key", "key_revoke"]
-RECORD_TYPES: frozenset[str] = frozenset({"add", "revoke", "feedback", "key", "key_revoke"})
+RecordType = Literal["add", "revoke", "feedback", "key", "key_revoke", "profile"]
+RECORD_TYPES: frozenset[str] = frozenset({"add", "revoke", "feedback", "key", "key_revoke",
+                                          "profile"})
+V2_ONLY_TYPES: frozenset[str] = frozenset({"profile"})
 SCOPES: frozenset[str] = frozenset({"all", "group", "peers"})
 TIERS: frozenset[str] = frozenset({"victim_submitted", "helpline_verified", "platform_confirmed"})
 REASONS: frozenset[str] = frozenset({"withdrawn", "erroneous", "expired", "legal_order", "other"})
@@ -425,9 +427,73 @@ class KeyRevokeBody:
         return result
 
 
-Body = AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody
-BODY_CLASSES: dict[str, type[AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody]] = {
-    cls.TYPE: cls for cls in (AddBody, RevokeBody, FeedbackBody, KeyBody, KeyRevokeBody)
+MAX_PROFILE_NAME = 64
+MAX_PROFILE_CONTACT = 128
+# Characters a profile's text may not hold (SPEC §4.6): C0 and C1 controls, line and
+# paragraph separators, bidirectional and invisible formatting, private use. A fixed list,
+# not a Unicode category, so that every implementation draws the same line.
+PROFILE_FORBIDDEN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufeff\ue000-\uf8ff]")
+
+
+def check_profile_text(value: object, path: str, max_length: int, what: str) -> str:
+    """A display text of a profile: 1 to ``max_length`` Unicode scalar values, none of
+    ``PROFILE_FORBIDDEN``, no white space at either end."""
+    text = check_string(value, path, max_length=max_length, what=what)
+    if not text:
+        raise SchemaError(f"{what} must not be empty", path)
+    if text != text.strip():
+        raise SchemaError(f"{what} must not start or end with white space", path)
+    bad = PROFILE_FORBIDDEN.search(text)
+    if bad is not None:
+        raise SchemaError(f"{what} must not contain control or formatting characters "
+                          f"(U+{ord(bad.group()):04X} at index {bad.start()})", path)
+    return text
+
+
+@dataclass(frozen=True)
+class ProfileBody:
+    """What an origin says about itself (v2): a display name, and optionally the
+    jurisdiction it operates under and a contact. Self-declared: nothing vouches for it but
+    the origin's own signature (SPEC §4.6). The origin's latest profile is in force."""
+
+    name: str
+    jurisdiction: str | None = None
+    contact: str | None = None
+
+    TYPE: ClassVar[str] = "profile"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"name", "jurisdiction", "contact"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str, version: int = VERSION) -> ProfileBody:
+        if version < 2:
+            raise UnknownTypeError("profile records exist from version 2",
+                                   canonical.join(path, "type"))
+        fields = Fields(value, path, cls.FIELDS)
+        return cls(
+            name=check_profile_text(fields.raw("name"), fields.at("name"), MAX_PROFILE_NAME,
+                                    "name"),
+            jurisdiction=fields.optional_string("jurisdiction", pattern=JURISDICTION_PATTERN,
+                                                what="jurisdiction code"),
+            contact=(check_profile_text(fields.raw("contact"), fields.at("contact"),
+                                        MAX_PROFILE_CONTACT, "contact")
+                     if fields.has("contact") else None),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"name": self.name}
+        if self.jurisdiction is not None:
+            result["jurisdiction"] = self.jurisdiction
+        if self.contact is not None:
+            result["contact"] = self.contact
+        return result
+
+
+Body = AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody | ProfileBody
+BODY_CLASSES: dict[str, type[Body]] = {
+    cls.TYPE: cls
+    for cls in (AddBody, RevokeBody, FeedbackBody, KeyBody, KeyRevokeBody, ProfileBody)
 }
 
 
@@ -459,6 +525,9 @@ class Head:
         fields = Fields(value, path, cls.FIELDS)
         version = fields.integer("v")
         record_type = fields.choice("type", RECORD_TYPES)
+        if record_type in V2_ONLY_TYPES and version < 2:
+            raise UnknownTypeError(f"{record_type} records exist from version 2",
+                                   fields.at("type"))
         seq = fields.integer("seq", minimum=1)
         prev = _check_prev(fields.raw("prev"), seq, fields.at("prev"))
         origin = PublicKey.from_id(fields.raw("origin"), fields.at("origin")).id
@@ -492,18 +561,19 @@ def public_types(version: int) -> frozenset[str]:
 
 
 _PUBLIC_TYPES_V1 = frozenset({"key", "key_revoke"})
-_PUBLIC_TYPES_V2 = frozenset({"key", "key_revoke", "revoke"})
+_PUBLIC_TYPES_V2 = frozenset({"key", "key_revoke", "revoke", "profile"})
 
 
 def never_stubbed(head: Head) -> bool:
     """Whether no honest policy ever sends this record as a stub (SPEC §9).
 
-    ``key`` and ``key_revoke`` records always travel whole, and so does a ``revoke`` of scope
-    ``all`` (every v2 revoke; the reference node also signed every v1 revoke so). A stub of one
+    ``key``, ``key_revoke`` and ``profile`` records always travel whole, and so does a
+    ``revoke`` of scope ``all`` (every v2 revoke; the reference node also signed every v1
+    revoke so). A stub of one
     is a fault of the peer that sent it: the receiver refuses it rather than let a withheld
     grant, key withdrawal or victim's withdrawal sit in its log as a stub.
     """
-    if head.type in ("key", "key_revoke"):
+    if head.type in ("key", "key_revoke", "profile"):
         return True
     return head.type == "revoke" and head.dist == Distribution()
 
@@ -712,6 +782,8 @@ _HASH_RE = re.compile(_hash_pattern("("))
 _ITEM_RE = re.compile(_item_pattern("("))
 # The items of an add body followed by a comma: 1 to MAX_ITEMS items, nothing else.
 _ITEMS_RE = re.compile(f"(?:{_item_pattern('(?:')},){{1,{MAX_ITEMS}}}")
+# Any number of items: a bulk add request's, whose size its request limits bound.
+_ITEM_LIST_RE = re.compile(f"(?:{_item_pattern('(?:')},)+")
 _HEAD_RE = re.compile(
     r'\{"digest":"(' + _ID + r')",'
     r'"dist":\{(?:"group":"(' + _NAME + r')",)?'
@@ -788,13 +860,26 @@ def _read_fast(data: bytes) -> SignedRecord | None:
                         head_bytes=data[head_start:match.end()])
 
 
-def _read_items(region: str) -> tuple[Item, ...] | None:
+def read_canonical_items(region: str) -> tuple[Item, ...] | None:
+    """The items of ``region`` if it is nothing but comma-separated items in canonical form,
+    each one valid (as ``Item.from_json`` would read it), else ``None``.
+
+    For fast paths that must fall back to the located path for anything else, e.g. a bulk
+    add request whose client writes its items in canonical form (``node/api/requests.py``).
+    """
+    try:
+        return _read_items(region, _ITEM_LIST_RE)
+    except (ProtocolError, ValueError, LookupError):
+        return None
+
+
+def _read_items(region: str, items_re: re.Pattern[str] = _ITEMS_RE) -> tuple[Item, ...] | None:
     """The items of ``region``, the text between ``{"items":[`` and ``]}``.
 
     One C pass proves that the region is nothing but comma-separated canonical items, a second
     (``findall``) extracts their fields, so Python only builds the objects.
     """
-    if _ITEMS_RE.fullmatch(region + ",") is None:
+    if items_re.fullmatch(region + ",") is None:
         return None
     items = []
     for expires, quality, type_name, hex64, value, more, labels, list_name, tier in (
@@ -877,6 +962,8 @@ def _read_head(match: re.Match[str]) -> Head | None:
     PublicKey.from_id(origin)  # canonical base64url of 32 bytes, else KeyFormatError
     PublicKey.from_id(key)
     if record_type in ("key", "key_revoke") and key != origin:
+        return None
+    if record_type in V2_ONLY_TYPES and version < 2:
         return None
     if record_type in public_types(version) and dist != _SCOPE_ALL:
         return None

@@ -11,7 +11,14 @@ A revoke or an expiry is a *tombstone*: the item with ``"kind": "revoke"`` (or `
 and its hashes, so that a consumer keyed by item or by hash can drop it. Each change also
 says whether its item is ``in_force`` now (not revoked, not expired): a consumer that keeps
 only the current state may treat an add or a verdict of an item no longer in force as a
-tombstone (its tombstone follows later in the log). Pages are capped
+tombstone (its tombstone follows later in the log). ``quarantined`` says whether the node's
+verdict policy (``[match] dispute_origins``, ``matching/verdicts.py``) holds the item as
+``disputed`` now: ``not_ncii`` from enough origins, and no ``confirmed`` from its own. A
+quarantine starts and ends with a ``verdict`` change of the item, so a consumer that keeps
+only the current state drops an item whose change says ``in_force: false`` or
+``quarantined: true``, and takes it back at a later change that says neither. (A change of
+``dispute_origins`` or a frozen origin writes no change: consumers then refetch from 0.)
+Pages are capped
 (``MAX_LIMIT`` changes), so neither side holds more than a page.
 """
 
@@ -26,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from hashmesh.node.api.routes import SERVICE_KEY
+from hashmesh.node.matching.verdicts import Policy, dispute_state, standing_verdicts
 from hashmesh.node.runtime.web import ApiError
 from hashmesh.node.store.sqlite import Store
 from hashmesh.protocol.records import NAME_PATTERN, FeedbackBody, RevokeBody, SignedRecord
@@ -72,8 +80,26 @@ def parse_list_names(values: list[str], field: str) -> tuple[str, ...] | None:
     return tuple(sorted(set(values))) or None
 
 
-def read_page(store: Store, after: int, limit: int, lists: tuple[str, ...] | None
-              ) -> FeedPage:
+def quarantined(store: Store, rows: list[tuple[Any, ...]], policy: Policy
+                ) -> set[tuple[str, int]]:
+    """``(record id, item)`` of the change rows' items that the verdict policy quarantines
+    now (they answer ``disputed`` instead of ``match``)."""
+    refs = {ref for row in rows for ref in (row[4], f"{row[4]}/{row[6]}")}
+    verdicts = store.feedback_verdicts(refs) if refs else {}
+    if not verdicts:
+        return set()
+    frozen = store.frozen()
+    found = set()
+    for row in rows:
+        record_id, origin, item = row[4], row[5], row[6]
+        standing = standing_verdicts(verdicts, record_id, item)
+        if standing and dispute_state(standing, origin, frozen, policy).disputed:
+            found.add((record_id, item))
+    return found
+
+
+def read_page(store: Store, after: int, limit: int, lists: tuple[str, ...] | None,
+              policy: Policy | None = None) -> FeedPage:
     """A page of the change log as the feed's JSON objects (runs on a store reader thread).
 
     Raises ``ApiError`` for a cursor past the end of the log: it was not given by this
@@ -90,12 +116,13 @@ def read_page(store: Store, after: int, limit: int, lists: tuple[str, ...] | Non
     makers = store.change_records(row[3] for row in rows if row[3] is not None)
     refs = {ref for row in rows for ref in (row[4], f"{row[4]}/{row[6]}")}
     verdicts = store.feedback_counts(refs) if refs else {}
-    changes = [_change_json(row, makers, verdicts) for row in rows]
+    held = quarantined(store, rows, policy or Policy())
+    changes = [_change_json(row, makers, verdicts, (row[4], row[6]) in held) for row in rows]
     return FeedPage(changes, rows[-1][0] if rows else after, more)
 
 
 def _change_json(row: tuple[Any, ...], makers: dict[int, tuple[str, bytes]],
-                 verdicts: dict[str, dict[str, int]]) -> dict[str, Any]:
+                 verdicts: dict[str, dict[str, int]], is_quarantined: bool) -> dict[str, Any]:
     seq, kind, ts, ref_num, record_id, origin, item, list_name, hashes, _ = row
     labels = list(_labels(hashes[0][3])) if hashes else []
     counts: dict[str, int] = {}
@@ -110,7 +137,7 @@ def _change_json(row: tuple[Any, ...], makers: dict[int, tuple[str, bytes]],
         "tier": hashes[0][4] if hashes else None, "expires": hashes[0][5] if hashes else None,
         "hashes": [{"type": t, "value": v, **({"quality": q} if q is not None else {})}
                    for t, v, q, *_ in hashes],
-        "verdicts": counts, "in_force": in_force,
+        "verdicts": counts, "in_force": in_force, "quarantined": is_quarantined,
     }
     if ref_num is not None and ref_num in makers:
         maker_id, raw = makers[ref_num]
@@ -139,7 +166,9 @@ async def changes(request: web.Request) -> web.Response:
     after = parse_cursor(query.get("after"), "after")
     limit = parse_limit(query.get("limit"), "limit")
     lists = parse_list_names(query.getall("list", []), "list")
-    body = await service.store.read(lambda s: encode_page(read_page(s, after, limit, lists)))
+    policy = Policy.from_config(service.config.match)
+    body = await service.store.read(
+        lambda s: encode_page(read_page(s, after, limit, lists, policy)))
     return web.Response(body=body, content_type="application/json")
 
 

@@ -136,6 +136,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "record": {"type": "string"}, "item": {"type": "string"},
             "origin": {"type": "string"}, "origin_name": {"type": ["string", "null"]},
+            "origin_profile": {"oneOf": [{"type": "null"}, _ref("OriginProfile")]},
             "list": {"type": "string"}, "labels": {"type": "array", "items": {"type": "string"}},
             "tier": {"type": "string"}, "hash": _ref("MatchedHash"),
             "distance": {"type": "integer"}, "threshold": {"type": "integer"},
@@ -171,6 +172,17 @@ SCHEMAS: dict[str, Any] = {
             "items": {"type": "array", "items": _ref("MatchedItem")},
             "results": {"type": "array", "items": _ref("MatchResult")},
         },
+    },
+    "OriginProfile": {
+        "type": "object", "required": ["name", "self_declared"],
+        "description": "how the origin is named here: pinned by peers.toml (or this node's "
+                       "own name), else by the origin's own signed profile (self_declared)",
+        "properties": {
+            "name": {"type": "string"}, "self_declared": {"type": "boolean"},
+            "declared": {"type": "object", "description": "the profile the origin signed",
+                         "properties": {"name": {"type": "string"},
+                                        "jurisdiction": {"type": "string"},
+                                        "contact": {"type": "string"}}}},
     },
     "Written": {
         "type": "object", "properties": {"id": {"type": "string"}, "seq": {"type": "integer"}},
@@ -224,6 +236,19 @@ PATHS: dict[str, Any] = {
                 "note": {"type": "string", "maxLength": 280}}}),
         "responses": {"201": _ok("Signed feedback record", _ref("Written")),
                       "404": {"$ref": "#/components/responses/NotFound"}, **WRITE_ERRORS},
+    }},
+    "/v1/profile": {"post": {
+        "summary": "Sign this origin's profile (SPEC §4.6): a display name, and optionally a "
+                   "jurisdiction and a contact, that travel with its log",
+        "description": "Other nodes show it marked self-declared unless their peers.toml pins "
+                       "this origin. The latest profile is in force.",
+        "requestBody": _json_body({
+            "type": "object", "required": ["name"], "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                "jurisdiction": {"type": "string", "pattern": "^[A-Z]{2}$"},
+                "contact": {"type": "string", "minLength": 1, "maxLength": 128}}}),
+        "responses": {"201": _ok("Signed profile record", _ref("Written")), **WRITE_ERRORS},
     }},
     "/v1/match": {"post": {
         "summary": "Match the hashes of one image against the hashes in force",

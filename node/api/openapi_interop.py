@@ -62,7 +62,7 @@ INTEROP_SCHEMAS: dict[str, Any] = {
     "Change": {
         "type": "object",
         "required": ["cursor", "kind", "at", "item", "record", "origin", "list", "hashes",
-                     "in_force"],
+                     "in_force", "quarantined"],
         "properties": {
             "cursor": {"type": "string", "description": "this change's place in the log"},
             "kind": {"type": "string", "enum": ["add", "revoke", "expire", "verdict"],
@@ -80,6 +80,11 @@ INTEROP_SCHEMAS: dict[str, Any] = {
                          "description": "federation-wide latest verdict counts, now"},
             "in_force": {"type": "boolean",
                          "description": "the item is neither revoked nor expired now"},
+            "quarantined": {"type": "boolean",
+                            "description": "the node's verdict policy holds the item "
+                                           "disputed now (not_ncii from [match] "
+                                           "dispute_origins origins, not confirmed by its "
+                                           "own): a consumer of the current state drops it"},
             "by": {"type": "string", "description": "revoke, verdict: the record that made it"},
             "reason": {"type": "string", "description": "revoke: why"},
             "verdict": {"type": "string", "description": "verdict: the new verdict"},

@@ -38,15 +38,19 @@ async def page_state(service: NodeService) -> dict[str, Any]:
     evidence = await service.store.read(Store.evidence)
     cursors = await service.store.read(Store.cursors)
     audit = await service.store.read(lambda s: s.audit_rows(AUDIT_ROWS))
+    profiles = await service.store.read(lambda s: s.profiles())
     now = time.time()
 
     evidence_by_origin: dict[str, int] = {}
     for item in evidence:
         origin = str(item.get("origin"))
         evidence_by_origin[origin] = evidence_by_origin.get(origin, 0) + 1
+    shown = {head.origin: service.origin_profile(head.origin, profiles) for head in heads}
     origins = [{
         "origin": head.origin,
-        "name": service.origin_name(head.origin),
+        "name": (shown[head.origin] or {}).get("name"),
+        "self_declared": bool((shown[head.origin] or {}).get("self_declared")),
+        "declared": (shown[head.origin] or {}).get("declared"),
         "own": head.origin == service.origin,
         "seq": head.seq,
         "head_id": head.id,

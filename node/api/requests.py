@@ -14,7 +14,8 @@ from typing import Any
 from hashmesh.node.matching.answers import HashQuery
 from hashmesh.node.matching.image_query import TRANSFORMS
 from hashmesh.node.matching.verdicts import MAX_CORROBORATION, Policy
-from hashmesh.protocol.errors import SchemaError
+from hashmesh.protocol import canonical
+from hashmesh.protocol.errors import ProtocolError, SchemaError
 from hashmesh.protocol.fields import Fields, check_integer, check_string
 from hashmesh.protocol.hashtypes import get_hash_type
 from hashmesh.protocol.records import (
@@ -24,6 +25,7 @@ from hashmesh.protocol.records import (
     Distribution,
     Item,
     Target,
+    read_canonical_items,
 )
 
 
@@ -75,6 +77,41 @@ def parse_add(value: object, *, max_batch: int, default_list: str,
     dist = (Distribution.from_json(fields.raw("dist"), "dist") if fields.has("dist")
             else Distribution())
     return AddRequest(items, dist)
+
+
+def read_add_fast(body: bytes, *, max_batch: int,
+                  allowed_lists: tuple[str, ...]) -> AddRequest | None:
+    """The add request in ``body`` if its items are written in canonical form, else ``None``.
+
+    ``hashmesh add --from`` writes ``{"dist":{...},"items":[...]}`` with every item canonical
+    (lowercase values, ``list`` and ``tier`` given, no empty ``labels``), which the record
+    fast path's patterns read in C (``read_canonical_items``) at ~1/15 of the cost of the
+    strict parse and the schema walk. The result is the one ``parse_add`` gives for the same
+    body; anything else, including every fault, goes to ``parse_add``, which says what is
+    wrong (tests/node/test_bulk_requests.py holds the two equal).
+    """
+    if not body.isascii() or not body.endswith(b"]}"):
+        return None
+    text = body.decode("ascii")
+    dist = Distribution()
+    if text.startswith('{"items":['):
+        start = 10
+    elif text.startswith('{"dist":{'):
+        start = text.find('},"items":[') + 11
+        if start < 11:
+            return None
+        try:
+            dist = Distribution.from_json(canonical.parse(body[8:start - 10]), "dist")
+        except ProtocolError:
+            return None
+    else:
+        return None
+    items = read_canonical_items(text[start:-2])
+    if items is None or len(items) > max_batch:
+        return None
+    if any(item.list not in allowed_lists for item in items):
+        return None
+    return AddRequest(list(items), dist)
 
 
 def _normalise_item(raw: object, default_list: str, path: str) -> object:

@@ -12,12 +12,14 @@ The routes and their schemas are published at ``/v1/openapi.json`` (``node/api/o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
 from hashmesh.node.api.openapi import openapi_document
 from hashmesh.node.api.requests import (
+    AddRequest,
     parse_add,
     parse_feedback,
     parse_lists,
@@ -25,6 +27,7 @@ from hashmesh.node.api.requests import (
     parse_policy,
     parse_revoke,
     parse_thresholds,
+    read_add_fast,
 )
 from hashmesh.node.cases import (
     CaseAccessError,
@@ -49,7 +52,7 @@ from hashmesh.node.service import ForbiddenError, NodeService, NotFoundError
 from hashmesh.node.store.sqlite import StorageError, StoreError
 from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import EncodingError, ProtocolError
-from hashmesh.protocol.records import RECORD_ID_PATTERN
+from hashmesh.protocol.records import RECORD_ID_PATTERN, ProfileBody
 
 log = logging.getLogger("hashmesh.api")
 
@@ -58,12 +61,13 @@ SERVICE_KEY = web.AppKey("service", NodeService)
 MATCHING_KEY = web.AppKey("matching", Matching)
 ACTOR_KEY = web.RequestKey("actor", str)
 
+OFF_LOOP_BYTES = 65_536  # larger request bodies are parsed in a worker thread
 MAX_THRESHOLD = 256  # no hash has more bits; each type's own maximum is checked after
 # case_status and case_withdraw take a case's reference and PIN instead of a token
 PUBLIC_ROUTES = frozenset({"healthz", "healthz_signer", "openapi", "case_status",
                            "case_withdraw"})
 ROUTE_SCOPES = {
-    "add": "write", "revoke": "write", "feedback": "write",
+    "add": "write", "revoke": "write", "feedback": "write", "profile": "write",
     "match": "read", "match_image": "read", "record": "read", "status": "read",
     "evidence": "read", "index_check": "read", "metrics": "metrics",
     # node/api/feed.py and node/api/taxii.py (registered by app.py)
@@ -186,7 +190,10 @@ async def read_json(request: web.Request, limit: int | None = None) -> object:
     ``[limits] max_body_bytes``)."""
     if limit is None:
         limit = request.app[MATCHING_KEY].config.limits.max_body_bytes
-    body = await read_body(request, limit)
+    return parse_json(await read_body(request, limit))
+
+
+def parse_json(body: bytes) -> object:
     try:
         return canonical.parse(body)
     except EncodingError as exc:
@@ -201,8 +208,17 @@ def _actor(request: web.Request) -> str:
 async def add_records(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     config = service.config
-    parsed = parse_add(await read_json(request), max_batch=config.limits.max_batch,
-                       default_list=config.lists.default, allowed_lists=config.lists.allowed)
+    body = await read_body(request, config.limits.max_body_bytes)
+
+    def parse() -> AddRequest:
+        fast = read_add_fast(body, max_batch=config.limits.max_batch,
+                             allowed_lists=config.lists.allowed)
+        return fast if fast is not None else parse_add(
+            parse_json(body), max_batch=config.limits.max_batch,
+            default_list=config.lists.default, allowed_lists=config.lists.allowed)
+
+    # A bulk request is ~100 KB to MBs of JSON: parse it off the event loop.
+    parsed = await asyncio.to_thread(parse) if len(body) > OFF_LOOP_BYTES else parse()
     records = await service.add(parsed.items, parsed.dist, _actor(request))
     return web.json_response({"records": [
         {"id": r.id, "seq": r.head.seq,
@@ -222,6 +238,14 @@ async def feedback(request: web.Request) -> web.Response:
     parsed = parse_feedback(await read_json(request))
     record = await service.feedback(parsed.target, parsed.verdict, parsed.note, _actor(request))
     return web.json_response({"id": record.id, "seq": record.head.seq}, status=201)
+
+
+async def set_profile(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    body = ProfileBody.from_json(await read_json(request), "")
+    record = await service.set_profile(body, _actor(request))
+    return web.json_response({"id": record.id, "seq": record.head.seq,
+                              "profile": body.to_json()}, status=201)
 
 
 async def match(request: web.Request) -> web.Response:
@@ -316,6 +340,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/records", add_records, name="add")
     app.router.add_post("/v1/revocations", revoke, name="revoke")
     app.router.add_post("/v1/feedback", feedback, name="feedback")
+    app.router.add_post("/v1/profile", set_profile, name="profile")
     add_match_routes(app)
     app.router.add_get("/v1/records/{id}", get_record, name="record")
     app.router.add_get("/v1/status", status, name="status")

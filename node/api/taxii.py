@@ -37,8 +37,9 @@ from typing import Any
 
 from aiohttp import web
 
-from hashmesh.node.api.feed import MAX_LIMIT, parse_cursor, parse_limit
+from hashmesh.node.api.feed import MAX_LIMIT, parse_cursor, parse_limit, quarantined
 from hashmesh.node.api.routes import SERVICE_KEY
+from hashmesh.node.matching.verdicts import Policy
 from hashmesh.node.runtime.web import ApiError
 from hashmesh.node.service import NodeService
 from hashmesh.node.store.sqlite import Store
@@ -142,14 +143,19 @@ def indicator(row: tuple[Any, ...], add_ts: int, revoked_at: int | None,
 
 
 def read_objects(store: Store, after: int, limit: int, list_name: str, every_version: bool,
-                 thresholds: dict[str, int]) -> tuple[list[tuple[int, dict[str, Any]]], int,
-                                                      bool]:
+                 thresholds: dict[str, int], policy: Policy | None = None
+                 ) -> tuple[list[tuple[int, dict[str, Any]]], int, bool]:
     """Up to ``limit`` (date_added µs, indicator) of one list after cursor ``after``, the
     cursor after the last one returned, and whether more may follow.
 
     With ``every_version`` False (TAXII's default ``match[version]=last``) an add that was
-    since revoked or expired is skipped: its revoked version comes later in the log.
+    since revoked, expired or quarantined is skipped: its revoked version comes later in the
+    log. A quarantined item (the verdict policy holds it ``disputed``: ``feed.quarantined``)
+    is revoked at its latest ``verdict`` change, or at its add if the verdicts came first.
+    STIX forbids un-revoking, so an item whose quarantine is lifted later stays revoked here
+    (the change feed and the pytx extension take it back).
     """
+    policy = policy or Policy()
     found: list[tuple[int, dict[str, Any]]] = []
     cursor, scanned = after, 0
     while len(found) < limit and scanned < SCAN_FACTOR * limit:
@@ -157,13 +163,23 @@ def read_objects(store: Store, after: int, limit: int, list_name: str, every_ver
         if not rows:
             return found, cursor, False
         versions = store.item_versions(row[9] for row in rows)
+        held = quarantined(store, rows, policy)
+        last_verdict = store.last_verdicts(row[9] for row in rows) if held else {}
         for row in rows:
             seq, kind, ts = row[0], row[1], row[2]
-            add_ts, first_tombstone, tombstone_ts = versions.get((row[9], row[6]),
-                                                                 (ts, None, None))
+            key = (row[9], row[6])
+            add_ts, first_tombstone, tombstone_ts = versions.get(key, (ts, None, None))
             scanned += 1
             cursor = seq
-            if kind == "add" and (every_version or first_tombstone is None):
+            if (row[4], row[6]) in held and first_tombstone is None:
+                verdict_seq = last_verdict.get(key)
+                if kind == "add" and verdict_seq is not None and verdict_seq > seq:
+                    if every_version:
+                        found.append((ts, indicator(row, add_ts, None, thresholds)))
+                elif (kind == "add" and (verdict_seq is None or verdict_seq < seq)) or (
+                        kind == "verdict" and seq == verdict_seq):
+                    found.append((ts, indicator(row, add_ts, ts, thresholds)))
+            elif kind == "add" and (every_version or first_tombstone is None):
                 found.append((ts, indicator(row, add_ts, None, thresholds)))
             elif kind in ("revoke", "expire") and seq == first_tombstone:
                 found.append((ts, indicator(row, add_ts, tombstone_ts, thresholds)))
@@ -276,6 +292,7 @@ async def objects(request: web.Request) -> web.Response:
     else:
         after = 0
     manifest = request.path.endswith("/manifest/")
+    policy = Policy.from_config(service.config.match)
     thresholds = {name: service.config.match.threshold_for(name)
                   for name in ("pdq", "phash", "dhash", "ahash", "whash", "photodna")}
 
@@ -284,7 +301,7 @@ async def objects(request: web.Request) -> web.Response:
         cursor, more = after, False
         if "indicator" in types and "2.1" in spec:
             found, cursor, more = read_objects(store, after, limit, list_name,
-                                               version == "all", thresholds)
+                                               version == "all", thresholds, policy)
         headers = {}
         if found:
             headers = {"X-TAXII-Date-Added-First": stix_time(found[0][0]),

@@ -32,6 +32,8 @@ def add_from_list(args: argparse.Namespace, client: LocalClient, template: dict[
         raise CliError(f"{path}: no such file")
     status = client.call("GET", "/v1/status")
     batch_size = int((status.get("limits") or {}).get("max_batch", DEFAULT_BATCH))
+    default_list = (status.get("lists") or {}).get("default")
+    prefix, suffix = item_affixes(template, default_list)
     stats = ReadStats()
     entries = read_hash_list(path, args.default_type, stats)
     added = records = 0
@@ -40,9 +42,7 @@ def add_from_list(args: argparse.Namespace, client: LocalClient, template: dict[
     with ThreadPoolExecutor(IN_FLIGHT) as pool, \
             progress_bar(None, "hash", "add", wanted=not args.no_progress) as bar:
         for batch in _batches(entries, batch_size):
-            body = json.dumps({"items": [
-                {"hashes": [{"type": e.type, "value": e.value}], **template} for e in batch],
-                "dist": dist}).encode()
+            body = encode_request(batch, prefix, suffix, dist)
             pending.append((pool.submit(client.call, "POST", "/v1/records", data=body,
                                         content_type="application/json"), len(batch)))
             while len(pending) >= IN_FLIGHT:
@@ -59,6 +59,36 @@ def add_from_list(args: argparse.Namespace, client: LocalClient, template: dict[
     return {"added": added, "records": records,
             "seqs": [min(seqs), max(seqs)] if seqs else [],
             "skipped_withdrawn": stats.skipped_withdrawn, "from": str(path)}
+
+
+def item_affixes(template: dict[str, Any], default_list: str | None) -> tuple[str, str]:
+    """The text around each item's hashes, in canonical key order (expires, hashes, labels,
+    list, tier), so that the node reads the batch on its fast path (``read_add_fast``).
+
+    Values are written as given: a bad label or list is the node's to refuse, by name.
+    """
+    fields = dict(template)
+    if not fields.get("labels"):
+        fields.pop("labels", None)
+    if "list" not in fields and default_list is not None:
+        fields["list"] = default_list
+    before = {k: v for k, v in fields.items() if k < "hashes"}
+    after = {k: v for k, v in fields.items() if k > "hashes"}
+    prefix = _compact(before)[:-1] + ("," if before else "") + '"hashes":['
+    suffix = "]" + ("," + _compact(after)[1:] if after else "}")
+    return prefix, suffix
+
+
+def encode_request(batch: list[ListEntry], prefix: str, suffix: str,
+                   dist: dict[str, Any]) -> bytes:
+    """``{"dist":{...},"items":[...]}`` with each item written as the node's records hold it."""
+    items = ",".join(f'{prefix}{{"type":"{e.type}","value":"{e.value}"}}{suffix}'
+                     for e in batch)
+    return f'{{"dist":{_compact(dist)},"items":[{items}]}}'.encode()
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _batches(entries: Iterator[ListEntry], size: int) -> Iterator[list[ListEntry]]:

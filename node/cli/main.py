@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Federated hash-sharing node against non-consensual intimate image abuse.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for register in (_init, _run, _id, _hash, _add, _revoke, _feedback, _match, _status,
-                     _case, _verify, _export, _import, _migrate, _peers, _key, _unfreeze, _audit,
-                     _report):
+                     _case, _verify, _export, _import, _migrate, _profile, _peers, _key,
+                     _unfreeze, _audit, _report):
         register(sub)
     return parser
 
@@ -309,6 +309,21 @@ def _migrate(sub: Sub) -> None:
     _config_arg(p)
     p.add_argument("--to", metavar="URL",
                    help="postgresql://user:password@host/database to copy the node into")
+
+
+def _profile(sub: Sub) -> None:
+    p = sub.add_parser("profile", help="sign this origin's profile (name, jurisdiction, "
+                       "contact), which travels with its log",
+                       description="Other nodes show the profile as self-declared, unless "
+                                   "their peers.toml pins this origin.")
+    profile = p.add_subparsers(title="profile commands", metavar="ACTION")
+    setting = _command(profile, "set", "remote.profile_set",
+                       "sign a new profile (the latest one is in force)")
+    _client_args(setting)
+    setting.add_argument("--name", required=True, help="display name (at most 64 characters)")
+    setting.add_argument("--jurisdiction", help="ISO 3166-1 alpha-2 code (e.g. DE)")
+    setting.add_argument("--contact", help="how to reach the operator (at most 128 "
+                                           "characters, e.g. an e-mail address or URL)")
 
 
 def _peers(sub: Sub) -> None:

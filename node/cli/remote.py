@@ -117,6 +117,16 @@ def revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def profile_set(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name}
+    if args.jurisdiction:
+        body["jurisdiction"] = args.jurisdiction
+    if args.contact:
+        body["contact"] = args.contact
+    print_json(client_for(args).call("POST", "/v1/profile", body=body))
+    return 0
+
+
 def feedback(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"target": args.ref, "verdict": args.verdict}
     if args.note:

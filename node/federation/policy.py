@@ -11,9 +11,10 @@ Serving a peer (``may_send_body``), a body goes out only if:
 * its jurisdictions, if any, include the peer's configured jurisdiction;
 * for ``add`` records, every list and every label passes the peer's send policy.
 
-``key``, ``key_revoke`` and ``revoke`` bodies always go, whatever the record's scope: every
-reader needs them to build the key ring and the state of the lists, and they carry nothing
-private (a key id; record ids and a reason from a fixed list).
+``key``, ``key_revoke``, ``revoke`` and ``profile`` bodies always go, whatever the record's
+scope: every reader needs them to build the key ring, the state of the lists and the origin's
+display name, and they carry nothing private (a key id; record ids and a reason from a fixed
+list; what the origin chose to publish about itself).
 
 Records that no honest policy stubs (``stub_forbidden``): those three types, and any other
 non-``add`` record of scope ``all`` without jurisdictions (only ``add`` records have lists and
@@ -35,7 +36,7 @@ from hashmesh.node.config.peers import PeerConfig
 from hashmesh.protocol.records import AddBody, Head, SignedRecord
 
 # Record types whose bodies every peer receives and every receiver keeps.
-ALWAYS_WITH_BODY = frozenset({"key", "key_revoke", "revoke"})
+ALWAYS_WITH_BODY = frozenset({"key", "key_revoke", "revoke", "profile"})
 
 
 def stub_forbidden(head: Head) -> str | None:

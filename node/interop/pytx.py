@@ -16,8 +16,10 @@ How it maps:
   is the feed's cursor, so a fetch resumes exactly where the last one stopped.
 - Updates are keyed by item (``<record id>/<item>``), not by hash: two items that share a hash
   are two keys, and withdrawing one does not delete the other's signal. A revoked, expired
-  (or any other change that takes an item out of force) comes as ``None``, so pytx and HMA
-  delete it. pytx's own StopNCII exchange never deletes withdrawn hashes: it compares the
+  or quarantined item (the node's verdict policy holds it ``disputed``: ``not_ncii`` from
+  enough origins), or any other change that takes an item out of force, comes as ``None``, so
+  pytx and HMA delete it; a later verdict that lifts the quarantine brings it back. pytx's
+  own StopNCII exchange never deletes withdrawn hashes: it compares the
   hash *value* with a status.
 - Signal types: ``pdq``, and our ``md5`` and ``sha256`` (digests of the file bytes) as pytx's
   ``video_md5`` and ``video_sha256``, the only file-digest types pytx has (StopNCII maps MD5
@@ -204,8 +206,10 @@ class HashmeshSignalExchangeAPI(
 
     def _value(self, change: dict[str, t.Any]) -> HashmeshItem | None:
         """The item's new value, or None to delete it: any change but an add or a verdict
-        (revoke, expire, and kinds a newer node may add), or an item no longer in force."""
-        if change["kind"] not in ("add", "verdict") or not change.get("in_force", True):
+        (revoke, expire, and kinds a newer node may add), or an item no longer in force or
+        quarantined."""
+        if (change["kind"] not in ("add", "verdict") or not change.get("in_force", True)
+                or change.get("quarantined", False)):
             return None
         if self.collab.labels and not self.collab.labels & set(change["labels"]):
             return None

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.matching.image_query import hash_image_query
 from hashmesh.node.matching.matcher import Matcher, pack_many
+from hashmesh.node.matching.origins import display_name, origin_profile
 from hashmesh.node.matching.verdicts import (
     ORIGINAL,
     DisputeState,
@@ -40,6 +41,7 @@ from hashmesh.node.matching.verdicts import (
 from hashmesh.node.runtime.metrics import NodeMetrics, labelled
 from hashmesh.node.store.interface import AsyncStore, EntryRow, NodeStore
 from hashmesh.node.store.sqlite import now_ms
+from hashmesh.protocol.records import ProfileBody
 
 ALL_TYPES = ("pdq", "phash", "dhash", "ahash", "whash", "md5", "sha256", "photodna")
 
@@ -72,6 +74,7 @@ class Match:
     threshold: int
     origin_name: str | None
     feedback: dict[str, int]
+    origin_profile: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         e = self.entry
@@ -80,6 +83,7 @@ class Match:
             "item": f"{e.record}/{e.item}",
             "origin": e.origin,
             "origin_name": self.origin_name,
+            "origin_profile": self.origin_profile,
             "list": e.list,
             "labels": list(e.labels),
             "tier": e.tier,
@@ -209,9 +213,9 @@ class Matching:
             labelled(self.metrics.match_queries, query.type).inc()
         policy = self.policy if policy is None else policy
         entry_ids = {entry_id for _, _, found in hits for entry_id, _ in found}
-        entries, feedback, frozen = (
+        entries, feedback, frozen, profiles = (
             await self.store.read(partial(_provenance, entry_ids=entry_ids))
-            if entry_ids else ({}, {}, frozenset()))
+            if entry_ids else ({}, {}, frozenset(), {}))
         now = now_ms()
         if self.on_stale is not None:
             stale = [i for i in entry_ids if not _in_force(entries.get(i), now, None)]
@@ -222,8 +226,11 @@ class Matching:
         for query, threshold, found in hits:
             matches = [
                 Match(entries[entry_id], distance, threshold,
-                      self.origin_name(entries[entry_id].origin),
-                      _counts(feedback, entries[entry_id]))
+                      display_name(self.origin_name(entries[entry_id].origin),
+                                   profiles.get(entries[entry_id].origin)),
+                      _counts(feedback, entries[entry_id]),
+                      origin_profile(self.origin_name(entries[entry_id].origin),
+                                     profiles.get(entries[entry_id].origin)))
                 for entry_id, distance in found
                 if _in_force(entries.get(entry_id), now, lists)
             ]
@@ -347,15 +354,17 @@ Feedback = dict[str, dict[str, str]]  # target ref -> origin -> its standing ver
 
 
 def _provenance(store: NodeStore, entry_ids: set[int]
-                ) -> tuple[dict[int, EntryRow], Feedback, frozenset[str]]:
-    """The entries behind matches, each origin's verdict on their records and items, and the
-    frozen origins (whose verdicts do not count), in one read."""
+                ) -> tuple[dict[int, EntryRow], Feedback, frozenset[str],
+                           dict[str, ProfileBody]]:
+    """The entries behind matches, each origin's verdict on their records and items, the
+    frozen origins (whose verdicts do not count) and the origins' profiles, in one read."""
     entries = store.entries(entry_ids)
+    profiles = store.profiles({e.origin for e in entries.values()})
     refs = {ref for e in entries.values() for ref in (e.record, f"{e.record}/{e.item}")}
     if not refs:
-        return entries, {}, frozenset()
+        return entries, {}, frozenset(), profiles
     feedback = store.feedback_verdicts(refs)
-    return entries, feedback, (frozenset(store.frozen()) if feedback else frozenset())
+    return entries, feedback, (frozenset(store.frozen()) if feedback else frozenset()), profiles
 
 
 def _verdicts(by_item: dict[str, list[Hit]],

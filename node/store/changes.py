@@ -313,3 +313,18 @@ def item_versions(conn: sqlite3.Connection, nums: Iterable[int]
             elif key in found and found[key][1] is None:
                 found[key] = (found[key][0], seq, ts)
     return found
+
+
+def last_verdicts(conn: sqlite3.Connection, nums: Iterable[int]) -> dict[tuple[int, int], int]:
+    """``(record_num, item) -> seq`` of the item's latest ``verdict`` change: where a TAXII
+    feed shows a quarantine (``node/api/taxii.py``)."""
+    wanted = sorted(set(nums))
+    found: dict[tuple[int, int], int] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for num, item, seq in conn.execute(
+                f"SELECT record_num, item, MAX(seq) FROM changes WHERE record_num IN "
+                f"({marks}) AND kind = 'verdict' GROUP BY record_num, item", chunk):
+            found[(num, item)] = seq
+    return found

@@ -85,6 +85,9 @@ CREATE TABLE IF NOT EXISTS evidence (
 CREATE UNIQUE INDEX IF NOT EXISTS idx_evidence_first_id_second_id
     ON evidence (first_id, second_id);
 CREATE TABLE IF NOT EXISTS meta (key {T} PRIMARY KEY, value {T});
+CREATE TABLE IF NOT EXISTS profiles (
+    origin {T} PRIMARY KEY, seq BIGINT NOT NULL, name {T} NOT NULL, jurisdiction {T},
+    contact {T});
 -- the change log of the feed (node/store/changes.py); seq follows commit order because every
 -- write transaction holds the store's advisory lock
 CREATE TABLE IF NOT EXISTS changes (
@@ -125,6 +128,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "revoked": ("origin", "ref"), "feedback": ("origin", "target"), "keys": ("origin", "key"),
     "cursors": ("peer", "origin"), "audit": ("id",), "evidence": ("id",), "meta": ("key",),
     "changes": ("seq",), "cases": ("case_id",), "case_attempts": ("key",),
+    "profiles": ("origin",),
 }
 # Identity columns, which continue after a copy (``port.py``): table -> column.
 IDENTITIES = {"audit": "id", "evidence": "id", "changes": "seq"}

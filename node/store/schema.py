@@ -92,6 +92,11 @@ def create_schema(conn: sqlite3.Connection) -> None:
         pk="id", if_not_exists=True)
     db.table("evidence").create_index(["first_id", "second_id"], unique=True, if_not_exists=True)
     db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    # each origin's profile in force (its latest ``profile`` record, SPEC §4.6); added to
+    # version 2 in place: a database without profile records has nothing to fill it from
+    db.table("profiles").create(
+        {"origin": str, "seq": int, "name": str, "jurisdiction": str, "contact": str},
+        pk="origin", not_null={"seq", "name"}, if_not_exists=True)
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                  (str(SCHEMA_VERSION),))
     create_changes_table(conn)  # added to version 2 in place: see node/store/changes.py

@@ -51,6 +51,7 @@ from hashmesh.protocol.records import (
     FeedbackBody,
     KeyBody,
     KeyRevokeBody,
+    ProfileBody,
     RevokeBody,
     SignedRecord,
 )
@@ -265,14 +266,23 @@ class Store(CaseTables):
             raise OriginFrozenError(f"signing is blocked: {blocked[0]}; resolve it, then "
                                     "run `hashmesh unfreeze`")
         head = _head(conn, origin)
+        writer = _BulkWriter(conn, "local", changes)  # adds: rows in bulk, as a sync page's
         for body in bodies:
             record = append(head, signer=signer, origin=origin, body=body,
                             now_ms=now_ms() if ts is None else ts, dist=dist)
-            changes.extend(self._insert(conn, record, source="local"))
-            self._audit(conn, actor, f"sign_{record.head.type}",
-                        {"record": record.id, "seq": record.head.seq})
-            records.append(record)
+            writer.insert(record)
             head = LogHead.of(record)
+            if not isinstance(record.body, AddBody):
+                writer.flush()
+                _set_head(conn, head)
+                changes.extend(self._apply(conn, record))
+            records.append(record)
+        writer.flush()
+        if head is not None:
+            _set_head(conn, head)
+        self._audit_many(conn, actor, [(f"sign_{r.head.type}",
+                                        {"record": r.id, "seq": r.head.seq})
+                                       for r in records])
         return records, changes
 
     def checkpoint(self) -> tuple[int, int, int]:
@@ -598,6 +608,24 @@ class Store(CaseTables):
                       ) -> dict[tuple[int, int], tuple[int, int | None, int | None]]:
         return change_log.item_versions(self.reader(), nums)
 
+    def profiles(self, origins: Iterable[str] | None = None) -> dict[str, ProfileBody]:
+        """The profile in force of these origins (of every origin with one if ``None``)."""
+        conn = self.reader()
+        sql = "SELECT origin, name, jurisdiction, contact FROM profiles"
+        if origins is None:
+            rows = conn.execute(sql).fetchall()
+        else:
+            wanted = sorted(set(origins))
+            if not wanted:
+                return {}
+            rows = conn.execute(f"{sql} WHERE origin IN ({','.join('?' * len(wanted))})",
+                                wanted).fetchall()
+        return {origin: ProfileBody(name, jurisdiction, contact)
+                for origin, name, jurisdiction, contact in rows}
+
+    def last_verdicts(self, nums: Iterable[int]) -> dict[tuple[int, int], int]:
+        return change_log.last_verdicts(self.reader(), nums)
+
     def active_hash_types(self) -> list[str]:
         rows = self.reader().execute(
             "SELECT DISTINCT hash_type FROM entries WHERE active=1").fetchall()
@@ -792,6 +820,14 @@ class Store(CaseTables):
                 "ON CONFLICT(origin, key) DO UPDATE SET authorised_at=excluded.authorised_at, "
                 "revoked_at=NULL WHERE keys.revoked_at IS NOT NULL",
                 (record.head.origin, body.signing_key, record.head.seq))
+        elif isinstance(body, ProfileBody):
+            conn.execute(
+                "INSERT INTO profiles (origin, seq, name, jurisdiction, contact) "
+                "VALUES (?,?,?,?,?) ON CONFLICT(origin) DO UPDATE SET seq=excluded.seq, "
+                "name=excluded.name, jurisdiction=excluded.jurisdiction, "
+                "contact=excluded.contact WHERE excluded.seq > profiles.seq",
+                (record.head.origin, record.head.seq, body.name, body.jurisdiction,
+                 body.contact))
         elif isinstance(body, KeyRevokeBody):
             conn.execute("UPDATE keys SET revoked_at=? WHERE origin=? AND key=? "
                          "AND revoked_at IS NULL",
@@ -805,6 +841,12 @@ class Store(CaseTables):
             raise OriginFrozenError(
                 f"origin {origin} is frozen at seq {row[0]} (equivocation or restored backup); "
                 "an operator must resolve it first")
+
+    def _audit_many(self, conn: sqlite3.Connection, actor: str,
+                    entries: list[tuple[str, dict[str, Any]]]) -> None:
+        now = now_ms()
+        _append_audit(conn, [(now, actor, action, json.dumps(detail, sort_keys=True))
+                             for action, detail in entries])
 
     def _audit(self, conn: sqlite3.Connection, actor: str, action: str,
                detail: dict[str, Any]) -> None:

@@ -32,6 +32,9 @@ def test_tombstones_and_items_out_of_force_are_deletions() -> None:
     assert exchange._value(change("expire")) is None
     assert exchange._value(change("quarantine")) is None  # a kind this release does not know
     assert exchange._value(change("verdict", in_force=False)) is None
+    assert exchange._value(change("verdict", quarantined=True)) is None
+    assert exchange._value(change("add", quarantined=True)) is None
+    assert exchange._value(change("verdict", quarantined=False)) is not None  # lifted: back
     value = exchange._value(change())
     assert value is not None
     assert value.hashes == {"pdq": PDQ, "video_md5": "0" * 32}  # phash: no pytx type

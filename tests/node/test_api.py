@@ -68,7 +68,9 @@ async def test_added_hash_matches_with_full_provenance(api: Client, node_dir: No
     [found] = result["matches"]
     assert found == {
         "record": record["id"], "item": f"{record['id']}/0", "origin": node_dir.origin,
-        "origin_name": "Test Commission", "list": "ncii", "labels": ["intimate"],
+        "origin_name": "Test Commission",
+        "origin_profile": {"name": "Test Commission", "self_declared": False},
+        "list": "ncii", "labels": ["intimate"],
         "tier": "helpline_verified", "hash": {"type": "pdq", "value": value, "quality": 90},
         "distance": 5, "threshold": 31, "expires": None, "feedback": {},
         "verdict": "match",

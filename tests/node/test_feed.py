@@ -14,6 +14,7 @@ from hashmesh.node.api.routes import SERVICE_KEY
 from hashmesh.node.config.node import hash_token
 from hashmesh.node.service import NodeService
 from hashmesh.node.store.sqlite import Store, now_ms
+from hashmesh.protocol.keys import SigningKey
 from hashmesh.protocol.records import Distribution, HashEntry, Item, Target
 from tests.conftest import NodeDir
 from tests.node.test_api import add, error_of, pdq
@@ -247,3 +248,37 @@ async def test_items_written_without_the_log_are_reported_at_start(
     service = await NodeService.open(node_dir.config())
     await service.close()
     assert "the change log (GET /v1/changes" in caplog.text
+
+
+async def test_a_quarantined_item_is_marked_in_the_feed_until_its_origin_confirms(
+        api: Client, node_dir: NodeDir) -> None:
+    """Issue 11's quarantine (``not_ncii`` from two origins) reaches feed consumers: the
+    verdict change that starts it says ``quarantined``, as does every later read of the
+    item's changes, and the origin's ``confirmed`` ends it with a change that says not."""
+    service = api.app[SERVICE_KEY]
+    added = await add(api, {"type": "pdq", "value": pdq(3)})
+    [ref] = added["records"][0]["items"]
+    others = [Chain(SigningKey(bytes([n] * 32))) for n in (7, 8)]
+    for chain in others:
+        record = chain.add(feedback_body(ref, "not_ncii"))
+        await service.store.write(lambda s, r=record: s.ingest([r], source="peer"))
+    changes, cursor = await follow(api)
+    # each change says the item's state now: quarantined, though still in force
+    assert [(c["kind"], c["quarantined"], c["in_force"]) for c in changes] == [
+        ("add", True, True), ("verdict", True, True), ("verdict", True, True)]
+    assert changes[-1]["verdicts"] == {"not_ncii": 2}
+
+    response = await api.post("/v1/feedback", json={"target": ref, "verdict": "confirmed"})
+    assert response.status == 201
+    later, _ = await follow(api, cursor)
+    assert [(c["kind"], c["verdict"], c["quarantined"]) for c in later] == [
+        ("verdict", "confirmed", False)]
+
+
+async def test_one_not_ncii_is_no_quarantine_in_the_feed(api: Client) -> None:
+    service = api.app[SERVICE_KEY]
+    [ref] = (await add(api, {"type": "pdq", "value": pdq(4)}))["records"][0]["items"]
+    record = Chain(SigningKey(bytes([9] * 32))).add(feedback_body(ref, "not_ncii"))
+    await service.store.write(lambda s: s.ingest([record], source="peer"))
+    changes, _ = await follow(api)
+    assert [c["quarantined"] for c in changes] == [False, False]

@@ -178,3 +178,53 @@ def test_login_form_without_csrf_is_refused(two_nodes: dict[str, Any]) -> None:
     with refused.value:
         assert refused.value.code == 403
         assert "hm_session" not in (refused.value.headers.get("Set-Cookie") or "")
+
+
+def test_the_page_marks_a_name_that_only_its_origin_vouches_for(
+        two_nodes: dict[str, Any], tmp_path: Path) -> None:
+    """B signs a profile with the real CLI; A, once its peers.toml no longer pins B's origin,
+    names B's log by that profile and marks it self-declared (screenshot: profile.png)."""
+    from playwright.sync_api import sync_playwright
+
+    a, b = two_nodes["a"], two_nodes["b"]
+    signed = run_json("profile", "set", "--config", b["config"], "--name", "Helpline Bé",
+                      "--jurisdiction", "DE", "--contact", "help@b.example")
+    assert signed["profile"] == {"name": "Helpline Bé", "jurisdiction": "DE",
+                                 "contact": "help@b.example"}
+    refused = run_cli("profile", "set", "--config", b["config"], "--name", "Bad\u202ename",
+                      check=False)
+    assert refused.returncode != 0 and "name" in refused.stderr
+    b_origin = b["id"]["origin"]
+    run_cli("peers", "remove", "peer-b", "--config", a["config"])
+    run_cli("peers", "add", "peer-b", "--config", a["config"], "--url", b["url"],
+            "--node-key", b["id"]["node_key"], "--accept-origin", b_origin)
+
+    def a_names_b() -> bool:
+        try:
+            shown = api(a["url"], a["token"], f"/v1/records/{signed['id']}")
+        except urllib.error.HTTPError:
+            return False
+        return bool(shown["origin_name"] == "Helpline Bé")
+
+    eventually(a_names_b, timeout=40)
+    shown = api(a["url"], a["token"], f"/v1/records/{signed['id']}")
+    assert shown["origin_profile"]["self_declared"] is True
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(a["url"] + "/ui/")
+        page.fill("#token", a["token"])
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/")
+        row = f"[data-origin='{b_origin}']"
+        assert page.inner_text(f"{row} [data-name]") == "Helpline Bé"
+        assert page.query_selector(f"{row} [data-self-declared]") is not None
+        assert page.inner_text(f"{row} [data-declared]") == "DE · help@b.example"
+        own = f"[data-origin='{a['id']['origin']}']"
+        assert page.inner_text(f"{own} [data-name]") == "Commission A"
+        assert page.query_selector(f"{own} [data-self-declared]") is None
+        shots = Path(os.environ.get("HASHMESH_SCREENSHOT_DIR", tmp_path))
+        shots.mkdir(parents=True, exist_ok=True)
+        page.locator("#origins").screenshot(path=str(shots / "profile.png"))
+        browser.close()
