@@ -86,11 +86,11 @@ async def test_the_status_page_state_marks_a_self_declared_name(chain: Cluster) 
     await a.add(pdq(2))
 
     async def c_has_a() -> bool:
-        state = await page_state(c.svc, None)
+        state = await page_state(c.svc)
         return any(o["origin"] == a.origin and o["name"] for o in state["origins"])
 
     await eventually(c_has_a, what="A's profile on C's page")
-    state = await page_state(c.svc, None)
+    state = await page_state(c.svc)
     [row] = [o for o in state["origins"] if o["origin"] == a.origin]
     assert row["name"] == "Helpline A" and row["self_declared"] is True
     assert row["declared"] == {"name": "Helpline A", "jurisdiction": "FR"}
