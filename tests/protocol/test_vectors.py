@@ -254,7 +254,10 @@ def test_signature_vector_records_what_openssl_does(vector: dict[str, Any]) -> N
 
 def test_committed_vectors_equal_what_the_generator_produces_now() -> None:
     generated = generate_vectors.build()
-    assert sorted(p.name for p in VECTORS.glob("*.json")) == sorted(generated)
+    # checkpoints.json has a generator and test of its own (test_checkpoints.py)
+    own_generators = {"checkpoints.json"}
+    assert sorted(p.name for p in VECTORS.glob("*.json")
+                  if p.name not in own_generators) == sorted(generated)
     for name, document in generated.items():
         committed = (VECTORS / name).read_text(encoding="utf-8")
         assert committed == generate_vectors.render(document), (
