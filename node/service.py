@@ -429,6 +429,8 @@ class NodeService:
             "background_tasks": self.tasks.status(),
             "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
             "disputed": await self.disputed(),
+            "checkpoints": (None if self.federation is None
+                            else await self.federation.checkpoints.alarms()),
             "cluster": None if self.cluster is None else {
                 "leads": self.leads, "epoch": self.cluster.epoch,
                 "leader": await asyncio.to_thread(self.cluster.leader),

@@ -192,12 +192,14 @@ class Checkpoint:
     # -- verification ------------------------------------------------------------------
 
     def verify(self, keyring: KeyRing, path: str = "checkpoint") -> None:
-        """Key validity, origin signature, then every cosignature (SPEC §20.1, in order)."""
+        """Key validity (at ``seq + 1``), origin signature, then every cosignature (SPEC §20.1,
+        in that order)."""
         body = self.body
         if keyring.origin != body.origin:
             raise EvidenceError(f"checked against the key ring of {keyring.origin}",
                                 f"{path}.checkpoint.origin")
-        check_key_still_valid(keyring, body.key, body.seq, f"{path}.checkpoint.key")
+        # the signer speaks from its head: the key must be one that may sign the next record
+        check_key_still_valid(keyring, body.key, body.seq + 1, f"{path}.checkpoint.key")
         if not PublicKey.from_id(body.key).verify(CHECKPOINT_DOMAIN + body.raw, self.sig):
             raise BadSignatureError(f"checkpoint signature does not verify under {body.key}",
                                     f"{path}.sig")

@@ -36,6 +36,7 @@ import aiohttp
 from yarl import URL
 
 from hashmesh.node.config.peers import PeerConfig, PeersConfig
+from hashmesh.node.federation.checkpoints import CheckpointBook
 from hashmesh.node.federation.errors import PeerProtocolError, RecordRefusedError
 from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
@@ -264,6 +265,7 @@ class Federation:
                                            thread_name_prefix="verify")
         self._stopping: set[asyncio.Task[None]] = set()  # links being replaced or removed
         self.repair = BodyRepair(node, self._request)
+        self.checkpoints = CheckpointBook(node)
 
     async def start(self) -> None:
         ca_file = self.node.config.federation.ca_file
@@ -271,8 +273,10 @@ class Federation:
         self.session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT,
                                              connector=aiohttp.TCPConnector(ssl=context))
         self.reconcile(self.node.peers)
+        self.node.tasks.start("checkpoints", self.checkpoints.run)
 
     async def stop(self) -> None:
+        await self.node.tasks.stop("checkpoints")
         for link in list(self.links.values()):
             await link.stop()
         self.links.clear()
@@ -396,6 +400,7 @@ class Federation:
         """One anti-entropy round with ``peer``; returns how many records were stored."""
         try:
             stored = await self._sync(peer)
+            await self.exchange_checkpoints(peer)
         except (ProtocolError, RecordRefusedError) as exc:
             self.node.metrics.records_rejected.labels(exc.code).inc()
             self.node.metrics.peer_faults.labels(peer.name, exc.code).inc()
@@ -404,6 +409,21 @@ class Federation:
         if stored:
             self.notify_all(except_peer=peer.name)
         return stored
+
+    async def exchange_checkpoints(self, peer: PeerConfig) -> None:
+        """Read the peer's checkpoints and proofs (SPEC §20.3), after its log pages so that
+        a checkpoint of what we just pulled can be judged and cosigned. A peer without the
+        routes (404) gossips none; that is no fault."""
+        max_bytes = self.node.config.limits.max_page_bytes
+        for path, take in (("/v1/checkpoints", self.checkpoints.take_checkpoints),
+                           ("/v1/proofs", self.checkpoints.take_proofs)):
+            try:
+                payload, _ = await self._request(peer, "GET", path, max_bytes=max_bytes)
+            except PeerProtocolError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            await take(peer, payload.splitlines())
 
     async def _sync(self, peer: PeerConfig) -> int:
         stored = 0

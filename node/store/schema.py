@@ -26,6 +26,7 @@ import sqlite3
 import sqlite_utils
 
 from hashmesh.node.store.changes import create_changes_table
+from hashmesh.node.store.checkpoint_tables import CHECKPOINT_TABLES_SQL
 
 SCHEMA_VERSION = 2
 
@@ -91,6 +92,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                  (str(SCHEMA_VERSION),))
     create_changes_table(conn)  # added to version 2 in place: see node/store/changes.py
+    for statement in CHECKPOINT_TABLES_SQL:  # also added in place (checkpoint_tables.py)
+        conn.execute(statement)
 
 
 def check_version(conn: sqlite3.Connection) -> None:

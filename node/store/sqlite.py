@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hashmesh.node.store import changes as change_log
+from hashmesh.node.store.checkpoint_tables import CheckpointTables
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
 from hashmesh.protocol.evidence import Evidence
@@ -164,7 +165,7 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class Store:
+class Store(CheckpointTables):
     """Synchronous store. Write methods must run on one thread (``AsyncStore`` ensures it)."""
 
     def __init__(self, path: Path, *, follower: bool = False) -> None:
