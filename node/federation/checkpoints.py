@@ -310,7 +310,7 @@ class CheckpointBook:
             checkpoint = value["checkpoint"]["checkpoint"]
             alarms.append(Alarm("split_view", checkpoint["origin"],
                                 f"seq {checkpoint['seq']}: a checkpoint names record "
-                                f"{checkpoint['id']}, this node holds "
+                                f"{checkpoint['id']}, a node holds "
                                 f"{SignedRecord.from_json(value['record']).id}"))
         for kind in ALARM_KINDS:
             self.node.metrics.checkpoint_alarms.labels(kind).set(
