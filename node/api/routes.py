@@ -166,7 +166,8 @@ async def add_records(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     config = service.config
     parsed = parse_add(await read_json(request), max_batch=config.limits.max_batch,
-                       default_list=config.lists.default, allowed_lists=config.lists.allowed)
+                       default_list=config.lists.default, allowed_lists=config.lists.allowed,
+                       groups=config.groups)
     records = await service.add(parsed.items, parsed.dist, _actor(request))
     return web.json_response({"records": [
         {"id": r.id, "seq": r.head.seq,
