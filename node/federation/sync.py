@@ -40,7 +40,7 @@ from hashmesh.node.federation.checkpoints import CheckpointBook
 from hashmesh.node.federation.errors import PeerProtocolError, RecordRefusedError
 from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
-from hashmesh.node.federation.policy import may_keep_body, stub_forbidden
+from hashmesh.node.federation.policy import may_keep_body
 from hashmesh.node.federation.repair import BodyRepair
 from hashmesh.node.runtime.tasks import being_cancelled, cancel_and_wait
 from hashmesh.node.store.interface import Changes, NodeStore
@@ -52,7 +52,7 @@ from hashmesh.protocol.errors import (
 )
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.log import LogHead, check_next, detect_equivocation
-from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.records import SignedRecord, stub_refusal
 from hashmesh.protocol.signing import KeyRing, signature_verifies, verify, verify_signature
 
 __all__ = ["Federation", "PeerProtocolError", "RecordRefusedError", "verify_page"]
@@ -120,7 +120,7 @@ def verify_page(lines: Sequence[bytes], origin: str, ring: KeyRing, head: LogHea
             result.conflict_seq = record.head.seq - 1
             result.conflict = exc
             return result
-        forbidden = stub_forbidden(record.head) if record.body is None else None
+        forbidden = stub_refusal(record.head) if record.body is None else None
         if forbidden is not None:
             raise RecordRefusedError(f"{path}: stub of {record.head.type} record seq "
                                      f"{record.head.seq} of {origin} refused: {forbidden}",
