@@ -95,11 +95,13 @@ class CheckpointBook:
     # -- our own checkpoints -------------------------------------------------------------
 
     async def sign_own(self) -> Checkpoint | None:
-        """Sign a checkpoint of our head now (``None`` while our log is empty)."""
+        """Sign a checkpoint of our head now (``None`` while our log is empty, or while
+        signing is blocked: a restored database's head is not our log's)."""
         origin = self.node.origin
         head = await self.node.store.read(lambda s: s.head(origin))
-        if head is None:
-            return None
+        blocked = await self.node.store.read(lambda s: s.signing_blocked())
+        if head is None or blocked is not None:
+            return None  # nothing yet, or our database may be behind our log: say nothing
         checkpoint = Checkpoint.sign(self.node.identity.signer, origin=origin, seq=head.seq,
                                      record_id=head.id, ts=max(now_ms(), head.ts))
         await self._keep(checkpoint)
@@ -183,6 +185,8 @@ class CheckpointBook:
             for other, _ in parsed:
                 if checkpoint_cid(other) == cid:
                     checkpoint = other.merge(checkpoint)
+                    if checkpoint.raw == other.raw:
+                        return  # nothing new: no write (peers serve it every round)
             raw, when = checkpoint.raw, now_ms()
             await self.node.store.write(lambda s: s.save_checkpoint(
                 origin, cid, checkpoint.seq, checkpoint.ts, raw, when))
