@@ -505,6 +505,8 @@ class NodeService:
             "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
             "disputed": await self.disputed(),
             "audit_head": await self.audit_head(),
+            "checkpoints": (None if self.federation is None
+                            else await self.federation.checkpoints.alarms()),
             "cluster": None if self.cluster is None else {
                 "leads": self.leads, "epoch": self.cluster.epoch,
                 "leader": await asyncio.to_thread(self.cluster.leader),

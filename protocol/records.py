@@ -564,18 +564,27 @@ _PUBLIC_TYPES_V1 = frozenset({"key", "key_revoke"})
 _PUBLIC_TYPES_V2 = frozenset({"key", "key_revoke", "revoke", "profile"})
 
 
-def never_stubbed(head: Head) -> bool:
-    """Whether no honest policy ever sends this record as a stub (SPEC §9).
+def stub_refusal(head: Head) -> str | None:
+    """Why no honest policy ever sends this record as a stub (SPEC §9), or ``None`` if one may.
 
-    ``key``, ``key_revoke`` and ``profile`` records always travel whole, and so does a
-    ``revoke`` of scope ``all`` (every v2 revoke; the reference node also signed every v1
-    revoke so). A stub of one
-    is a fault of the peer that sent it: the receiver refuses it rather than let a withheld
-    grant, key withdrawal or victim's withdrawal sit in its log as a stub.
+    ``key``, ``key_revoke`` and ``profile`` records always travel whole; so does every other
+    record whose ``dist`` is exactly ``all`` except an ``add`` (the only type a list or label
+    policy withholds): every v2 ``revoke`` (and every v1 revoke the reference node signed), and
+    scope-``all`` feedback. A stub of one is a fault of the peer that sent it: the receiver
+    refuses it rather than let a withheld grant, key withdrawal or victim's withdrawal sit in
+    its log as a stub. This is the one statement of the rule; the node refuses by it.
     """
     if head.type in ("key", "key_revoke", "profile"):
-        return True
-    return head.type == "revoke" and head.dist == Distribution()
+        return f"a {head.type} record always travels with its body"
+    if head.type != "add" and head.dist == Distribution():
+        return (f"a {head.type} record of scope 'all' without jurisdictions is never "
+                "withheld by policy")
+    return None
+
+
+def never_stubbed(head: Head) -> bool:
+    """Whether no honest policy ever sends this record as a stub (``stub_refusal``)."""
+    return stub_refusal(head) is not None
 
 
 def check_version(head: object, path: str) -> None:

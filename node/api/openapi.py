@@ -126,7 +126,10 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["scope"],
         "properties": {
             "scope": {"type": "string", "enum": ["all", "group", "peers"]},
-            "group": {"type": "string"},
+            "group": {"type": "string",
+                      "description": "with scope group: a local name from node.toml [groups] "
+                                     "(resolved to its opaque id before signing) or the "
+                                     "32-hex id itself; records always carry the id"},
             "jurisdictions": {"type": "array", "items": {"type": "string",
                                                           "pattern": "^[A-Z]{2}$"}},
         },
@@ -316,7 +319,7 @@ PATHS: dict[str, Any] = {
                 "extra_count": {"type": "integer"}}}), **ERRORS},
     }},
     "/v1/status": {"get": {"summary": "Counts, origin id, version, this origin's disputed "
-                                      "items",
+                                      "items, checkpoint state and alarms (checkpoints)",
 
                            "responses": {"200": _ok("Status"), **ERRORS}}},
     "/v1/audit": {"get": {
@@ -363,6 +366,21 @@ PATHS: dict[str, Any] = {
                             "and the server's max_page_bytes (but holds at least one record)"},
         ],
         "responses": {"200": {"description": "one exact signed envelope (or stub) per line",
+                              "content": {"application/x-ndjson": {}}}, **PEER_ERRORS},
+    }},
+    "/v1/checkpoints": {"get": {
+        "summary": "Federation: every checkpoint this node keeps, cosignatures merged "
+                   "(NDJSON, SPEC §20.3)",
+        "security": [{"httpSignature": []}],
+        "responses": {"200": {"description": "one canonical checkpoint per line",
+                              "content": {"application/x-ndjson": {}}}, **PEER_ERRORS},
+    }},
+    "/v1/proofs": {"get": {
+        "summary": "Federation: equivocation evidence and split-view proofs this node holds "
+                   "(NDJSON, SPEC §20.3)",
+        "security": [{"httpSignature": []}],
+        "responses": {"200": {"description": "one canonical proof per line (kind "
+                                             "equivocation or split_view)",
                               "content": {"application/x-ndjson": {}}}, **PEER_ERRORS},
     }},
     "/v1/notify": {"post": {

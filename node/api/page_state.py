@@ -83,6 +83,7 @@ async def page_state(service: NodeService) -> dict[str, Any]:
     hits = _total(service, "hashmesh_match_hits_total")
     return {
         "status": status,
+        "names": {o["origin"]: o["name"] for o in origins if o["name"]},
         "origins": origins,
         "peers": peers,
         "peers_config": status["peers_config"],

@@ -8,6 +8,7 @@ checks records from peers (``protocol.records``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from hashmesh.protocol.errors import ProtocolError, SchemaError
 from hashmesh.protocol.fields import Fields, check_integer, check_string
 from hashmesh.protocol.hashtypes import get_hash_type
 from hashmesh.protocol.records import (
+    GROUP_ID_PATTERN,
     NAME_PATTERN,
     REASONS,
     VERDICTS,
@@ -63,7 +65,10 @@ class MatchRequest:
 
 
 def parse_add(value: object, *, max_batch: int, default_list: str,
-              allowed_lists: tuple[str, ...]) -> AddRequest:
+              allowed_lists: tuple[str, ...],
+              groups: Mapping[str, str] | None = None) -> AddRequest:
+    """An add request; ``dist.group`` may be a local group name of ``groups`` (node.toml
+    ``[groups]``), resolved here to its opaque id (SPEC §9.1), or an id itself."""
     fields = Fields(value, "", frozenset({"items", "dist"}))
     raw_items = fields.array("items", min_length=1, max_length=max_batch)
     items = []
@@ -74,8 +79,8 @@ def parse_add(value: object, *, max_batch: int, default_list: str,
             raise SchemaError(f"list {item.list!r} is not one of this node's lists "
                               f"({', '.join(allowed_lists)})", f"{path}.list")
         items.append(item)
-    dist = (Distribution.from_json(fields.raw("dist"), "dist") if fields.has("dist")
-            else Distribution())
+    dist = (Distribution.from_json(resolve_group(fields.raw("dist"), groups or {}), "dist")
+            if fields.has("dist") else Distribution())
     return AddRequest(items, dist)
 
 
@@ -112,6 +117,21 @@ def read_add_fast(body: bytes, *, max_batch: int,
     if any(item.list not in allowed_lists for item in items):
         return None
     return AddRequest(list(items), dist)
+
+
+def resolve_group(dist: object, groups: Mapping[str, str]) -> object:
+    """``dist`` with a group name replaced by its id; an unknown name is refused at
+    ``dist.group`` (ids stay opaque on the wire: names never leave this node)."""
+    if not isinstance(dist, dict) or not isinstance(dist.get("group"), str):
+        return dist
+    name = dist["group"]
+    if name in groups:
+        return {**dist, "group": groups[name]}
+    if GROUP_ID_PATTERN.fullmatch(name):
+        return dist
+    known = ", ".join(sorted(groups)) or "none configured"
+    raise SchemaError(f"unknown sharing group {name!r:.80}: node.toml [groups] maps local "
+                      f"names to group ids (known: {known})", "dist.group")
 
 
 def _normalise_item(raw: object, default_list: str, path: str) -> object:

@@ -215,7 +215,8 @@ async def add_records(request: web.Request) -> web.Response:
                              allowed_lists=config.lists.allowed)
         return fast if fast is not None else parse_add(
             parse_json(body), max_batch=config.limits.max_batch,
-            default_list=config.lists.default, allowed_lists=config.lists.allowed)
+            default_list=config.lists.default, allowed_lists=config.lists.allowed,
+            groups=config.groups)
 
     # A bulk request is ~100 KB to MBs of JSON: parse it off the event loop.
     parsed = await asyncio.to_thread(parse) if len(body) > OFF_LOOP_BYTES else parse()

@@ -50,7 +50,13 @@ from hashmesh.node.store.schema import SCHEMA_VERSION
 from hashmesh.protocol.errors import ProtocolError
 from hashmesh.protocol.keys import PublicKey, SigningKey
 from hashmesh.protocol.log import LogHead, check_next
-from hashmesh.protocol.records import Distribution, KeyBody, SignedRecord
+from hashmesh.protocol.records import (
+    NAME_PATTERN,
+    Distribution,
+    KeyBody,
+    SignedRecord,
+    new_group_id,
+)
 from hashmesh.protocol.signing import KeyRing, verify
 
 PEERS_TEMPLATE = """\
@@ -110,6 +116,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
     configure_logging(args.log_level, args.log_format or config.log_format)
     asyncio.run(serve(config))
+    return 0
+
+
+def group_new(args: argparse.Namespace) -> int:
+    """Print a ``[groups]`` line naming a fresh random group id (SPEC §9.1)."""
+    if not NAME_PATTERN.fullmatch(args.name):
+        raise ConfigError(f"invalid group name {args.name!r:.80} (must match "
+                          f"{NAME_PATTERN.pattern})", "name")
+    print(f'{args.name} = "{new_group_id()}"')
     return 0
 
 

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for register in (_init, _run, _id, _hash, _add, _revoke, _feedback, _match, _status,
                      _case, _verify, _export, _import, _migrate, _profile, _peers, _key,
-                     _unfreeze, _audit, _report):
+                     _unfreeze, _audit, _report, _group):
         register(sub)
     return parser
 
@@ -399,6 +399,18 @@ def _report(sub: Sub) -> None:
                    help="last day, YYYY-MM-DD (UTC), included")
     p.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
                    help="where to write report.json and report.html (default: .)")
+
+
+def _group(sub: Sub) -> None:
+    p = sub.add_parser("group", help="draw the opaque id of a new sharing group",
+                       description="Sharing groups are opaque 32-hex ids on the wire (SPEC "
+                                   "§9.1); node.toml [groups] gives each a local name.")
+    groups = p.add_subparsers(title="group commands", metavar="ACTION")
+    new = _command(groups, "new", "local.group_new",
+                   "print a [groups] line with a fresh random id for NAME",
+                   "Print NAME = \"<32 hex>\" for node.toml [groups]. Hand the id to the "
+                   "group's members out of band; each names it as it likes.")
+    new.add_argument("name", help="the local name (a-z 0-9 _ . -)")
 
 
 def _unfreeze(sub: Sub) -> None:

@@ -42,6 +42,7 @@ from hashmesh.node.config.peers import PeersConfig, check_url, load_peers_config
 from hashmesh.node.config.toml_reader import (
     ConfigError,
     Table,
+    check_key,
     check_unused,
     parse_toml,
     read_text,
@@ -50,6 +51,7 @@ from hashmesh.node.config.toml_reader import (
 from hashmesh.protocol.errors import ProtocolError
 from hashmesh.protocol.hashtypes import get_hash_type
 from hashmesh.protocol.records import (
+    GROUP_ID_PATTERN,
     MAX_ITEMS,
     MAX_RECORD_BYTES,
     NAME_PATTERN,
@@ -217,6 +219,27 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointsConfig:
+    """``[checkpoints]``: signed checkpoints of our log and witnesses (SPEC §20).
+
+    ``witnesses`` maps an origin id (ours too) to the node keys that witness it: only origins
+    listed there are judged witnessed and can raise the withholding alarms. ``witness_for``
+    lists the origins whose checkpoints this node cosigns after checking them against the
+    chain it holds. ``interval_seconds = 0`` signs no checkpoints (gossip still runs).
+    """
+
+    interval_seconds: int = 300
+    max_age_seconds: int = 3600
+    max_behind_seconds: int = 600
+    quorum: int = 1
+    witness_for: tuple[str, ...] = ()
+    witnesses: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def witnesses_of(self, origin: str) -> frozenset[str]:
+        return frozenset(self.witnesses.get(origin, ()))
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A whole, validated ``node.toml``. ``path`` is as given; ``base_dir`` is absolute."""
 
@@ -246,6 +269,19 @@ class NodeConfig:
     # ``[intake]``: the public page that opens cases (node/config/intake.py)
     intake: IntakeConfig = IntakeConfig()
     retention: RetentionConfig = RetentionConfig()
+    checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
+    # ``[groups]``: local group name -> opaque 32-hex group id (SPEC §9.1)
+    groups: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def group_id(self, name_or_id: str, path: str) -> str:
+        """The group id for a local name, or a configured id itself; ``ConfigError`` else."""
+        if name_or_id in self.groups:
+            return self.groups[name_or_id]
+        if name_or_id in self.groups.values():
+            return name_or_id
+        known = ", ".join(sorted(self.groups)) or "none configured"
+        raise ConfigError(f"unknown sharing group {name_or_id!r:.80} (node.toml [groups] "
+                          f"maps names to ids; known: {known})", path)
 
     @property
     def db_path(self) -> Path:
@@ -272,9 +308,34 @@ class NodeConfig:
         return found
 
     def load_peers(self) -> PeersConfig:
-        """Load the configured peers file; a missing file means no peers only for the default."""
-        return load_peers_config(self.federation.peers_file,
-                                 missing_ok=self.federation.peers_file_is_default)
+        """Load the configured peers file; a missing file means no peers only for the default.
+
+        Each peer's ``groups`` (local names, SPEC §9.1) are resolved to group ids through
+        ``[groups]``; a 32-hex value that is not a configured name is taken as an id.
+        """
+        peers = load_peers_config(self.federation.peers_file,
+                                  missing_ok=self.federation.peers_file_is_default)
+        return resolve_peer_groups(peers, self.groups, self.federation.peers_file)
+
+
+def resolve_peer_groups(peers: PeersConfig, groups: Mapping[str, str],
+                        file: Path) -> PeersConfig:
+    """``peers`` with every group name replaced by its id (unknown names: ``ConfigError``)."""
+    resolved = []
+    for index, peer in enumerate(peers):
+        ids = []
+        for position, name in enumerate(peer.groups):
+            if name in groups:
+                ids.append(groups[name])
+            elif GROUP_ID_PATTERN.fullmatch(name):
+                ids.append(name)
+            else:
+                known = ", ".join(sorted(groups)) or "none configured"
+                raise ConfigError(f"unknown sharing group {name!r:.80} (node.toml [groups] "
+                                  f"maps names to ids; known: {known})",
+                                  f"peer[{index}].groups[{position}]", file)
+        resolved.append(dataclasses.replace(peer, groups=tuple(ids)))
+    return PeersConfig(tuple(resolved))
 
 
 def hash_token(token: str) -> str:
@@ -302,7 +363,7 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
                            "match_workers", "limits", "federation", "log", "store",
-                           "cases", "intake", "retention"},
+                           "cases", "intake", "retention", "checkpoints", "groups"},
                           what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
@@ -358,12 +419,59 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
                                                  default=RetentionConfig.prune_after_days),
         sweep_minutes=retention_table.integer("sweep_minutes", 1, 10_080,
                                               default=RetentionConfig.sweep_minutes))
+    checkpoints = _parse_checkpoints(top.table("checkpoints", {
+        "interval_seconds", "max_age_seconds", "max_behind_seconds", "quorum", "witness_for",
+        "witnesses"}))
+    groups = _parse_groups(top.table("groups", None))
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics,
                       log_format=log_format, store_url=store_url, cases=cases,
-                      intake=intake, retention=retention)
+                      intake=intake, retention=retention, checkpoints=checkpoints,
+                      groups=groups)
+
+
+def _parse_checkpoints(table: Table) -> CheckpointsConfig:
+    d = CheckpointsConfig()
+    witnesses_table = table.table("witnesses", None)
+    witnesses: dict[str, tuple[str, ...]] = {}
+    for origin in witnesses_table.keys():
+        origin_id = check_key(origin, witnesses_table.at(origin)).id
+        keys = witnesses_table.keys_list(origin, hint="an array of witness node keys")
+        if not keys:
+            raise ConfigError("needs at least 1 witness node key", witnesses_table.at(origin))
+        witnesses[origin_id] = tuple(key.id for key in keys)
+    return CheckpointsConfig(
+        interval_seconds=table.integer("interval_seconds", 0, 86_400,
+                                       default=d.interval_seconds),
+        max_age_seconds=table.integer("max_age_seconds", 1, 30 * 86_400,
+                                      default=d.max_age_seconds),
+        max_behind_seconds=table.integer("max_behind_seconds", 1, 30 * 86_400,
+                                         default=d.max_behind_seconds),
+        quorum=table.integer("quorum", 1, 16, default=d.quorum),
+        witness_for=tuple(key.id for key in (
+            table.keys_list("witness_for", hint="an array of origin keys")
+            if table.has("witness_for") else ())),
+        witnesses=MappingProxyType(witnesses),
+    )
+
+
+def _parse_groups(table: Table) -> Mapping[str, str]:
+    """``[groups]``: ``name = "<32 hex id>"``; names as list names, ids distinct."""
+    groups: dict[str, str] = {}
+    used: list[str] = []
+    for name in table.keys():
+        if not NAME_PATTERN.fullmatch(name):
+            raise ConfigError(f"invalid group name {name!r:.80} (must match "
+                              f"{NAME_PATTERN.pattern})", table.at(name))
+        group_id = table.string(name, pattern=GROUP_ID_PATTERN,
+                                what="group id (32 lowercase hex characters, e.g. from "
+                                     "`hashmesh group new`)")
+        check_unused(used, group_id, table.at(name), "group id")
+        used.append(group_id)
+        groups[name] = group_id
+    return MappingProxyType(groups)
 
 
 STORE_URL_SCHEMES = ("postgresql://", "postgres://", "sqlite:")

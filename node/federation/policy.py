@@ -16,11 +16,12 @@ scope: every reader needs them to build the key ring, the state of the lists and
 display name, and they carry nothing private (a key id; record ids and a reason from a fixed
 list; what the origin chose to publish about itself).
 
-Records that no honest policy stubs (``stub_forbidden``): those three types, and any other
-non-``add`` record of scope ``all`` without jurisdictions (only ``add`` records have lists and
-labels for a send policy to act on). A relay that serves such a record as a stub is hiding a
-body from us, e.g. a victim's withdrawal or a key revocation, so the receiver refuses the stub
-as a fault of that peer instead of storing a hole that nothing would ever fill.
+Records that no honest policy stubs are stated once, in the protocol
+(``protocol.records.stub_refusal``): ``key`` and ``key_revoke``, and any other non-``add``
+record of scope ``all`` without jurisdictions (only ``add`` records have lists and labels for
+a send policy to act on). A relay that serves such a record as a stub is hiding a body from
+us, e.g. a victim's withdrawal or a key revocation, so the receiver (``sync.verify_page``)
+refuses the stub as a fault of that peer instead of storing a hole nothing would ever fill.
 
 Receiving from a peer (``may_keep_body``), a body is kept only if it passes our accept policy
 for that peer, and a ``peers``-scoped body is kept only when it comes from its origin itself.
@@ -33,20 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hashmesh.node.config.peers import PeerConfig
-from hashmesh.protocol.records import AddBody, Head, SignedRecord
+from hashmesh.protocol.records import AddBody, SignedRecord
 
 # Record types whose bodies every peer receives and every receiver keeps.
 ALWAYS_WITH_BODY = frozenset({"key", "key_revoke", "revoke", "profile"})
-
-
-def stub_forbidden(head: Head) -> str | None:
-    """Why no honest peer would serve this record as a stub, or ``None`` if one may."""
-    if head.type in ALWAYS_WITH_BODY:
-        return f"a {head.type} record always travels with its body"
-    if head.type != "add" and head.dist.scope == "all" and not head.dist.jurisdictions:
-        return (f"a {head.type} record of scope 'all' without jurisdictions is never "
-                "withheld by policy")
-    return None
 
 
 @dataclass(frozen=True)

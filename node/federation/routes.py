@@ -44,7 +44,7 @@ BODY_KEY = web.RequestKey("body", bytes)  # the body, read and checked by the mi
 NODE_KEY = web.AppKey("node", LocalNode)
 FEDERATION_KEY = web.AppKey("federation", Federation)
 VERIFIER_KEY = web.AppKey("verifier", RequestVerifier)
-FEDERATION_ROUTES = frozenset({"heads", "log", "notify", "bodies"})
+FEDERATION_ROUTES = frozenset({"heads", "log", "notify", "bodies", "checkpoints", "proofs"})
 NDJSON = "application/x-ndjson"
 MAX_SEQ = 2**53 - 1
 MAX_NOTIFY_BYTES = 65_536  # the largest body of any federation request
@@ -255,9 +255,23 @@ def parse_body_ids(body: bytes) -> list[str]:
     return checked
 
 
+async def checkpoints(request: web.Request) -> web.Response:
+    """Every checkpoint we keep, with the cosignatures merged so far (SPEC §20.3)."""
+    lines = await request.app[FEDERATION_KEY].checkpoints.checkpoint_lines()
+    return web.Response(body=b"".join(line + b"\n" for line in lines), content_type=NDJSON)
+
+
+async def proofs(request: web.Request) -> web.Response:
+    """Our equivocation evidence and split-view proofs (SPEC §20.3): stubs, no bodies."""
+    lines = await request.app[FEDERATION_KEY].checkpoints.proof_lines()
+    return web.Response(body=b"".join(line + b"\n" for line in lines), content_type=NDJSON)
+
+
 def add_federation_routes(app: web.Application) -> None:
     app[VERIFIER_KEY] = make_verifier(app)
     app.router.add_get("/v1/heads", heads, name="heads")
     app.router.add_get("/v1/log/{origin}", log_page, name="log")
     app.router.add_post("/v1/notify", notify, name="notify")
     app.router.add_post("/v1/bodies", bodies, name="bodies")
+    app.router.add_get("/v1/checkpoints", checkpoints, name="checkpoints")
+    app.router.add_get("/v1/proofs", proofs, name="proofs")

@@ -38,6 +38,7 @@ import aiohttp
 from yarl import URL
 
 from hashmesh.node.config.peers import PeerConfig, PeersConfig
+from hashmesh.node.federation.checkpoints import CheckpointBook
 from hashmesh.node.federation.errors import (
     PeerProtocolError,
     PeerTimeoutError,
@@ -46,7 +47,7 @@ from hashmesh.node.federation.errors import (
 from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.link import PeerHealth, PeerLink
-from hashmesh.node.federation.policy import may_keep_body, stub_forbidden
+from hashmesh.node.federation.policy import may_keep_body
 from hashmesh.node.federation.repair import BodyRepair
 from hashmesh.node.store.interface import Changes, NodeStore
 from hashmesh.protocol.errors import (
@@ -57,7 +58,7 @@ from hashmesh.protocol.errors import (
 )
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.log import LogHead, check_next, detect_equivocation
-from hashmesh.protocol.records import SignedRecord
+from hashmesh.protocol.records import SignedRecord, stub_refusal
 from hashmesh.protocol.signing import KeyRing, signature_verifies, verify, verify_signature
 
 __all__ = ["Federation", "PeerProtocolError", "RecordRefusedError", "verify_page"]
@@ -143,7 +144,7 @@ def _accept(record: SignedRecord, origin: str, ring: KeyRing, head: LogHead | No
                                  f"of {origin}", "WRONG_ORIGIN")
     verify(record, ring, path, signature_ok=signature_ok)
     check_next(head, record, path)
-    forbidden = stub_forbidden(record.head) if record.body is None else None
+    forbidden = stub_refusal(record.head) if record.body is None else None
     if forbidden is not None:
         raise RecordRefusedError(f"{path}: stub of {record.head.type} record seq "
                                  f"{record.head.seq} of {origin} refused: {forbidden}",
@@ -250,6 +251,7 @@ class Federation:
                                            thread_name_prefix="verify")
         self._stopping: set[asyncio.Task[None]] = set()  # links being replaced or removed
         self.repair = BodyRepair(node, self._request)
+        self.checkpoints = CheckpointBook(node)
 
     async def start(self) -> None:
         ca_file = self.node.config.federation.ca_file
@@ -257,8 +259,10 @@ class Federation:
         self.session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT,
                                              connector=aiohttp.TCPConnector(ssl=context))
         self.reconcile(self.node.peers)
+        self.node.tasks.start("checkpoints", self.checkpoints.run)
 
     async def stop(self) -> None:
+        await self.node.tasks.stop("checkpoints")
         for link in list(self.links.values()):
             await link.stop()
         self.links.clear()
@@ -403,7 +407,9 @@ class Federation:
         every other peer."""
         before = self.stored_from[peer.name]
         try:
-            return await self._sync(peer)
+            stored = await self._sync(peer)
+            await self.exchange_checkpoints(peer)
+            return stored
         except (ProtocolError, RecordRefusedError) as exc:
             self.node.metrics.records_rejected.labels(exc.code).inc()
             self.node.metrics.peer_faults.labels(peer.name, exc.code).inc()
@@ -412,6 +418,21 @@ class Federation:
         finally:
             if self.stored_from[peer.name] > before:
                 self.notify_all(except_peer=peer.name)
+
+    async def exchange_checkpoints(self, peer: PeerConfig) -> None:
+        """Read the peer's checkpoints and proofs (SPEC §20.3), after its log pages so that
+        a checkpoint of what we just pulled can be judged and cosigned. A peer without the
+        routes (404) gossips none; that is no fault."""
+        max_bytes = self.node.config.limits.max_page_bytes
+        for path, take in (("/v1/checkpoints", self.checkpoints.take_checkpoints),
+                           ("/v1/proofs", self.checkpoints.take_proofs)):
+            try:
+                payload, _ = await self._request(peer, "GET", path, max_bytes=max_bytes)
+            except PeerProtocolError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            await take(peer, payload.splitlines())
 
     async def _sync(self, peer: PeerConfig) -> int:
         stored = 0

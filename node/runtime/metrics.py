@@ -54,6 +54,12 @@ class NodeMetrics:
             "hashmesh_index_bytes", "Approximate memory of the match indexes", registry=r)
         self.equivocations = Gauge(
             "hashmesh_equivocation_evidence", "Stored equivocation evidence objects", registry=r)
+        self.checkpoint_alarms = Gauge(
+            "hashmesh_checkpoint_alarms", "Checkpoint alarms in force (SPEC §20): stale or "
+            "behind (withholding), split_view", ["kind"], registry=r)
+        self.checkpoint_age = Gauge(
+            "hashmesh_witnessed_checkpoint_age_seconds", "Age of the newest witnessed "
+            "checkpoint of each watched origin; -1 for none yet", ["origin"], registry=r)
         self.frozen_origins = Gauge(
             "hashmesh_frozen_origins", "Origins frozen after equivocation or a restored backup",
             registry=r)

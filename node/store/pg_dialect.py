@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS meta (key {T} PRIMARY KEY, value {T});
 CREATE TABLE IF NOT EXISTS profiles (
     origin {T} PRIMARY KEY, seq BIGINT NOT NULL, name {T} NOT NULL, jurisdiction {T},
     contact {T});
+-- checkpoints and split-view proofs (node/store/checkpoint_tables.py, SPEC §20)
+CREATE TABLE IF NOT EXISTS checkpoints (
+    origin {T} NOT NULL, cid {T} NOT NULL, seq BIGINT NOT NULL, ts BIGINT NOT NULL,
+    raw {T} NOT NULL, received_at BIGINT NOT NULL, PRIMARY KEY (origin, cid));
+CREATE TABLE IF NOT EXISTS split_views (
+    origin {T} NOT NULL, seq BIGINT NOT NULL, cid {T} NOT NULL, record_id {T} NOT NULL,
+    proof {T} NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (cid, record_id));
 -- the change log of the feed (node/store/changes.py); seq follows commit order because every
 -- write transaction holds the store's advisory lock
 CREATE TABLE IF NOT EXISTS changes (
@@ -128,7 +135,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "revoked": ("origin", "ref"), "feedback": ("origin", "target"), "keys": ("origin", "key"),
     "cursors": ("peer", "origin"), "audit": ("id",), "evidence": ("id",), "meta": ("key",),
     "changes": ("seq",), "cases": ("case_id",), "case_attempts": ("key",),
-    "profiles": ("origin",),
+    "profiles": ("origin",), "checkpoints": ("origin", "cid"), "split_views": ("cid", "record_id"),
 }
 # Identity columns, which continue after a copy (``port.py``): table -> column.
 IDENTITIES = {"audit": "id", "evidence": "id", "changes": "seq"}

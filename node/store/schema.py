@@ -29,6 +29,7 @@ import sqlite_utils
 from hashmesh.node.store.audit_chain import chain_rows
 from hashmesh.node.store.cases import create_case_tables
 from hashmesh.node.store.changes import create_changes_table
+from hashmesh.node.store.checkpoint_tables import CHECKPOINT_TABLES_SQL
 
 SCHEMA_VERSION = 2
 
@@ -101,6 +102,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
                  (str(SCHEMA_VERSION),))
     create_changes_table(conn)  # added to version 2 in place: see node/store/changes.py
     create_case_tables(conn)  # added to version 2 in place, as the change log was
+    for statement in CHECKPOINT_TABLES_SQL:  # also added in place (checkpoint_tables.py)
+        conn.execute(statement)
 
 
 def chain_audit(conn: sqlite3.Connection) -> None:

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from hashmesh.node.store import changes as change_log
 from hashmesh.node.store.audit_chain import chain_rows
 from hashmesh.node.store.cases import CaseTables
+from hashmesh.node.store.checkpoint_tables import CheckpointTables
 from hashmesh.node.store.retention import Pruned, prune_batch
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
@@ -168,7 +169,7 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class Store(CaseTables):
+class Store(CaseTables, CheckpointTables):
     """Synchronous store. Write methods must run on one thread (``AsyncStore`` ensures it)."""
 
     def __init__(self, path: Path, *, follower: bool = False) -> None:

@@ -129,6 +129,9 @@ class HostilePeer:
         self.on_heads: Handler | None = None
         self.on_log: Handler | None = None
         self.on_bodies: Handler | None = None  # unset: 404, as a node without the route
+        # SPEC §20.3 gossip: lines served at /v1/checkpoints and /v1/proofs (None: 404)
+        self.checkpoint_lines: list[bytes] | None = None
+        self.proof_lines: list[bytes] | None = None
         self.requests: Counter[str] = Counter()
         self.log_requests: list[tuple[int, int]] = []  # (after, limit) of each page asked for
         self._runner: web.AppRunner | None = None
@@ -153,6 +156,8 @@ class HostilePeer:
         app.router.add_get("/v1/log/{origin}", self._log)
         app.router.add_post("/v1/notify", self._notify)
         app.router.add_post("/v1/bodies", self._bodies)
+        app.router.add_get("/v1/checkpoints", self._checkpoints)
+        app.router.add_get("/v1/proofs", self._proofs)
         # A short shutdown: a handler still dripping bytes must not hold up the test's end.
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0)
@@ -199,6 +204,18 @@ class HostilePeer:
         if self.on_bodies is not None:
             return await self.on_bodies(request)
         raise web.HTTPNotFound()
+
+    async def _checkpoints(self, request: web.Request) -> web.StreamResponse:
+        self.requests["checkpoints"] += 1
+        if self.checkpoint_lines is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=ndjson(self.checkpoint_lines), content_type=NDJSON)
+
+    async def _proofs(self, request: web.Request) -> web.StreamResponse:
+        self.requests["proofs"] += 1
+        if self.proof_lines is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=ndjson(self.proof_lines), content_type=NDJSON)
 
     async def _notify(self, request: web.Request) -> web.StreamResponse:
         self.requests["notify"] += 1

@@ -67,6 +67,12 @@ def two_nodes(tmp_path: Path) -> Iterator[dict[str, Any]]:
     ghost = SigningKey.generate().id
     run_cli("peers", "add", "ghost", "--config", nodes["a"]["config"], "--url",
             f"http://127.0.0.1:{free_port()}", "--node-key", ghost, "--origin", ghost)
+    # a watches b's origin, with a witness that never cosigns: its "stale" alarm (SPEC §20.5)
+    # is on the page within a second or two
+    config_a = nodes["a"]["config"]
+    config_a.write_text(config_a.read_text() + "\n[checkpoints]\nmax_age_seconds = 1\n"
+                        "[checkpoints.witnesses]\n"
+                        f'"{nodes["b"]["id"]["origin"]}" = ["{ghost}"]\n')
     processes = []
     try:
         for name in ("a", "b"):
@@ -97,6 +103,8 @@ def test_status_page_shows_the_nodes_real_state(two_nodes: dict[str, Any],
     status = api(a["url"], a["token"], "/v1/status")
     assert "peer" in status["peers_config"]["reason"]
     assert "hashmesh_peers_config_refused 1.0" in api(a["url"], a["token"], "/metrics")
+    eventually(lambda: [x["kind"] for x in api(a["url"], a["token"], "/v1/status")[
+        "checkpoints"]["alarms"]] == ["stale"])
     eventually(lambda: "ghost" in (a["config"].parent.parent / "a.log").read_text()
                and "failed" in (a["config"].parent.parent / "a.log").read_text())
 
@@ -152,6 +160,9 @@ def test_status_page_shows_the_nodes_real_state(two_nodes: dict[str, Any],
             seq = page.get_attribute(f"[data-origin='{origin}'] [data-seq]", "data-seq")
             assert seq == "2"  # init's key record, then one add
         assert "peers.toml was not reloaded" in page.inner_text("#peers-config-refused")
+        stale = page.inner_text("[data-checkpoint-alarm=stale]")
+        assert "Checkpoints stale" in stale and "peer-b" in stale
+        assert "no witnessed checkpoint" in stale
         actions = [row.get_attribute("data-action") for row in
                    page.query_selector_all("[data-action]")]
         assert "sign_add" in actions

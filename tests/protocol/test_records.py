@@ -22,6 +22,7 @@ from hashmesh.protocol.records import (
     Target,
     body_digest,
     never_stubbed,
+    stub_refusal,
 )
 from hashmesh.protocol.signing import sign_record
 from tests.protocol import generate_vectors
@@ -341,3 +342,19 @@ def test_key_and_withdrawal_records_are_never_stubbed_by_an_honest_policy() -> N
     assert [never_stubbed(r.head) for r in chain.records] == [True, False, True, True]
     assert never_stubbed(grant.stub().head) and never_stubbed(key_revoke.stub().head)
     assert never_stubbed(withdrawal.stub().head)
+
+
+def test_stub_refusal_is_the_one_rule_and_names_the_reason() -> None:
+    """SPEC §9: besides key records, every non-add record of scope all without
+    jurisdictions travels whole; an add, or a record restricted by group or jurisdiction, may
+    be a stub (the node refuses stubs by exactly this rule, ``sync.verify_page``)."""
+    from tests.protocol.builders import Chain, add_body, feedback_body
+
+    chain = Chain()
+    added = chain.add(add_body())
+    public = chain.add(feedback_body(added.id))
+    scoped = chain.add(feedback_body(added.id, "disputed"),
+                       dist=Distribution("all", jurisdictions=("IE",)))
+    assert stub_refusal(public.head) == ("a feedback record of scope 'all' without "
+                                         "jurisdictions is never withheld by policy")
+    assert stub_refusal(added.head) is None and stub_refusal(scoped.head) is None

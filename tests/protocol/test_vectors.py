@@ -253,7 +253,11 @@ def test_signature_vector_records_what_openssl_does(vector: dict[str, Any]) -> N
 # -- no drift ----------------------------------------------------------------------------------
 
 # Vector files written by generators of their own, each checked by its own test.
-OTHER_GENERATORS = ("profiles.json",)  # tests/protocol/test_profile_vectors.py
+# vector files with a generator and test of their own
+OTHER_GENERATORS = (
+    "profiles.json",  # tests/protocol/test_profile_vectors.py
+    "checkpoints.json",  # tests/protocol/test_checkpoints.py
+)
 
 
 def test_committed_vectors_equal_what_the_generator_produces_now() -> None:

@@ -210,3 +210,20 @@ def test_a_follower_needs_an_existing_database(backend: NodeConfig, tmp_path: Pa
         backend = dataclasses.replace(backend, data_dir=tmp_path / "none")
     with pytest.raises(StoreError, match="no (hashmesh )?database here"):
         open_store(backend, follower=True)
+
+
+def test_checkpoints_and_split_views_are_kept_alike_by_both_engines(store: Store) -> None:
+    """A checkpoint's bytes are replaced as cosignatures merge, its first arrival is kept;
+    a split-view proof is kept once (SPEC §20)."""
+    origin = ROOT.id
+    store.save_checkpoint(origin, "c1", 3, 1_000, b'{"n":1}', now=10)
+    store.save_checkpoint(origin, "c2", 4, 2_000, b'{"n":2}', now=11)
+    store.save_checkpoint(origin, "c1", 3, 1_000, b'{"n":1,"w":1}', now=12)
+    assert store.checkpoints_of(origin) == [(b'{"n":2}', 11), (b'{"n":1,"w":1}', 10)]
+    assert store.all_checkpoints() == [(origin, b'{"n":2}', 11), (origin, b'{"n":1,"w":1}', 10)]
+    store.delete_checkpoints(origin, ["c1"])
+    assert store.checkpoints_of(origin) == [(b'{"n":2}', 11)]
+    proof = {"kind": "split_view", "seq": 3}
+    assert store.add_split_view(origin, 3, "c1", "ab" * 32, proof, now=13)
+    assert not store.add_split_view(origin, 3, "c1", "ab" * 32, proof, now=14)
+    assert store.split_views() == [proof]
