@@ -111,6 +111,7 @@ def test_a_partition_heals_within_seconds_of_the_last_restart(line: dict[str, No
     wait(lambda: backed_off(a, "b") and backed_off(c, "b"), 60, "a and c back off from b")
     b.process.start()
     first = wait(lambda: converged(line), 60, "convergence after b restarts")
+    wait(lambda: a.status()["peer_sync"]["b"]["state"] == "up", 10, "a's link to b up")
     failures = a.status()["peer_sync"]["b"]
 
     a.process.kill9()
@@ -124,6 +125,6 @@ def test_a_partition_heals_within_seconds_of_the_last_restart(line: dict[str, No
     print(f"converged {first:.2f} s after b restarted, {second:.2f} s after the last of a "
           f"and c restarted")
     assert first < BOUND and second < BOUND
-    assert failures["state"] == "up" and failures["last_error"] is not None
+    assert failures["last_error"] is not None  # the failed rounds while b was down
     heads = a.heads()
     assert sorted(heads.values()) == [2, 2, 2]  # init's key record, then one add each

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from hashmesh.node.federation.policy import stub_forbidden
-from hashmesh.protocol.records import ProfileBody, SignedRecord
+from hashmesh.protocol.records import ProfileBody, SignedRecord, stub_refusal
 from tests.federation.cluster import Cluster, eventually
 
 
@@ -37,7 +36,7 @@ async def test_c_names_a_by_its_self_declared_profile_through_b(chain: Cluster) 
     profile = ProfileBody("Helpline Ä — Nord", "DE", "abuse@helpline.example")
     signed = await a.svc.set_profile(profile, "test")
     assert signed.head.type == "profile" and signed.head.dist.scope == "all"
-    assert stub_forbidden(signed.head) is not None  # a relay may never withhold it
+    assert stub_refusal(signed.head) is not None  # a relay may never withhold it
     value = pdq(1)
     record_id = await a.add(value)
 
