@@ -26,7 +26,7 @@ reads (loading the index by ``COPY``; exporting in pages).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,14 @@ from hashmesh.node.store.pg_dialect import (
     create_schema,
     has_schema,
 )
-from hashmesh.node.store.sqlite import MAX_ENTRY_ID, AuditRow, Store, StoreError, now_ms
+from hashmesh.node.store.sqlite import (
+    MAX_ENTRY_ID,
+    AuditRow,
+    Store,
+    StoreError,
+    id_key,
+    now_ms,
+)
 
 EXPORT_PAGE = 1_000
 
@@ -179,6 +186,21 @@ class PostgresStore(Store):
                 "FROM records WHERE origin=%s AND seq>%s ORDER BY seq LIMIT %s",
                 (origin, after, limit))
             yield from cursor
+
+    def record_rows(self, record_ids: Iterable[str]) -> list[Any]:
+        """As ``Store.record_rows`` (the bodies route, ``POST /v1/bodies``), in one query for
+        all the ids; rows are dicts, read by column name as there (the inherited method set
+        ``sqlite3.Row`` as a psycopg row factory, and every bodies request failed)."""
+        wanted = list(record_ids)
+        if not wanted:
+            return []
+        cursor = self.reader().execute(  # the reader's PgConnection: retried if dropped
+            "SELECT id, origin, seq, type, scope, grp, jurisdictions, lists, labels, stub, "
+            "raw FROM records WHERE id_key = ANY(?) AND id = ANY(?)",
+            ([id_key(r) for r in wanted], wanted))
+        names = [column.name for column in cursor.description or ()]
+        found = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+        return [found[r] for r in wanted if r in found]
 
     def all_records(self) -> Iterator[bytes]:
         """Every record, per origin in seq order, read a page at a time (a client-side

@@ -88,6 +88,9 @@ def snapshot(store: NodeStore, records: list[SignedRecord]) -> dict[str, Any]:
         "records": [store.record_bytes(i) for i in ids],
         "at": [store.record_at(origin, r.head.seq) for r in records],
         "log": [dict(row) for row in store.log_rows(origin, 0, 100)],
+        # the bodies route's read: the rows of the ids held, in the order asked
+        "rows": [{k: bytes(v) if k == "raw" else v for k, v in dict(row).items()}
+                 for row in store.record_rows([ids[2], "0" * 64, ids[0]])],
         "all": list(store.all_records()),
         "keys": store.key_records(origin),
         "active": {t: list(store.active_entries(t)) for t in store.active_hash_types()},
