@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
@@ -240,7 +241,67 @@ class PostgresStore(Store):
         if buffer:
             yield from _split_rows(bytes(buffer), chunk)
 
+    def active_entries_packed(self, hash_type: str, width: int, through: int | None = None,
+                              chunk: int = 100_000) -> tuple[Any, bytes] | None:
+        """As ``Store.active_entries_packed``: the server decodes the hex values
+        (``decode(value, 'hex')``) and sends ``COPY … (FORMAT binary)``, whose rows of a
+        fixed-width type are fixed-width records that numpy reads in place, without a Python
+        object per hash. Half the bytes of the text form, no string per value, no ORDER BY
+        (the index does not need id order; a sort or an index scan would cost the server
+        more than the rest). About a chunk of rows is held as bytes at a time.
 
+        None (the caller reads ``active_entries``, whose errors name the bad value) if a value
+        is not hex of ``width`` bytes.
+        """
+        row = np.dtype([("fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"),
+                        ("value_size", ">i4"), ("value", f"V{width}")])
+        ids: list[Any] = []
+        packed = bytearray()
+        buffer = bytearray()
+        header = True
+
+        def take(rows: bytes) -> bool:
+            parsed = np.frombuffer(rows, dtype=row)
+            if not ((parsed["fields"] == 2).all() and (parsed["id_size"] == 8).all()
+                    and (parsed["value_size"] == width).all()):
+                return False
+            ids.append(parsed["id"].astype(np.int64))
+            packed.extend(parsed["value"].tobytes())
+            return True
+
+        try:
+            with self.reader().raw.cursor() as cursor, cursor.copy(
+                    "COPY (SELECT id, decode(value, 'hex') FROM entries WHERE active=1 "
+                    "AND hash_type=%s AND (expires IS NULL OR expires > %s) AND id <= %s) "
+                    "TO STDOUT (FORMAT binary)",
+                    (hash_type, now_ms(), MAX_ENTRY_ID if through is None else through)
+                    ) as copy:
+                for block in copy:
+                    buffer += block
+                    if header and len(buffer) >= BINARY_HEADER:
+                        if buffer[:len(BINARY_SIGNATURE)] != BINARY_SIGNATURE:
+                            return None
+                        del buffer[:BINARY_HEADER]
+                        header = False
+                    if not header and len(buffer) >= chunk * row.itemsize:
+                        cut = len(buffer) // row.itemsize * row.itemsize
+                        if not take(bytes(buffer[:cut])):
+                            return None
+                        del buffer[:cut]
+        except psycopg.errors.DataException:  # a value that is not hex
+            return None
+        if header or buffer[-2:] != BINARY_TRAILER or (len(buffer) - 2) % row.itemsize:
+            return None
+        if len(buffer) > 2 and not take(bytes(buffer[:-2])):
+            return None
+        return (np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)), bytes(packed)
+
+
+# ``COPY … (FORMAT binary)``: its 19-byte header (signature, flags, extension length) and the
+# trailer that ends the rows.
+BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+BINARY_HEADER = 19
+BINARY_TRAILER = b"\xff\xff"
 # Bytes of one COPY row of (id, pdq value), to cut the stream into chunks of about ``chunk``.
 COPY_ROW_BYTES = 72
 
