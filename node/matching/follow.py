@@ -9,9 +9,10 @@ twice is harmless (removing an absent id does nothing).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
-from hashmesh.node.store.interface import AsyncStore, Changes
+from hashmesh.node.store.interface import AsyncStore, Changes, NodeStore
 
 if TYPE_CHECKING:
     from hashmesh.node.store.cluster import Cluster
@@ -53,18 +54,26 @@ class FeedFollower:
         changes = Changes()
         entry_id, removal_id = self.entry_id, self.removal_id
         while True:
-            last, added = await self.store.read(
-                lambda s, after=entry_id: s.entries_after(after, BATCH))
+            last, added = await self.store.read(partial(_entries_after, after=entry_id))
             changes.extend(Changes(added=added))
             if last == entry_id:
                 break
             entry_id = last
         while True:
             last, removed = await self.store.read(
-                lambda s, after=removal_id: self.cluster.removals_after(after, BATCH))
+                partial(_removals_after, cluster=self.cluster, after=removal_id))
             changes.removed.extend(removed)
             if last == removal_id:
                 break
             removal_id = last
         self.entry_id, self.removal_id = entry_id, removal_id
         return changes
+
+
+def _entries_after(store: NodeStore, after: int
+                   ) -> tuple[int, dict[str, tuple[list[int], list[str]]]]:
+    return store.entries_after(after, BATCH)
+
+
+def _removals_after(_store: NodeStore, cluster: Cluster, after: int) -> tuple[int, list[int]]:
+    return cluster.removals_after(after, BATCH)

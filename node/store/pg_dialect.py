@@ -33,7 +33,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.schema import SCHEMA_VERSION, SchemaVersionError
@@ -152,8 +152,9 @@ def connect(url: str) -> psycopg.Connection[Any]:
     """An autocommit connection of this process (named ``APPLICATION``), with
     ``CONNECTION_DEFAULTS`` for what ``url`` leaves unset."""
     given = conninfo_to_dict(url)
-    extra = {k: v for k, v in CONNECTION_DEFAULTS.items() if k not in given}
-    return psycopg.connect(url, autocommit=True, application_name=APPLICATION, **extra)
+    conninfo = make_conninfo(url, **{k: v for k, v in CONNECTION_DEFAULTS.items()
+                                     if k not in given})
+    return psycopg.connect(conninfo, autocommit=True, application_name=APPLICATION)
 
 
 def create_schema(conn: psycopg.Connection[Any]) -> None:

@@ -128,3 +128,18 @@ def test_messages_never_carry_the_password() -> None:
     assert redact("postgresql://node:s3cret@db.example:5432/hashmesh") == \
         "postgresql://node:***@db.example:5432/hashmesh"
     assert redact("postgresql:///hashmesh?host=/run/pg") == "postgresql:///hashmesh?host=/run/pg"
+
+
+def test_every_connection_has_timeouts_and_keepalives_unless_its_url_sets_them(
+        pg_url: str) -> None:
+    """A call to a server that vanished without closing the connection fails in seconds
+    instead of blocking a follower's or the leader's thread (``CONNECTION_DEFAULTS``)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from hashmesh.node.store.pg_dialect import CONNECTION_DEFAULTS, connect
+
+    separator = "&" if "?" in pg_url else "?"
+    with connect(pg_url + f"{separator}connect_timeout=9") as conn:
+        settings = conninfo_to_dict(conn.info.dsn)
+    assert settings["connect_timeout"] == "9"  # the URL's own setting wins
+    assert all(settings[k] == v for k, v in CONNECTION_DEFAULTS.items() if k != "connect_timeout")
