@@ -18,6 +18,11 @@ then, with real ``hashmesh run`` processes on the PostgreSQL database:
 
     python -m bench.pg_bench --quick     # 100k hashes, ~2 minutes
     python -m bench.pg_bench             # 1M hashes
+    python -m bench.pg_bench --index-load 5   # only 3., 1.1M hashes, 5 rounds side by side
+
+``--index-load`` measures the index load alone: SQLite, PostgreSQL, and PostgreSQL's earlier
+way (``COPY`` text in id order, strings packed by the caller), one after the other in each
+round, so that a machine shared with other jobs weighs on all three alike.
 
 A PostgreSQL server is started with the ``pgserver`` wheel (``pip install -e '.[test]'``) in a
 temporary directory, or ``--url postgresql://…`` names a server (a database that may be
