@@ -18,6 +18,11 @@ then, with real ``hashmesh run`` processes on the PostgreSQL database:
 
     python -m bench.pg_bench --quick     # 100k hashes, ~2 minutes
     python -m bench.pg_bench             # 1M hashes
+    python -m bench.pg_bench --index-load 5   # only 3., 1.1M hashes, 5 rounds side by side
+
+``--index-load`` measures the index load alone: SQLite, PostgreSQL, and PostgreSQL's earlier
+way (``COPY`` text in id order, strings packed by the caller), one after the other in each
+round, so that a machine shared with other jobs weighs on all three alike.
 
 A PostgreSQL server is started with the ``pgserver`` wheel (``pip install -e '.[test]'``) in a
 temporary directory, or ``--url postgresql://…`` names a server (a database that may be
@@ -34,22 +39,27 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import warnings
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import psycopg
 
 from bench.nodes import free_port
 from hashmesh.node.cli.local import create_node_dir
+from hashmesh.node.matching.answers import _read_packed
 from hashmesh.node.matching.matcher import Matcher, pack_many
 from hashmesh.node.store.postgres import PostgresStore
 from hashmesh.node.store.sqlite import Store
@@ -136,22 +146,63 @@ def store_figures(store: Store, records: list[SignedRecord], adds: int) -> dict[
 
     add_s = timed(add_local)
 
-    def load() -> None:
-        ids: list[int] = []
-        packed = bytearray()
-        for chunk_ids, values in store.active_entries("pdq"):
-            ids += chunk_ids
-            packed += pack_many("pdq", values)
-        import numpy as np
-
-        Matcher().bulk_load_packed("pdq", np.asarray(ids, dtype=np.int64), bytes(packed))
-
+    load = partial(index_load, store)
     load()  # warm: the first read of a fresh database pays for its page cache
     load_s = timed(load)
     return {"ingest_hashes_per_s": hashes / ingest_s, "ingest_s": ingest_s,
             "adds_records_per_s": adds / add_s, "adds_hashes_per_s": adds * PER_RECORD / add_s,
             "index_load_s": load_s,
             "index_hashes": hashes + adds * PER_RECORD}
+
+
+def index_load(store: Store) -> None:
+    """What a starting process does: the node's own read and pack (``_read_packed``: binary
+    COPY decoded by the server on PostgreSQL, strings packed on SQLite), then the index."""
+    ids, packed = _read_packed(store, "pdq", None)
+    Matcher().bulk_load_packed("pdq", ids, packed)
+
+
+def index_load_from_text(store: Store) -> None:
+    """The load before issue 16's follow-up: ``active_entries`` strings, packed here (on
+    PostgreSQL, ``COPY`` text in id order)."""
+    ids = array("q")
+    packed = bytearray()
+    for chunk_ids, values in store.active_entries("pdq"):
+        ids.extend(chunk_ids)
+        packed += pack_many("pdq", values)
+    Matcher().bulk_load_packed("pdq", np.frombuffer(ids, dtype=np.int64), packed)
+
+
+def index_load_figures(url: str, root: Path, records: list[SignedRecord], repeats: int
+                       ) -> dict[str, Any]:
+    """The index load alone, SQLite and PostgreSQL side by side: the same log in both, then
+    ``repeats`` rounds that each time one load from each in turn (so that the machine's load,
+    shared with other jobs, weighs on both alike); medians, and each round's ratio."""
+    lite, pg = Store(root / "load.db"), PostgresStore(url)
+    try:
+        for store in (lite, pg):
+            for start in range(0, len(records), 100):
+                store.ingest(records[start:start + 100], source="bench")
+        ways = {"sqlite": partial(index_load, lite), "postgresql": partial(index_load, pg),
+                "postgresql_text_copy_before": partial(index_load_from_text, pg)}
+        for way in ways.values():
+            way()  # warm the page caches
+        times: dict[str, list[float]] = {name: [] for name in ways}
+        for _ in range(repeats):
+            for name, way in ways.items():
+                times[name].append(timed(way))
+                print(f"  {name}: {times[name][-1]:.2f} s", flush=True)
+    finally:
+        lite.close()
+        pg.close()
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return {"hashes": sum(len(r.body.items) for r in records if isinstance(r.body, AddBody)),
+            "median_s": medians, "runs_s": times,
+            "ratio_postgresql_to_sqlite": medians["postgresql"] / medians["sqlite"],
+            "ratio_before": medians["postgresql_text_copy_before"] / medians["sqlite"],
+            "round_ratios": [p / q for p, q in zip(times["postgresql"], times["sqlite"],
+                                                    strict=True)],
+            "load_average_after": os.getloadavg()}
 
 
 class Node:
@@ -301,9 +352,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2],
                         help="process counts to measure matches/s with (at least 2 are started)")
+    parser.add_argument("--index-load", type=int, metavar="ROUNDS", default=0,
+                        help="measure only the index load, SQLite and PostgreSQL side by side, "
+                             "this many rounds (of 1.1M hashes, or 110k with --quick)")
     args = parser.parse_args()
     args.processes = sorted(set(args.processes) | {2})
     hashes = 100_000 if args.quick else 1_000_000
+    if args.index_load:
+        index_load_only(args, hashes + (10_000 if args.quick else 100_000))
+        return
     args.catch_up = 10_000 if args.quick else 100_000
     adds = 100 if args.quick else 400
     key = SigningKey(bytes(range(32)))
@@ -333,6 +390,19 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(results, indent=2))
+
+
+def index_load_only(args: argparse.Namespace, hashes: int) -> None:
+    records, _ = signed_log(SigningKey(bytes(range(32))), hashes)
+    root = Path(tempfile.mkdtemp(prefix="pgbench-load-"))
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    try:
+        with postgres(args.url) as server:
+            url = fresh_database(server, "hashmesh_bench_load")
+            figures = index_load_figures(url, root, records, args.index_load)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

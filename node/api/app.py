@@ -10,6 +10,7 @@ from aiohttp import web
 from hashmesh.node.api.audit import add_audit_routes
 from hashmesh.node.api.cases import add_case_routes
 from hashmesh.node.api.feed import add_feed_routes
+from hashmesh.node.api.forward import forward_writes_middleware, install_forwarding
 from hashmesh.node.api.page import add_page_routes
 from hashmesh.node.api.routes import (
     MATCHING_KEY,
@@ -47,14 +48,16 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
     shared = service.config.federation.listen is None
     app = web.Application(
         middlewares=([request_id_middleware, errors_middleware, peer_auth_middleware,
-                      auth_middleware] if shared
-                     else [request_id_middleware, errors_middleware, auth_middleware]),
+                      auth_middleware, forward_writes_middleware] if shared
+                     else [request_id_middleware, errors_middleware, auth_middleware,
+                           forward_writes_middleware]),
         client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1,
     )
     # Made here, started only with ``federate``: until then it has no links, so the push
     # hints it is given (a local write, a peer's notify) go nowhere.
     federation = service.federation = Federation(service)
     _set_keys(app, service, federation)
+    install_forwarding(app)
     add_routes(app)
     add_page_routes(app, service)
     add_feed_routes(app)

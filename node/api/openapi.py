@@ -480,10 +480,13 @@ def openapi_document(limits: LimitsConfig | None = None) -> dict[str, Any]:
                 "NotFound": _error_response("No such record"),
                 "TooLarge": _error_response("Body exceeds the configured limit"),
                 "Conflict": _error_response("The store refuses the write (signing blocked "
-                                            "after a restored backup, a frozen origin)"),
+                                            "after a restored backup, a frozen origin; "
+                                            "NOT_LEADER: no process of the node signs "
+                                            "during a failover, retry)"),
                 "StorageUnavailable": _error_response(
-                    "The database cannot be written now (disk full); nothing was stored, "
-                    "the request can be retried"),
+                    "The database cannot be written now (disk full; LEADER_UNREACHABLE: "
+                    "the process that signs, to which this one forwards writes, did not "
+                    "answer); the request can be retried"),
                 "Misdirected": _error_response("The signature names another node's address "
                                                "(WRONG_AUTHORITY)"),
                 "Unavailable": _error_response("Too many recent signed requests to check "

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.matching.image_query import hash_image_query
-from hashmesh.node.matching.matcher import Matcher, pack_many
+from hashmesh.node.matching.matcher import TYPE_SPECS, Matcher, pack_many
 from hashmesh.node.matching.origins import display_name, origin_profile
 from hashmesh.node.matching.verdicts import (
     ORIGINAL,
@@ -339,9 +339,14 @@ class IndexLookups:
 
 
 def _read_packed(store: NodeStore, hash_type: str, through: int | None
-                 ) -> tuple[npt.NDArray[np.int64], bytearray]:
+                 ) -> tuple[npt.NDArray[np.int64], bytes | bytearray]:
     """The ids and packed values of every hash in force of one type, read and packed a chunk
     at a time (on a store reader thread), so that loading never holds them all as strings."""
+    if hash_type != "photodna":  # hex values: the store may decode them itself (PostgreSQL)
+        decoded = store.active_entries_packed(hash_type, TYPE_SPECS[hash_type].bits // 8,
+                                              through)
+        if decoded is not None:
+            return decoded
     ids = array("q")
     packed = bytearray()
     for chunk_ids, values in store.active_entries(hash_type, through):

@@ -9,9 +9,10 @@ twice is harmless (removing an absent id does nothing).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
-from hashmesh.node.store.interface import AsyncStore, Changes
+from hashmesh.node.store.interface import AsyncStore, Changes, NodeStore
 
 if TYPE_CHECKING:
     from hashmesh.node.store.cluster import Cluster
@@ -42,20 +43,37 @@ class FeedFollower:
         return removal, entry
 
     async def poll(self) -> Changes:
-        """Everything committed since the last poll, as one ``Changes``."""
+        """Everything committed since the last poll, as one ``Changes``.
+
+        The positions move only once every read of the poll has succeeded: a read that fails
+        (a dropped connection, the database restarting) after others succeeded must not
+        leave the positions past changes the caller never received, or the index would miss
+        them for good (issue 16's stalled follower: its removals read failed after its
+        entries read had moved on past the add it was waiting for).
+        """
         changes = Changes()
+        entry_id, removal_id = self.entry_id, self.removal_id
         while True:
-            last, added = await self.store.read(
-                lambda s: s.entries_after(self.entry_id, BATCH))
+            last, added = await self.store.read(partial(_entries_after, after=entry_id))
             changes.extend(Changes(added=added))
-            if last == self.entry_id:
+            if last == entry_id:
                 break
-            self.entry_id = last
+            entry_id = last
         while True:
             last, removed = await self.store.read(
-                lambda s: self.cluster.removals_after(self.removal_id, BATCH))
+                partial(_removals_after, cluster=self.cluster, after=removal_id))
             changes.removed.extend(removed)
-            if last == self.removal_id:
+            if last == removal_id:
                 break
-            self.removal_id = last
+            removal_id = last
+        self.entry_id, self.removal_id = entry_id, removal_id
         return changes
+
+
+def _entries_after(store: NodeStore, after: int
+                   ) -> tuple[int, dict[str, tuple[list[int], list[str]]]]:
+    return store.entries_after(after, BATCH)
+
+
+def _removals_after(_store: NodeStore, cluster: Cluster, after: int) -> tuple[int, list[int]]:
+    return cluster.removals_after(after, BATCH)

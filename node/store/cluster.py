@@ -35,11 +35,11 @@ from typing import Any
 import psycopg
 
 from hashmesh.node.store.pg_dialect import (
-    APPLICATION,
     CHANNEL,
     LEADER_LOCK,
     LOCK_SPACE,
     WRITE_LOCK,
+    connect,
 )
 from hashmesh.node.store.postgres import NotLeaderError, PostgresStore, leader_of
 from hashmesh.node.store.sqlite import now_ms
@@ -70,8 +70,7 @@ class Cluster:
         if self.epoch:
             return True
         if self._lease is None or self._lease.closed or self._lease.broken:
-            self._lease = psycopg.connect(self.store.url, autocommit=True,
-                                          application_name=APPLICATION)
+            self._lease = connect(self.store.url)
         row = self._lease.execute("SELECT pg_try_advisory_lock(%s, %s)",
                                   (LOCK_SPACE, LEADER_LOCK)).fetchone()
         if not (row and row[0]):
@@ -110,7 +109,13 @@ class Cluster:
 
     def leader(self) -> str | None:
         """The holder of the lease now, or None while none does."""
-        return leader_of(self.store.reader().raw)
+        reader = self.store.reader()
+        try:
+            return leader_of(reader.raw)
+        except psycopg.OperationalError:
+            if not reader.raw.broken:
+                raise
+            return leader_of(reader.ensure())  # dropped since its last use: once more
 
     # -- the change feed ----------------------------------------------------------------
 
@@ -132,8 +137,7 @@ class Cluster:
         connection fails: the caller polls anyway)."""
         try:
             if self._listener is None or self._listener.closed or self._listener.broken:
-                self._listener = psycopg.connect(self.store.url, autocommit=True,
-                                                 application_name=APPLICATION)
+                self._listener = connect(self.store.url)
                 self._listener.execute(f"LISTEN {CHANNEL}")
             for _ in self._listener.notifies(timeout=timeout, stop_after=1):
                 pass

@@ -33,6 +33,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from hashmesh.node.store.cases import CASE_TABLES
 from hashmesh.node.store.errors import StoreUnavailableError
@@ -149,6 +150,27 @@ CHANNEL = "hashmesh_changes"
 # names this process's connections in pg_stat_activity (an operator, or a test, finds them)
 APPLICATION = f"hashmesh pid {os.getpid()}"
 
+# libpq settings every connection of a running node gets unless its URL sets them. Without
+# them a call to a server that vanished without closing the connection (a lost machine, a
+# dropped network, a failover behind a virtual IP) blocks its thread for the kernel's minutes
+# (connecting) or hours (a read on an idle TCP connection): a follower's loop, or the
+# leader's lease check, would hang instead of failing and retrying. A Unix socket ignores the
+# TCP settings; a connection the server ends (a restart, ``pg_terminate_backend``) fails at
+# once either way.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "5", "keepalives": "1", "keepalives_idle": "10",
+    "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "30000",
+}
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    """An autocommit connection of this process (named ``APPLICATION``), with
+    ``CONNECTION_DEFAULTS`` for what ``url`` leaves unset."""
+    given = conninfo_to_dict(url)
+    conninfo = make_conninfo(url, **{k: v for k, v in CONNECTION_DEFAULTS.items()
+                                     if k not in given})
+    return psycopg.connect(conninfo, autocommit=True, application_name=APPLICATION)
+
 
 def create_schema(conn: psycopg.Connection[Any]) -> None:
     """Create missing tables (under a lock, so that processes starting together do not race)
@@ -224,7 +246,7 @@ class PgConnection:
         self.raw = self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url, autocommit=True, application_name=APPLICATION)
+        return connect(self.url)
 
     def ensure(self) -> psycopg.Connection[Any]:
         """The live connection, replacing a broken or closed one."""

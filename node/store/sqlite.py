@@ -550,6 +550,14 @@ class Store(CaseTables, CheckpointTables):
         finally:
             cursor.close()
 
+    def active_entries_packed(self, hash_type: str, width: int, through: int | None = None
+                              ) -> tuple[Any, bytes] | None:
+        """The ids (an int64 array) and values as packed bytes (``width`` each) of the hashes
+        ``active_entries`` gives, when the engine can decode hex values itself faster than
+        the caller packs strings; None here: SQLite reads strings as fast as that.
+        A hex type only (the caller packs other types)."""
+        return None
+
     def in_force_ids(self, now: int) -> Iterator[list[int]]:
         """Ids of the entries in force at ``now`` (active, not expired), in id order, in
         chunks: what the match index must hold (``hashmesh verify --index``)."""

@@ -88,6 +88,9 @@ def snapshot(store: NodeStore, records: list[SignedRecord]) -> dict[str, Any]:
         "records": [store.record_bytes(i) for i in ids],
         "at": [store.record_at(origin, r.head.seq) for r in records],
         "log": [dict(row) for row in store.log_rows(origin, 0, 100)],
+        # the bodies route's read: the rows of the ids held, in the order asked
+        "rows": [{k: bytes(v) if k == "raw" else v for k, v in dict(row).items()}
+                 for row in store.record_rows([ids[2], "0" * 64, ids[0]])],
         "all": list(store.all_records()),
         "keys": store.key_records(origin),
         "active": {t: list(store.active_entries(t)) for t in store.active_hash_types()},
@@ -227,3 +230,25 @@ def test_checkpoints_and_split_views_are_kept_alike_by_both_engines(store: Store
     assert store.add_split_view(origin, 3, "c1", "ab" * 32, proof, now=13)
     assert not store.add_split_view(origin, 3, "c1", "ab" * 32, proof, now=14)
     assert store.split_views() == [proof]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 100_000])
+def test_packed_entries_are_exactly_the_active_entries_packed(store: Store, chunk: int) -> None:
+    """What the index loads (``active_entries_packed``, PostgreSQL's binary COPY; SQLite has
+    none) is, id for id, what packing ``active_entries`` gives; ``through`` holds too."""
+    store.ingest(mixed_log(), source="peer")
+    expected = {i: bytes.fromhex(v) for ids, values in store.active_entries("pdq")
+                for i, v in zip(ids, values, strict=True)}
+    packed = store.active_entries_packed("pdq", 32)
+    if store.__class__ is Store:
+        assert packed is None
+        return
+    from hashmesh.node.store.postgres import PostgresStore
+    assert isinstance(store, PostgresStore)
+    ids, values = store.active_entries_packed("pdq", 32, chunk=chunk) or ([], b"")
+    assert {int(i): values[k * 32:(k + 1) * 32] for k, i in enumerate(ids)} == expected
+    assert packed is not None and sorted(packed[0].tolist()) == sorted(expected)
+    last = max(expected)
+    through = store.active_entries_packed("pdq", 32, through=last - 1)
+    assert through is not None and set(through[0].tolist()) == set(expected) - {last}
+    assert store.active_entries_packed("pdq", 16) is None  # not this width: read the text

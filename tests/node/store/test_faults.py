@@ -67,10 +67,6 @@ def test_matches_fail_cleanly_while_the_database_restarts_and_recover_without_a_
         follower.node.stop()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect (issue 16 note): in 2 of 4 full-suite runs the follower logged two failed "
-    "polls after its connections were dropped and then nothing for 30 s, as if one of its "
-    "database calls never returned; it passes alone and in the other runs"))
 def test_a_follower_whose_connections_are_dropped_reconnects_and_keeps_following(
         tmp_path: Path, pg_url: str, pg_server: str) -> None:
     leader, follower = two_processes(tmp_path, pg_url)

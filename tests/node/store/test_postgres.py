@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+import hashmesh.node.store.sqlite as sqlite_store
 from hashmesh.node.config.node import redact_url as redact
 from hashmesh.node.store.postgres import PostgresStore, SeqTakenError
 from hashmesh.protocol.log import append
@@ -56,11 +57,15 @@ def test_the_database_refuses_a_second_record_at_a_signed_seq(pg_url: str) -> No
     try:
         first.append_local(signer=ROOT, origin=ROOT.id, body=add_body(pdq_hex(1)))
         both_read = threading.Barrier(2)
-        original = PostgresStore._check_not_frozen
+        original = sqlite_store._head
+        waited = threading.local()
 
-        def check_then_wait(self: PostgresStore, conn: Any, origin: str) -> None:
-            original(self, conn, origin)
-            both_read.wait(timeout=10)  # both hold the same head before either inserts
+        def read_then_wait(conn: Any, origin: str) -> Any:
+            head = original(conn, origin)
+            if not getattr(waited, "done", False):  # the head signing starts from
+                waited.done = True
+                both_read.wait(timeout=30)  # both hold the same head before either inserts
+            return head
 
         outcomes: list[Any] = []
 
@@ -71,7 +76,7 @@ def test_the_database_refuses_a_second_record_at_a_signed_seq(pg_url: str) -> No
             except SeqTakenError as exc:
                 outcomes.append(exc)
 
-        PostgresStore._check_not_frozen = check_then_wait  # type: ignore[method-assign]
+        sqlite_store._head = read_then_wait
         try:
             threads = [threading.Thread(target=sign, args=(s, n))
                        for s, n in ((first, 2), (second, 3))]
@@ -80,7 +85,7 @@ def test_the_database_refuses_a_second_record_at_a_signed_seq(pg_url: str) -> No
             for thread in threads:
                 thread.join()
         finally:
-            PostgresStore._check_not_frozen = original  # type: ignore[method-assign]
+            sqlite_store._head = original
         signed = [o for o in outcomes if not isinstance(o, Exception)]
         refused = [o for o in outcomes if isinstance(o, SeqTakenError)]
         assert len(signed) == 1 and len(refused) == 1
@@ -128,3 +133,18 @@ def test_messages_never_carry_the_password() -> None:
     assert redact("postgresql://node:s3cret@db.example:5432/hashmesh") == \
         "postgresql://node:***@db.example:5432/hashmesh"
     assert redact("postgresql:///hashmesh?host=/run/pg") == "postgresql:///hashmesh?host=/run/pg"
+
+
+def test_every_connection_has_timeouts_and_keepalives_unless_its_url_sets_them(
+        pg_url: str) -> None:
+    """A call to a server that vanished without closing the connection fails in seconds
+    instead of blocking a follower's or the leader's thread (``CONNECTION_DEFAULTS``)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from hashmesh.node.store.pg_dialect import CONNECTION_DEFAULTS, connect
+
+    separator = "&" if "?" in pg_url else "?"
+    with connect(pg_url + f"{separator}connect_timeout=9") as conn:
+        settings = conninfo_to_dict(conn.info.dsn)
+    assert settings["connect_timeout"] == "9"  # the URL's own setting wins
+    assert all(settings[k] == v for k, v in CONNECTION_DEFAULTS.items() if k != "connect_timeout")
