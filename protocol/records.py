@@ -63,6 +63,7 @@ MAX_LABELS = 16
 MAX_TARGETS = 256
 MAX_JURISDICTIONS = 32
 MAX_NOTE_LENGTH = 280
+MAX_RECEIPT_TARGETS = 512
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 LABEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
@@ -72,12 +73,16 @@ GROUP_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 # Canonical unpadded base64url of 16 bytes: 22 characters, the last with 4 zero bits.
 SALT_PATTERN = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
-RecordType = Literal["add", "revoke", "feedback", "key", "key_revoke"]
-RECORD_TYPES: frozenset[str] = frozenset({"add", "revoke", "feedback", "key", "key_revoke"})
+RecordType = Literal["add", "revoke", "feedback", "key", "key_revoke", "receipt"]
+RECORD_TYPES: frozenset[str] = frozenset({"add", "revoke", "feedback", "key", "key_revoke",
+                                          "receipt"})
+# Record types a version does not know: a v1 head naming one is ``UNKNOWN_TYPE`` (SPEC §19).
+V2_ONLY_TYPES: frozenset[str] = frozenset({"receipt"})
 SCOPES: frozenset[str] = frozenset({"all", "group", "peers"})
 TIERS: frozenset[str] = frozenset({"victim_submitted", "helpline_verified", "platform_confirmed"})
 REASONS: frozenset[str] = frozenset({"withdrawn", "erroneous", "expired", "legal_order", "other"})
 VERDICTS: frozenset[str] = frozenset({"confirmed", "not_ncii", "disputed", "actioned"})
+RECEIPT_KINDS: frozenset[str] = frozenset({"active", "removed"})
 
 
 def signed_message(head_bytes: bytes, version: int = VERSION) -> bytes:
@@ -425,9 +430,65 @@ class KeyRevokeBody:
         return result
 
 
-Body = AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody
-BODY_CLASSES: dict[str, type[AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody]] = {
-    cls.TYPE: cls for cls in (AddBody, RevokeBody, FeedbackBody, KeyBody, KeyRevokeBody)
+@dataclass(frozen=True)
+class ReceiptEntry:
+    """One target of a receipt: ``record`` was applied at ``applied`` (ms, the signer's clock).
+
+    ``kind`` is ``active`` for an ``add`` whose items match at the signer, ``removed`` for a
+    ``revoke`` the signer applied, after which its targets no longer match there.
+    """
+
+    record: str
+    kind: str
+    applied: int
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"record", "kind", "applied"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> ReceiptEntry:
+        fields = Fields(value, path, cls.FIELDS)
+        return cls(check_record_id(fields.raw("record"), fields.at("record")),
+                   fields.choice("kind", RECEIPT_KINDS), fields.integer("applied"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"applied": self.applied, "kind": self.kind, "record": self.record}
+
+
+@dataclass(frozen=True)
+class ReceiptBody:
+    """The signer applied these records of one other origin (SPEC §20), v2 only.
+
+    It carries its targets' distribution (every target has the same one) and a ``salt``, as
+    feedback does: its body goes only where its targets' bodies may go.
+    """
+
+    targets: tuple[ReceiptEntry, ...]
+    salt: str | None = field(default_factory=new_salt)
+
+    TYPE: ClassVar[str] = "receipt"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"targets"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str, version: int = VERSION) -> ReceiptBody:
+        fields = Fields(value, path, _salt_fields(cls.FIELDS, version))
+        raw = fields.array("targets", min_length=1, max_length=MAX_RECEIPT_TARGETS)
+        tpath = fields.at("targets")
+        targets = tuple(ReceiptEntry.from_json(t, f"{tpath}[{i}]") for i, t in enumerate(raw))
+        check_unique([t.record for t in targets], tpath, "target record")
+        return cls(targets, _read_salt(fields, version))
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"targets": [t.to_json() for t in self.targets]}
+        if self.salt is not None:
+            result["salt"] = self.salt
+        return result
+
+
+Body = AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody | ReceiptBody
+BODY_CLASSES: dict[str, type[AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody
+                             | ReceiptBody]] = {
+    cls.TYPE: cls for cls in (AddBody, RevokeBody, FeedbackBody, KeyBody, KeyRevokeBody,
+                              ReceiptBody)
 }
 
 
@@ -459,6 +520,9 @@ class Head:
         fields = Fields(value, path, cls.FIELDS)
         version = fields.integer("v")
         record_type = fields.choice("type", RECORD_TYPES)
+        if version < 2 and record_type in V2_ONLY_TYPES:
+            raise UnknownTypeError(f"{record_type} records exist from version 2 on",
+                                   fields.at("type"))
         seq = fields.integer("seq", minimum=1)
         prev = _check_prev(fields.raw("prev"), seq, fields.at("prev"))
         origin = PublicKey.from_id(fields.raw("origin"), fields.at("origin")).id
@@ -535,6 +599,12 @@ def check_body_in_head(head: Head, body: Body, path: str) -> None:
             and body.last_seq >= head.seq:
         raise SchemaError(f"must be below the record's own seq {head.seq}, got "
                           f"{body.last_seq}", canonical.join(path, "last_seq"))
+    if isinstance(body, ReceiptBody):
+        for index, entry in enumerate(body.targets):
+            if entry.applied > head.ts:
+                raise SchemaError(f"a target cannot be applied ({entry.applied}) after its "
+                                  f"receipt was signed ({head.ts})",
+                                  canonical.join(path, f"targets[{index}].applied"))
 
 
 def _check_prev(value: object, seq: int, path: str) -> str | None:
@@ -877,6 +947,8 @@ def _read_head(match: re.Match[str]) -> Head | None:
     PublicKey.from_id(origin)  # canonical base64url of 32 bytes, else KeyFormatError
     PublicKey.from_id(key)
     if record_type in ("key", "key_revoke") and key != origin:
+        return None
+    if version < 2 and record_type in V2_ONLY_TYPES:
         return None
     if record_type in public_types(version) and dist != _SCOPE_ALL:
         return None
