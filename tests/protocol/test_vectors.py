@@ -254,7 +254,9 @@ def test_signature_vector_records_what_openssl_does(vector: dict[str, Any]) -> N
 
 def test_committed_vectors_equal_what_the_generator_produces_now() -> None:
     generated = generate_vectors.build()
-    assert sorted(p.name for p in VECTORS.glob("*.json")) == sorted(generated)
+    own_generators = {"receipts.json"}  # tests/protocol/generate_receipt_vectors.py
+    assert sorted(p.name for p in VECTORS.glob("*.json")
+                  if p.name not in own_generators) == sorted(generated)
     for name, document in generated.items():
         committed = (VECTORS / name).read_text(encoding="utf-8")
         assert committed == generate_vectors.render(document), (
