@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hashmesh.node.config.node import NodeConfig, redact_url
 from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.lock import DataDirLock
+from hashmesh.node.store.receipts import ReceiptFloodError, ReceiptRow
 from hashmesh.node.store.sqlite import (
     AsyncStore,
     AuditRow,
@@ -46,14 +47,15 @@ from hashmesh.node.store.sqlite import (
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.keys import SigningKey
 from hashmesh.protocol.log import LogHead
-from hashmesh.protocol.records import Body, Distribution, SignedRecord
+from hashmesh.protocol.receipts import Applied
+from hashmesh.protocol.records import Body, Distribution, ReceiptBody, SignedRecord
 from hashmesh.protocol.signing import KeyRing
 
 if TYPE_CHECKING:  # psycopg is imported only by a node that uses PostgreSQL
     from hashmesh.node.store.cluster import Cluster
 
 __all__ = ["AsyncStore", "Changes", "EntryRow", "NodeStore", "OriginFrozenError",
-           "StoreError", "StoreUnavailableError", "open_async_store", "open_store",
+           "ReceiptFloodError", "ReceiptRow", "StoreError", "StoreUnavailableError", "open_async_store", "open_store",
            "store_identity"]
 
 
@@ -125,6 +127,20 @@ class NodeStore(Protocol):
     def cursors(self) -> list[tuple[str, str, int]]: ...
     def stub_positions(self, origin: str, after: int, limit: int) -> list[tuple[int, str]]: ...
     def record_rows(self, record_ids: Iterable[str]) -> list[Any]: ...
+
+    # -- receipts (INTERFACES.md part A; node/store/receipts.py) ------------------------
+    def receipts_for(self, record_ids: Sequence[str]) -> list[ReceiptRow]: ...
+    def receipts_between(self, start_ms: int, end_ms: int) -> list[ReceiptRow]:
+        """By ``applied_ms``, ``[start_ms, end_ms)``."""
+        ...
+    def receipt_nodes(self) -> dict[str, int]:
+        """Node origin -> newest local time (ms) anything (a receipt or a record) was
+        received from it."""
+        ...
+    def owed_receipts(self, limit: int) -> tuple[int, list[Applied]]: ...
+    def sign_receipts(self, *, signer: SigningKey, origin: str,
+                      bodies: Sequence[tuple[Distribution, ReceiptBody]],
+                      through: int) -> list[SignedRecord]: ...
 
     def close(self) -> None: ...
 

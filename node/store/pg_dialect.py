@@ -89,6 +89,14 @@ CREATE TABLE IF NOT EXISTS changes (
     ref_num BIGINT);
 CREATE INDEX IF NOT EXISTS changes_by_list ON changes (list, seq);
 CREATE INDEX IF NOT EXISTS changes_by_item ON changes (record_num, item, seq);
+-- receipts held, ours and relayed (node/store/receipts.py)
+CREATE TABLE IF NOT EXISTS receipts (
+    node {T} NOT NULL, target {T} NOT NULL, kind {T} NOT NULL, applied_ms BIGINT NOT NULL,
+    target_ts BIGINT, receipt {T} NOT NULL, PRIMARY KEY (node, target, kind));
+CREATE INDEX IF NOT EXISTS receipts_by_target ON receipts (target);
+CREATE INDEX IF NOT EXISTS receipts_by_applied ON receipts (applied_ms);
+CREATE INDEX IF NOT EXISTS receipts_waiting ON receipts (target) WHERE target_ts IS NULL;
+CREATE TABLE IF NOT EXISTS receipt_counts (node {T} PRIMARY KEY, rows BIGINT NOT NULL);
 
 -- Several processes, one node (node/store/cluster.py). Not in SQLite: one process owns a file.
 -- The signer lease: who signs, and its fencing epoch (raised by every new leader).
@@ -120,7 +128,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "records": ("num",), "entries": ("id",), "origins": ("origin",),
     "revoked": ("origin", "ref"), "feedback": ("origin", "target"), "keys": ("origin", "key"),
     "cursors": ("peer", "origin"), "audit": ("id",), "evidence": ("id",), "meta": ("key",),
-    "changes": ("seq",),
+    "changes": ("seq",), "receipts": ("node", "target", "kind"), "receipt_counts": ("node",),
 }
 # Identity columns, which continue after a copy (``port.py``): table -> column.
 IDENTITIES = {"audit": "id", "evidence": "id", "changes": "seq"}

@@ -25,6 +25,7 @@ import sqlite3
 
 import sqlite_utils
 
+from hashmesh.node.store import receipts
 from hashmesh.node.store.changes import create_changes_table
 
 SCHEMA_VERSION = 2
@@ -91,6 +92,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                  (str(SCHEMA_VERSION),))
     create_changes_table(conn)  # added to version 2 in place: see node/store/changes.py
+    receipts.create_tables(conn)  # added to version 2 in place: see node/store/receipts.py
 
 
 def check_version(conn: sqlite3.Connection) -> None:

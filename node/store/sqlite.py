@@ -30,12 +30,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hashmesh.node.store import changes as change_log
+from hashmesh.node.store import receipts as receipt_rows
+from hashmesh.node.store.receipts import ReceiptRow
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
 from hashmesh.protocol.evidence import Evidence
@@ -48,9 +50,11 @@ from hashmesh.protocol.records import (
     FeedbackBody,
     KeyBody,
     KeyRevokeBody,
+    ReceiptBody,
     RevokeBody,
     SignedRecord,
 )
+from hashmesh.protocol.receipts import Applied
 from hashmesh.protocol.signing import KeyRing
 
 T = TypeVar("T")
@@ -331,6 +335,9 @@ class Store:
                     writer.flush()  # revokes, feedback and keys see every row before them
                     changes.extend(self._apply(conn, record))
             writer.flush()
+            receipt_rows.targets_arrived(conn, [
+                (r.id, r.head.type, r.head.ts) for r in records
+                if r.head.type in ("add", "revoke")])
             for head in heads.values():
                 if head is not None:
                     _set_head(conn, head)
@@ -691,6 +698,49 @@ class Store:
             "SELECT peer, origin, seq FROM cursors ORDER BY peer, origin").fetchall()
         return [(peer, origin, seq) for peer, origin, seq in rows]
 
+    # -- receipts (node/store/receipts.py, SPEC §20) -------------------------------------
+
+    def receipts_for(self, record_ids: Sequence[str]) -> list[ReceiptRow]:
+        """The receipts held for these records (adds or revokes), from every node."""
+        return receipt_rows.rows_for(self.reader(), record_ids)
+
+    def receipts_between(self, start_ms: int, end_ms: int) -> list[ReceiptRow]:
+        """The receipts held whose target was applied in ``[start_ms, end_ms)``."""
+        return receipt_rows.rows_between(self.reader(), start_ms, end_ms)
+
+    def receipt_nodes(self) -> dict[str, int]:
+        """Node origin -> newest local time (ms) anything (a receipt or a record) was
+        received from it."""
+        return receipt_rows.last_heard(self.reader())
+
+    def owed_receipts(self, limit: int) -> tuple[int, list[Applied]]:
+        """The receipts this node still owes (``receipts.owed``): ``(through, pending)``."""
+        return receipt_rows.owed(self.reader(), limit)
+
+    def sign_receipts(self, *, signer: SigningKey, origin: str,
+                      bodies: Sequence[tuple[Distribution, ReceiptBody]],
+                      through: int) -> list[SignedRecord]:
+        """Sign receipt records (each with its own distribution) and mark the receipts owed
+        up to ``records.num`` ``through`` as signed, in one transaction."""
+        records: list[SignedRecord] = []
+        with self.transaction() as conn:
+            self._check_not_frozen(conn, origin)
+            if conn.execute("SELECT 1 FROM meta WHERE key='signing_blocked'").fetchone():
+                return []
+            head = _head(conn, origin)
+            ts = max(now_ms(), 0 if head is None else head.ts)
+            for dist, body in bodies:
+                # applied <= ts even if our clock stepped back since (SPEC §20.1)
+                body = ReceiptBody(tuple(replace(e, applied=min(e.applied, ts))
+                                         for e in body.targets), body.salt)
+                record = append(head, signer=signer, origin=origin, body=body, now_ms=ts,
+                                dist=dist)
+                self._insert(conn, record, source="local")
+                records.append(record)
+                head = LogHead.of(record)
+            receipt_rows.set_through(conn, through)
+        return records
+
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.reader().execute(
             "SELECT ts, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?",
@@ -747,6 +797,8 @@ class Store:
             conn.execute("UPDATE keys SET revoked_at=? WHERE origin=? AND key=? "
                          "AND revoked_at IS NULL",
                          (record.head.seq, record.head.origin, body.signing_key))
+        elif isinstance(body, ReceiptBody):
+            receipt_rows.apply_receipt(conn, record, body)
         return Changes()
 
     def _check_not_frozen(self, conn: sqlite3.Connection, origin: str) -> None:
