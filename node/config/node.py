@@ -180,6 +180,16 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
+class ReceiptsConfig:
+    """``[receipts]``: whether this node signs receipts of what it applies (SPEC §20), and how
+    often: at most one receipt record per origin and distribution every ``interval_seconds``
+    (more only when over 512 records are owed at once), and once more at shutdown."""
+
+    enabled: bool = True
+    interval_seconds: int = 5
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A whole, validated ``node.toml``. ``path`` is as given; ``base_dir`` is absolute."""
 
@@ -204,6 +214,7 @@ class NodeConfig:
     text: str = field(default="", repr=False, compare=False)
     # ``[store] url``: None is the embedded SQLite file in data_dir (node/store/interface.py)
     store_url: str | None = None
+    receipts: ReceiptsConfig = field(default_factory=ReceiptsConfig)
 
     @property
     def db_path(self) -> Path:
@@ -259,7 +270,8 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     """Validate an already-parsed ``node.toml`` document that lives at ``path``."""
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
-                           "match_workers", "limits", "federation", "log", "store"},
+                           "match_workers", "limits", "federation", "log", "store",
+                           "receipts"},
                           what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
@@ -298,11 +310,16 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
                           log.at("format"))
     store = top.table("store", {"url"})
     store_url = check_store_url(store.string("url"), store.at("url")) if store.has("url") else None
+    receipts = top.table("receipts", {"enabled", "interval_seconds"})
+    receipts_config = ReceiptsConfig(
+        enabled=receipts.boolean("enabled", default=ReceiptsConfig.enabled),
+        interval_seconds=receipts.integer("interval_seconds", 1, 3600,
+                                          default=ReceiptsConfig.interval_seconds))
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics,
-                      log_format=log_format, store_url=store_url)
+                      log_format=log_format, store_url=store_url, receipts=receipts_config)
 
 
 STORE_URL_SCHEMES = ("postgresql://", "postgres://", "sqlite:")

@@ -40,6 +40,7 @@ from hashmesh.node.federation.errors import PeerProtocolError, RecordRefusedErro
 from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.policy import may_keep_body, stub_forbidden
+from hashmesh.node.federation.receipts import ReceiptSender
 from hashmesh.node.federation.repair import BodyRepair
 from hashmesh.node.runtime.tasks import being_cancelled, cancel_and_wait
 from hashmesh.node.store.interface import Changes, NodeStore
@@ -264,6 +265,8 @@ class Federation:
                                            thread_name_prefix="verify")
         self._stopping: set[asyncio.Task[None]] = set()  # links being replaced or removed
         self.repair = BodyRepair(node, self._request)
+        self.receipts = ReceiptSender(node, self.notify_all)
+        self._receipts_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         ca_file = self.node.config.federation.ca_file
@@ -271,11 +274,21 @@ class Federation:
         self.session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT,
                                              connector=aiohttp.TCPConnector(ssl=context))
         self.reconcile(self.node.peers)
+        if self.node.config.receipts.enabled and self._receipts_task is None:
+            self._receipts_task = self.node.tasks.start("receipts", self.receipts.run)
 
     async def stop(self) -> None:
         for link in list(self.links.values()):
             await link.stop()
         self.links.clear()
+        if self._receipts_task is not None:  # the last round: nothing owed is left unsigned
+            self.node.tasks.release("receipts")
+            await cancel_and_wait(self._receipts_task)
+            self._receipts_task = None
+            try:
+                await self.receipts.flush()
+            except Exception as exc:  # shutting down: the store keeps what is owed
+                log.warning("receipts owed at shutdown stay owed: %s", exc)
         while self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
         if self.session is not None:

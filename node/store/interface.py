@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hashmesh.node.config.node import NodeConfig, redact_url
 from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.lock import DataDirLock
-from hashmesh.node.store.receipts import ReceiptFloodError, ReceiptRow
+from hashmesh.node.store.receipts import Owed, ReceiptFloodError, ReceiptRow
 from hashmesh.node.store.sqlite import (
     AsyncStore,
     AuditRow,
@@ -47,7 +47,6 @@ from hashmesh.node.store.sqlite import (
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.keys import SigningKey
 from hashmesh.protocol.log import LogHead
-from hashmesh.protocol.receipts import Applied
 from hashmesh.protocol.records import Body, Distribution, ReceiptBody, SignedRecord
 from hashmesh.protocol.signing import KeyRing
 
@@ -55,8 +54,8 @@ if TYPE_CHECKING:  # psycopg is imported only by a node that uses PostgreSQL
     from hashmesh.node.store.cluster import Cluster
 
 __all__ = ["AsyncStore", "Changes", "EntryRow", "NodeStore", "OriginFrozenError",
-           "ReceiptFloodError", "ReceiptRow", "StoreError", "StoreUnavailableError", "open_async_store", "open_store",
-           "store_identity"]
+           "ReceiptFloodError", "ReceiptRow", "StoreError", "StoreUnavailableError",
+           "open_async_store", "open_store", "store_identity"]
 
 
 class NodeStore(Protocol):
@@ -137,10 +136,10 @@ class NodeStore(Protocol):
         """Node origin -> newest local time (ms) anything (a receipt or a record) was
         received from it."""
         ...
-    def owed_receipts(self, limit: int) -> tuple[int, list[Applied]]: ...
+    def owed_receipts(self, limit: int, ours: str) -> Owed: ...
     def sign_receipts(self, *, signer: SigningKey, origin: str,
                       bodies: Sequence[tuple[Distribution, ReceiptBody]],
-                      through: int) -> list[SignedRecord]: ...
+                      through: int) -> list[SignedRecord] | None: ...
 
     def close(self) -> None: ...
 

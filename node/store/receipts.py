@@ -167,30 +167,45 @@ def last_heard(conn: Any) -> dict[str, int]:
         "AND received_at IS NOT NULL GROUP BY origin")}
 
 
-def owed(conn: Any, limit: int) -> tuple[int, list[Applied]]:
-    """The receipts this node owes, oldest first, at most ``limit`` records read: ``(the last
-    records.num read, the pending receipts)``. An add whose items are all revoked or expired
-    before it arrived is not active here and gets none; a stub gets none (nothing applied)."""
+@dataclass(frozen=True)
+class Owed:
+    """What ``owed`` read: ``read`` records up to ``records.num`` ``through``, and the
+    receipts they call for (``pending``; fewer when some need none)."""
+
+    through: int
+    read: int
+    pending: list[Applied]
+
+
+def owed(conn: Any, limit: int, ours: str) -> Owed:
+    """The receipts this node owes, oldest first, at most ``limit`` records read.
+
+    An add none of whose items is active when its receipt is due (revoked or expired by then)
+    gets none; nor does a stub (nothing was applied), nor a record of our own origin ``ours``
+    (pulled back from a peer after a restore)."""
     row = conn.execute("SELECT value FROM meta WHERE key=?", (THROUGH_KEY,)).fetchone()
-    last = through = 0 if row is None else int(row[0])
+    last = 0 if row is None else int(row[0])
     pending: list[Applied] = []
-    for num, record_id, raw, received_at, record_type in conn.execute(
-            "SELECT num, id, raw, received_at, type FROM records WHERE num > ? AND "
-            "source <> 'local' AND stub = 0 AND type IN ('add', 'revoke') ORDER BY num "
-            "LIMIT ?", (through, limit)).fetchall():
+    rows = conn.execute(
+        "SELECT num, id, raw, received_at, type FROM records WHERE num > ? AND "
+        "source <> 'local' AND stub = 0 AND type IN ('add', 'revoke') ORDER BY num "
+        "LIMIT ?", (last, limit)).fetchall()
+    for num, record_id, raw, received_at, record_type in rows:
         last = int(num)
+        head = head_of(bytes(raw))
+        if head.origin == ours:
+            continue
         if record_type == "add" and conn.execute(
                 "SELECT 1 FROM entries WHERE record_num=? AND active=1 AND (expires IS NULL "
                 "OR expires > ?) LIMIT 1", (num, received_at)).fetchone() is None:
             continue
-        head = head_of(bytes(raw))
         try:
             dist = distribution_for_feedback(SignedRecord.assemble(head, None, bytes(64)))
         except SchemaError:
             continue  # a v1 group name without an id: no receipt rather than a wider one
         pending.append(Applied(head.origin, dist, ReceiptEntry(
             str(record_id), KIND_OF_TYPE[head.type], int(received_at))))
-    return last, pending
+    return Owed(last, len(rows), pending)
 
 
 def set_through(conn: Any, num: int) -> None:

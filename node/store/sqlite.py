@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from hashmesh.node.store import changes as change_log
 from hashmesh.node.store import receipts as receipt_rows
-from hashmesh.node.store.receipts import ReceiptRow
+from hashmesh.node.store.receipts import Owed, ReceiptRow
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
 from hashmesh.protocol.evidence import Evidence
@@ -54,7 +54,6 @@ from hashmesh.protocol.records import (
     RevokeBody,
     SignedRecord,
 )
-from hashmesh.protocol.receipts import Applied
 from hashmesh.protocol.signing import KeyRing
 
 T = TypeVar("T")
@@ -713,20 +712,23 @@ class Store:
         received from it."""
         return receipt_rows.last_heard(self.reader())
 
-    def owed_receipts(self, limit: int) -> tuple[int, list[Applied]]:
-        """The receipts this node still owes (``receipts.owed``): ``(through, pending)``."""
-        return receipt_rows.owed(self.reader(), limit)
+    def owed_receipts(self, limit: int, ours: str) -> Owed:
+        """The receipts this node still owes (``receipts.owed``)."""
+        return receipt_rows.owed(self.reader(), limit, ours)
 
     def sign_receipts(self, *, signer: SigningKey, origin: str,
                       bodies: Sequence[tuple[Distribution, ReceiptBody]],
-                      through: int) -> list[SignedRecord]:
+                      through: int) -> list[SignedRecord] | None:
         """Sign receipt records (each with its own distribution) and mark the receipts owed
-        up to ``records.num`` ``through`` as signed, in one transaction."""
+        up to ``records.num`` ``through`` as signed, in one transaction. None, and nothing
+        signed, while signing is blocked or our origin is frozen: what is owed waits."""
         records: list[SignedRecord] = []
         with self.transaction() as conn:
-            self._check_not_frozen(conn, origin)
-            if conn.execute("SELECT 1 FROM meta WHERE key='signing_blocked'").fetchone():
-                return []
+            frozen = conn.execute("SELECT frozen_seq FROM origins WHERE origin=?",
+                                  (origin,)).fetchone()
+            if (frozen is not None and frozen[0] is not None) or conn.execute(
+                    "SELECT 1 FROM meta WHERE key='signing_blocked'").fetchone():
+                return None
             head = _head(conn, origin)
             ts = max(now_ms(), 0 if head is None else head.ts)
             for dist, body in bodies:

@@ -44,9 +44,11 @@ def origin_log() -> Chain:
 
 
 def sign_owed(store: Store, key: SigningKey = NODE) -> list[SignedRecord]:
-    through, pending = store.owed_receipts(10_000)
-    return store.sign_receipts(signer=key, origin=key.id, bodies=batch(pending),
-                               through=through)
+    owed = store.owed_receipts(10_000, key.id)
+    signed = store.sign_receipts(signer=key, origin=key.id, bodies=batch(owed.pending),
+                                 through=owed.through)
+    assert signed is not None
+    return signed
 
 
 def test_a_node_owes_one_receipt_per_applied_record_and_signs_each_once(store: Store) -> None:
@@ -79,7 +81,7 @@ def test_an_add_no_longer_active_when_its_receipt_is_due_gets_none(store: Store)
     chain = origin_log()
     first, group_add, revoke = chain.records
     store.ingest(chain.records, source="peer")
-    _, pending = store.owed_receipts(100)
+    pending = store.owed_receipts(100, NODE.id).pending
     # the revoke of `first` was applied before the receipts were signed: only `removed`
     assert [(p.entry.record, p.entry.kind) for p in pending] == [
         (group_add.id, "active"), (revoke.id, "removed")]

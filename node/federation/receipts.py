@@ -1,0 +1,76 @@
+"""Signing the receipts this node owes (SPEC §20): word back to origins that their adds match
+here and their revokes are applied.
+
+What is owed is read from the store (every add or revoke of another origin stored with its
+body since the last receipt), so nothing is held in memory between rounds and a crash loses
+nothing: the receipts and the store's mark of what they cover commit together. A round runs
+every ``[receipts] interval_seconds`` (and once more when federation stops): it batches what is
+owed into one receipt record per (target origin, distribution), cut at 512 targets
+(``protocol.receipts.batch``), so a node signs at most one receipt per origin and
+distribution per interval unless more than 512 records of it arrived meanwhile. Receipts then
+travel like any record of our log: peers pull them, relays pass them on, and each body goes
+only where its targets' bodies may go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from hashmesh.node.federation.interface import LocalNode
+from hashmesh.node.store.interface import NodeStore
+from hashmesh.protocol.receipts import batch
+from hashmesh.protocol.records import Distribution, ReceiptBody, SignedRecord
+
+log = logging.getLogger("hashmesh.receipts")
+
+# Owed records read per transaction: ~40 receipt records of 512 targets.
+ROUND_RECORDS = 20_000
+
+
+class ReceiptSender:
+    """Signs owed receipts in rounds; ``notify`` hints peers that our log grew."""
+
+    def __init__(self, node: LocalNode, notify: Callable[[], None]) -> None:
+        self.node = node
+        self.notify = notify
+        self._lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        """Forever: a round every ``interval_seconds``."""
+        seconds = self.node.config.receipts.interval_seconds
+        while True:
+            await asyncio.sleep(seconds)
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Sign everything owed now; returns how many receipt records were signed."""
+        signed = 0
+        identity = self.node.identity
+        async with self._lock:
+            while True:
+                owed = await self.node.store.read(
+                    lambda s: s.owed_receipts(ROUND_RECORDS, identity.origin))
+                if not owed.read:
+                    break
+                bodies = batch(owed.pending)
+
+                def sign(store: NodeStore, through: int = owed.through,
+                         bodies: list[tuple[Distribution, ReceiptBody]] = bodies
+                         ) -> list[SignedRecord] | None:
+                    return store.sign_receipts(signer=identity.signer, origin=identity.origin,
+                                               bodies=bodies, through=through)
+
+                records = await self.node.store.write(sign)
+                if records is None:
+                    break  # signing is blocked: what is owed waits
+                for record in records:
+                    self.node.metrics.records_signed.labels(record.head.type).inc()
+                    log.info("signed receipt seq=%d id=%s", record.head.seq, record.id)
+                signed += len(records)
+                if owed.read < ROUND_RECORDS:
+                    break
+        if signed:
+            self.notify()
+        return signed
