@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hashmesh.node.config.identity import Identity
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeersConfig
+from hashmesh.node.federation.receipts import FIGURES_MAX_ROWS, FIGURES_WINDOW_MS, figures
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
@@ -399,11 +400,15 @@ class NodeService:
             raise NotFoundError(f"no record {record_id}", "id")
         record = SignedRecord.from_bytes(raw)
         entries = await self.store.read(lambda s: s.item_entries(record_id))
+        receipts = await self.store.read(lambda s: s.receipts_for([record_id]))
         return {
             "id": record.id,
             "record": record.to_json(),
             "hashes": [{"item": f"{e.record}/{e.item}", "type": e.hash_type, "value": e.value,
                         "active": e.active} for e in entries],
+            "receipts": [{"node": r.node, "name": self.origin_name(r.node), "kind": r.kind,
+                          "applied_ms": r.applied_ms, "after_ms": r.applied_ms - r.target_ts,
+                          "receipt": r.receipt} for r in receipts],
         }
 
     async def status(self) -> dict[str, Any]:
@@ -429,11 +434,24 @@ class NodeService:
             "background_tasks": self.tasks.status(),
             "wal_bytes": await self.store.read(lambda s: s.wal_bytes()),
             "disputed": await self.disputed(),
+            "receipts": await self.receipt_figures(),
             "cluster": None if self.cluster is None else {
                 "leads": self.leads, "epoch": self.cluster.epoch,
                 "leader": await asyncio.to_thread(self.cluster.leader),
                 "followed_entry_id": None if self.follower is None else self.follower.entry_id},
         }
+
+    async def receipt_figures(self) -> dict[str, Any]:
+        """Per node, from the receipts we hold (SPEC §20): time-to-active and time-to-removal
+        percentiles over the last 30 days, and when we last heard from it."""
+        since = int(time.time() * 1000) - FIGURES_WINDOW_MS
+        delays = await self.store.read(lambda s: s.receipt_delays(since, FIGURES_MAX_ROWS))
+        heard = await self.store.read(lambda s: s.receipt_nodes())
+        heard.pop(self.origin, None)
+        receipts = self.config.receipts
+        return {"enabled": receipts.enabled, "interval_seconds": receipts.interval_seconds,
+                "window_days": FIGURES_WINDOW_MS // 86_400_000,
+                "nodes": figures(delays, heard, self.peers.origin_name)}
 
     def peers_config_status(self) -> dict[str, Any]:
         """The peers file in force, and the last edit of it that was refused (if the file on

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.store.interface import NodeStore
@@ -74,3 +76,37 @@ class ReceiptSender:
         if signed:
             self.notify()
         return signed
+
+
+# Per-node figures read the receipts of this window, at most this many (the newest).
+FIGURES_WINDOW_MS = 30 * 86_400_000
+FIGURES_MAX_ROWS = 200_000
+
+
+def percentiles(delays_ms: Sequence[int]) -> dict[str, float | int]:
+    """Count and nearest-rank p50, p90, p99 and max of delays, in seconds."""
+    ordered = sorted(max(0, d) for d in delays_ms)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p * len(ordered)) - 1)] / 1000
+
+    return {"count": len(ordered), "p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99),
+            "max": ordered[-1] / 1000}
+
+
+def figures(delays: Sequence[tuple[str, str, int]], last_heard: Mapping[str, int],
+            name_of: Callable[[str], str | None]) -> list[dict[str, Any]]:
+    """Per receipting node: time-to-active and time-to-removal percentiles (seconds) and when
+    we last heard anything from it; every node we hold records of is listed."""
+    by_node: dict[str, dict[str, list[int]]] = {}
+    for node, kind, delay in delays:
+        by_node.setdefault(node, {}).setdefault(kind, []).append(delay)
+    result = []
+    for node in sorted(by_node.keys() | last_heard.keys(), key=lambda n: (name_of(n) or n, n)):
+        kinds = by_node.get(node, {})
+        result.append({
+            "origin": node, "name": name_of(node), "last_heard_ms": last_heard.get(node),
+            "time_to_active": percentiles(kinds["active"]) if "active" in kinds else None,
+            "time_to_removal": percentiles(kinds["removed"]) if "removed" in kinds else None,
+        })
+    return result

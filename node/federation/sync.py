@@ -42,6 +42,7 @@ from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.policy import may_keep_body, stub_forbidden
 from hashmesh.node.federation.receipts import ReceiptSender
 from hashmesh.node.federation.repair import BodyRepair
+from hashmesh.node.runtime.metrics import labelled
 from hashmesh.node.runtime.tasks import being_cancelled, cancel_and_wait
 from hashmesh.node.store.interface import Changes, NodeStore
 from hashmesh.protocol.errors import (
@@ -422,7 +423,9 @@ class Federation:
         stored = 0
         frozen = await self.node.store.read(lambda s: s.frozen())
         repairable: list[str] = []
-        for stub in await self.fetch_heads(peer):
+        advertised = await self.fetch_heads(peer)
+        await self._set_records_behind(peer, advertised)
+        for stub in advertised:
             origin = stub.head.origin
             if origin != self.node.origin and not peer.accepts_origin(origin):
                 continue
@@ -442,6 +445,17 @@ class Federation:
         for origin in repairable:
             stored += await self.repair.repair(peer, origin)
         return stored
+
+    async def _set_records_behind(self, peer: PeerConfig,
+                                  advertised: Sequence[SignedRecord]) -> None:
+        """``hashmesh_peer_records_behind{peer, origin}``: our head seq of each origin minus
+        the one the peer advertises (0 when it advertises none of it)."""
+        theirs = {stub.head.origin: stub.head.seq for stub in advertised}
+        ours = {head.origin: head.seq for head in
+                await self.node.store.read(lambda s: s.heads())}
+        for origin in ours.keys() | theirs.keys():
+            labelled(self.node.metrics.peer_lag, peer.name, self.node_name(origin)).set(
+                ours.get(origin, 0) - theirs.get(origin, 0))
 
     async def pull_origin(self, peer: PeerConfig, origin: str, head: LogHead | None,
                           target: int) -> int:
@@ -528,6 +542,7 @@ class Federation:
             if not done.cancelled() and done.exception() is None:
                 indexing.committed(done.result())
                 node.metrics.records_ingested.inc(len(records))
+                self.observe_receipts(done.result().receipts)
 
         write.add_done_callback(committed)
 
@@ -536,6 +551,17 @@ class Federation:
             return len(records)
 
         return asyncio.ensure_future(count())
+
+    def observe_receipts(self, delays: Sequence[tuple[str, str, int]]) -> None:
+        """Receipts stored by a pull, into the propagation histograms (SPEC §20)."""
+        metrics = self.node.metrics
+        for node, kind, delay_ms in delays:
+            histogram = metrics.time_to_active if kind == "active" else metrics.time_to_removal
+            labelled(histogram, self.node_name(node)).observe(max(0, delay_ms) / 1000)
+
+    def node_name(self, origin: str) -> str:
+        """A node as figures name it: the peer name we gave its origin, else its key id."""
+        return self.node.peers.origin_name(origin) or origin
 
     async def _check_known(self, peer: PeerConfig, stub: SignedRecord) -> None:
         """A head at or below ours must be the record we hold at that seq."""

@@ -90,14 +90,19 @@ def _held_heads(conn: Any, record_ids: Iterable[str]) -> dict[str, Head]:
     return held
 
 
-def apply_receipt(conn: Any, record: SignedRecord, body: ReceiptBody) -> None:
+def apply_receipt(conn: Any, record: SignedRecord,
+                  body: ReceiptBody) -> list[tuple[str, str, int]]:
     """Store the rows of a receipt whose body we hold, after checking it against the targets
     we hold (``check_receipt``, a ``SchemaError``) and against flooding
-    (``ReceiptFloodError``); either refuses the record, and the page it came in."""
+    (``ReceiptFloodError``); either refuses the record, and the page it came in.
+
+    Returns ``(node, kind, applied_ms - target ts)`` of each new row whose target we hold,
+    for the propagation histograms."""
     node = record.head.origin
     held = _held_heads(conn, (entry.record for entry in body.targets))
     check_receipt(record.head, body, held)
     inserted = 0
+    delays: list[tuple[str, str, int]] = []
     for entry in body.targets:
         target = held.get(entry.record)
         if conn.execute(
@@ -106,6 +111,8 @@ def apply_receipt(conn: Any, record: SignedRecord, body: ReceiptBody) -> None:
                 (node, entry.record, entry.kind, entry.applied,
                  None if target is None else target.ts, record.id)).fetchone():
             inserted += 1
+            if target is not None:
+                delays.append((node, entry.kind, entry.applied - target.ts))
     if not inserted:
         raise ReceiptFloodError(f"receipt seq {record.head.seq} of {node} only repeats "
                                 "receipts it signed before", "record.body.targets")
@@ -118,6 +125,7 @@ def apply_receipt(conn: Any, record: SignedRecord, body: ReceiptBody) -> None:
     if int(total) > limit:
         raise ReceiptFloodError(f"{node} would hold {total} receipt rows here, more than the "
                                 f"{limit} the records held could explain", "record.body.targets")
+    return delays
 
 
 def targets_arrived(conn: Any, arrived: Sequence[tuple[str, str, int]]) -> None:
@@ -151,6 +159,14 @@ def rows_between(conn: Any, start_ms: int, end_ms: int) -> list[ReceiptRow]:
     return _rows(conn.execute(
         f"SELECT {ROW_COLUMNS} FROM receipts WHERE applied_ms >= ? AND applied_ms < ? "
         "AND target_ts IS NOT NULL ORDER BY applied_ms, node, target", (start_ms, end_ms)))
+
+
+def delays(conn: Any, since_ms: int, limit: int) -> list[tuple[str, str, int]]:
+    """``(node, kind, applied_ms - target_ts)`` of the newest ``limit`` receipt rows applied
+    since ``since_ms`` whose target we hold: what per-node percentiles are computed from."""
+    return [(str(node), str(kind), int(delay)) for node, kind, delay in conn.execute(
+        "SELECT node, kind, applied_ms - target_ts FROM receipts WHERE applied_ms >= ? AND "
+        "target_ts IS NOT NULL ORDER BY applied_ms DESC LIMIT ?", (since_ms, limit))]
 
 
 def _rows(cursor: Any) -> list[ReceiptRow]:

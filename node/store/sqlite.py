@@ -99,6 +99,8 @@ class Changes:
 
     added: dict[str, tuple[list[int], list[str]]] = field(default_factory=dict)
     removed: list[int] = field(default_factory=list)
+    # receipts stored whose target we hold: (signing node, kind, applied_ms - target ts)
+    receipts: list[tuple[str, str, int]] = field(default_factory=list)
 
     def add(self, hash_type: str, entry_id: int, value: str) -> None:
         ids, values = self.added.setdefault(hash_type, ([], []))
@@ -111,6 +113,7 @@ class Changes:
             mine[0].extend(ids)
             mine[1].extend(values)
         self.removed.extend(other.removed)
+        self.receipts.extend(other.receipts)
 
     @property
     def added_count(self) -> int:
@@ -712,6 +715,10 @@ class Store:
         received from it."""
         return receipt_rows.last_heard(self.reader())
 
+    def receipt_delays(self, since_ms: int, limit: int) -> list[tuple[str, str, int]]:
+        """``(node, kind, delay ms)`` of the newest receipts since ``since_ms``."""
+        return receipt_rows.delays(self.reader(), since_ms, limit)
+
     def owed_receipts(self, limit: int, ours: str) -> Owed:
         """The receipts this node still owes (``receipts.owed``)."""
         return receipt_rows.owed(self.reader(), limit, ours)
@@ -800,7 +807,7 @@ class Store:
                          "AND revoked_at IS NULL",
                          (record.head.seq, record.head.origin, body.signing_key))
         elif isinstance(body, ReceiptBody):
-            receipt_rows.apply_receipt(conn, record, body)
+            return Changes(receipts=receipt_rows.apply_receipt(conn, record, body))
         return Changes()
 
     def _check_not_frozen(self, conn: sqlite3.Connection, origin: str) -> None:
