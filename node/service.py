@@ -451,6 +451,7 @@ class NodeService:
         receipts = self.config.receipts
         return {"enabled": receipts.enabled, "interval_seconds": receipts.interval_seconds,
                 "window_days": FIGURES_WINDOW_MS // 86_400_000,
+                "waiting_for_target": await self.store.read(lambda s: s.receipts_waiting()),
                 "nodes": figures(delays, heard, self.peers.origin_name)}
 
     def peers_config_status(self) -> dict[str, Any]:

@@ -169,6 +169,12 @@ def delays(conn: Any, since_ms: int, limit: int) -> list[tuple[str, str, int]]:
         "target_ts IS NOT NULL ORDER BY applied_ms DESC LIMIT ?", (since_ms, limit))]
 
 
+def waiting(conn: Any) -> int:
+    """Receipt rows whose target we do not hold (yet): kept, not reported."""
+    return int(conn.execute("SELECT COUNT(*) FROM receipts WHERE target_ts IS NULL"
+                            ).fetchone()[0])
+
+
 def _rows(cursor: Any) -> list[ReceiptRow]:
     return [ReceiptRow(str(node), str(target), str(kind), int(applied), int(target_ts),
                        str(receipt))

@@ -719,6 +719,10 @@ class Store:
         """``(node, kind, delay ms)`` of the newest receipts since ``since_ms``."""
         return receipt_rows.delays(self.reader(), since_ms, limit)
 
+    def receipts_waiting(self) -> int:
+        """Receipt rows held whose target we do not hold (yet)."""
+        return receipt_rows.waiting(self.reader())
+
     def owed_receipts(self, limit: int, ours: str) -> Owed:
         """The receipts this node still owes (``receipts.owed``)."""
         return receipt_rows.owed(self.reader(), limit, ours)
