@@ -424,7 +424,6 @@ class Federation:
         frozen = await self.node.store.read(lambda s: s.frozen())
         repairable: list[str] = []
         advertised = await self.fetch_heads(peer)
-        await self._set_records_behind(peer, advertised)
         for stub in advertised:
             origin = stub.head.origin
             if origin != self.node.origin and not peer.accepts_origin(origin):
@@ -442,14 +441,15 @@ class Federation:
                 await self._check_own_chain(peer, ours)
                 await self.node.own_log_behind(peer.name, stub.head.seq)
             stored += await self.pull_origin(peer, origin, ours, stub.head.seq)
+        await self._set_records_behind(peer, advertised)
         for origin in repairable:
             stored += await self.repair.repair(peer, origin)
         return stored
 
     async def _set_records_behind(self, peer: PeerConfig,
                                   advertised: Sequence[SignedRecord]) -> None:
-        """``hashmesh_peer_records_behind{peer, origin}``: our head seq of each origin minus
-        the one the peer advertises (0 when it advertises none of it)."""
+        """``hashmesh_peer_records_behind{peer, origin}`` after a round's pulls: our head seq
+        of each origin minus the one the peer advertised (0 when it advertised none)."""
         theirs = {stub.head.origin: stub.head.seq for stub in advertised}
         ours = {head.origin: head.seq for head in
                 await self.node.store.read(lambda s: s.heads())}
