@@ -667,6 +667,7 @@ class Store:
 
         return {
             "records": scalar("SELECT COUNT(*) FROM records"),
+            "receipts": scalar("SELECT COUNT(*) FROM records WHERE type='receipt'"),
             "origins": scalar("SELECT COUNT(*) FROM origins WHERE head_seq > 0"),
             "hashes_active": scalar("SELECT COUNT(*) FROM entries WHERE active=1"),
             "hashes_revoked": scalar("SELECT COUNT(*) FROM entries WHERE active=0"),
