@@ -442,10 +442,11 @@ class NodeService:
         }
 
     async def receipt_figures(self) -> dict[str, Any]:
-        """Per node, from the receipts we hold (SPEC §20): time-to-active and time-to-removal
-        percentiles over the last 30 days, and when we last heard from it."""
+        """Per other node, from the receipts we hold (SPEC §20): time-to-active and
+        time-to-removal percentiles over the last 30 days, and when we last heard from it."""
         since = int(time.time() * 1000) - FIGURES_WINDOW_MS
-        delays = await self.store.read(lambda s: s.receipt_delays(since, FIGURES_MAX_ROWS))
+        delays = [d for d in await self.store.read(
+            lambda s: s.receipt_delays(since, FIGURES_MAX_ROWS)) if d[0] != self.origin]
         heard = await self.store.read(lambda s: s.receipt_nodes())
         heard.pop(self.origin, None)
         receipts = self.config.receipts

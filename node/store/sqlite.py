@@ -750,6 +750,8 @@ class Store:
                 record = append(head, signer=signer, origin=origin, body=body, now_ms=ts,
                                 dist=dist)
                 self._insert(conn, record, source="local")
+                self._audit(conn, "node", "receipt", {"record": record.id, "seq": record.head.seq,
+                                                       "targets": len(body.targets)})
                 records.append(record)
                 head = LogHead.of(record)
             receipt_rows.set_through(conn, through)
