@@ -97,6 +97,8 @@ CREATE INDEX IF NOT EXISTS receipts_by_target ON receipts (target);
 CREATE INDEX IF NOT EXISTS receipts_by_applied ON receipts (applied_ms);
 CREATE INDEX IF NOT EXISTS receipts_waiting ON receipts (target) WHERE target_ts IS NULL;
 CREATE TABLE IF NOT EXISTS receipt_counts (node {T} PRIMARY KEY, rows BIGINT NOT NULL);
+INSERT INTO meta (key, value) SELECT 'receipts_through', CAST(COALESCE(MAX(num), 0) AS TEXT)
+    FROM records ON CONFLICT DO NOTHING;
 
 -- Several processes, one node (node/store/cluster.py). Not in SQLite: one process owns a file.
 -- The signer lease: who signs, and its fencing epoch (raised by every new leader).

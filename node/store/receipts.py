@@ -11,7 +11,9 @@ Two derived tables, written in the transaction of the record that changes them:
 The receipts this node owes are read from ``records`` itself: every add or revoke of another
 origin that it stored with its body, after ``meta.receipts_through`` (the ``records.num``
 up to which receipts are signed). Signing the receipts and advancing that mark are one
-transaction, so a crash neither loses a receipt nor signs one twice.
+transaction, so a crash neither loses a receipt nor signs one twice. The mark starts where
+the records stood when the tables were made: a node upgraded to receipts does not receipt
+its whole history at once, only what it applies from then on.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ SQLITE_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS receipts_by_applied ON receipts (applied_ms)",
     "CREATE INDEX IF NOT EXISTS receipts_waiting ON receipts (target) WHERE target_ts IS NULL",
     "CREATE TABLE IF NOT EXISTS receipt_counts (node TEXT PRIMARY KEY, rows INTEGER NOT NULL)",
+    # owed from the first start that knows receipts: a new database from its first record, a
+    # database of an older node from the records it receives after the upgrade
+    "INSERT OR IGNORE INTO meta (key, value) SELECT 'receipts_through', "
+    "CAST(COALESCE(MAX(num), 0) AS TEXT) FROM records",
 )
 
 ROW_COLUMNS = "node, target, kind, applied_ms, target_ts, receipt"

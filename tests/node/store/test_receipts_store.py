@@ -147,3 +147,25 @@ def test_receipts_for_unknown_records_are_bounded(store: Store,
             stored += 1
     assert stored * 512 <= limit + 2 * (stored + 1)
     assert store.receipts_for([f"{i:064x}" for i in range(10)]) == []  # never reported
+
+
+def test_a_database_of_a_node_before_receipts_does_not_receipt_its_history(
+        store: Store, backend: NodeConfig) -> None:  # noqa: F811
+    """What a node applied before it knew receipts stays unreceipted; what it applies after
+    the upgrade is owed as usual."""
+    chain = origin_log()
+    first, group_add, revoke = chain.records
+    store.ingest([first, group_add], source="peer")
+    with store.transaction() as conn:  # as an older node left it
+        conn.execute("DELETE FROM meta WHERE key='receipts_through'")
+        conn.execute("DROP TABLE receipts")
+        conn.execute("DROP TABLE receipt_counts")
+    store.close()
+    upgraded = open_store(backend)
+    try:
+        assert upgraded.owed_receipts(100, NODE.id).pending == []
+        upgraded.ingest([revoke], source="peer")
+        assert [p.entry.record for p in upgraded.owed_receipts(100, NODE.id).pending] == [
+            revoke.id]
+    finally:
+        upgraded.close()
