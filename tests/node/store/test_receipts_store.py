@@ -169,3 +169,20 @@ def test_a_database_of_a_node_before_receipts_does_not_receipt_its_history(
             revoke.id]
     finally:
         upgraded.close()
+
+
+def test_heads_are_read_from_the_tail_of_large_records(store: Store) -> None:
+    """Receipts read only the last 2 KiB of a stored record (its head and signature): an add
+    of 256 items (~30 KB) is owed and resolved like a small one."""
+    chain = Chain()
+    big = chain.add(add_body(*(pdq_hex(i) for i in range(256))),
+                    dist=Distribution("group", GROUP, ("DE", "FR")))
+    assert len(big.raw) > 20_000
+    store.ingest(chain.records, source="peer")
+    [owed] = store.owed_receipts(10, NODE.id).pending
+    assert (owed.entry.record, owed.dist) == (big.id, big.head.dist)
+    receipt = Chain(OTHER).add(ReceiptBody((ReceiptEntry(big.id, "active", 5),)),
+                               dist=big.head.dist)
+    store.ingest([receipt], source="peer")
+    [row] = store.receipts_for([big.id])
+    assert row.target_ts == big.head.ts
