@@ -43,21 +43,6 @@ class Applied:
     entry: ReceiptEntry
 
 
-def applied(target: SignedRecord, applied_ms: int) -> Applied | None:
-    """The pending receipt of ``target`` applied at ``applied_ms``, or None if a receipt of it
-    may not be signed: it is a stub (a stub changes nothing, so nothing was applied), not an
-    add or a revoke, or a v1 record scoped to a v1 group name (no id to carry, SPEC §9.2)."""
-    kind = KIND_OF_TYPE.get(target.head.type)
-    if kind is None or target.body is None:
-        return None
-    try:
-        dist = distribution_for_feedback(target)
-    except SchemaError:
-        return None
-    return Applied(target.head.origin, dist,
-                   ReceiptEntry(target.id, kind, applied_ms))
-
-
 def batch(pending: Iterable[Applied],
           max_targets: int = MAX_RECEIPT_TARGETS) -> list[tuple[Distribution, ReceiptBody]]:
     """Receipt bodies for ``pending``: one group per (target origin, distribution), in the
