@@ -54,14 +54,15 @@ def receipt_bytes(node: BenchNode) -> int:
                                 "type='receipt'").fetchone()[0])
 
 
-def one_run(hashes: int, receipts: bool, timeout: float) -> dict[str, Any]:
+def one_run(hashes: int, receipts: bool, timeout: float, interval: int = 5) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         a = make_node(root, "a", "127.0.0.2")
         b = make_node(root, "b", "127.0.0.3")
         for node in (a, b):
             with open(node.config, "a") as config:
-                config.write(f"\n[receipts]\nenabled = {'true' if receipts else 'false'}\n")
+                config.write(f"\n[receipts]\nenabled = {'true' if receipts else 'false'}\n"
+                             f"interval_seconds = {interval}\n")
         link(a, b)
         fill_log(a, hashes, 256)
         records = -(-hashes // 256)
@@ -76,7 +77,7 @@ def one_run(hashes: int, receipts: bool, timeout: float) -> dict[str, Any]:
             wait_until(lambda: b.head_seq(a.origin) >= records + 1, timeout)
             wait_until(lambda: b.call("POST", "/v1/match", query)["results"][0]["matches"], 60)
             synced = time.monotonic() - started
-            if receipts:
+            if receipts and interval < timeout:
                 wait_until(lambda: receipts_at(a, b.origin)[0] >= records, timeout)
                 proof = time.monotonic() - started
             rss = b.peak_rss_mb()
@@ -96,6 +97,8 @@ def main() -> None:
     parser.add_argument("--hashes", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3, help="runs of each mode")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--interval", type=int, default=5,
+                        help="[receipts] interval_seconds of both nodes (default 5)")
     args = parser.parse_args()
     if args.quick:
         args.hashes = 100_000
@@ -105,7 +108,7 @@ def main() -> None:
     results: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     for run in range(args.runs):
         for receipts in ((True, False) if run % 2 == 0 else (False, True)):
-            r = one_run(args.hashes, receipts, args.timeout)
+            r = one_run(args.hashes, receipts, args.timeout, args.interval)
             results[receipts].append(r)
             proof = "" if r["proof_s"] is None else f", proof at A {r['proof_s']:.1f} s"
             print(f"  receipts {'on ' if receipts else 'off'}: sync {r['sync_s']:.1f} s{proof}, "
