@@ -4,7 +4,8 @@ here and their revokes are applied.
 What is owed is read from the store (every add or revoke of another origin stored with its
 body since the last receipt), so nothing is held in memory between rounds and a crash loses
 nothing: the receipts and the store's mark of what they cover commit together. A round runs
-every ``[receipts] interval_seconds`` (and once more when federation stops): it batches what is
+every ``[receipts] interval_seconds`` (put off while a pull stores records, up to
+``MAX_DEFERRED_ROUNDS`` intervals, and once more when federation stops): it batches what is
 owed into one receipt record per (target origin, distribution), cut at 512 targets
 (``protocol.receipts.batch``), so a node signs at most one receipt per origin and
 distribution per interval unless more than 512 records of it arrived meanwhile. Receipts then
@@ -29,21 +30,33 @@ log = logging.getLogger("hashmesh.receipts")
 
 # Owed records read per transaction: ~40 receipt records of 512 targets.
 ROUND_RECORDS = 20_000
+# Rounds put off while a pull stores records: a round's transaction sits between the pull's
+# page commits (bench/RESULTS.md), so a bulk sync is receipted once it is done, unless it
+# lasts longer than this many intervals.
+MAX_DEFERRED_ROUNDS = 12
 
 
 class ReceiptSender:
     """Signs owed receipts in rounds; ``notify`` hints peers that our log grew."""
 
-    def __init__(self, node: LocalNode, notify: Callable[[], None]) -> None:
+    def __init__(self, node: LocalNode, notify: Callable[[], None],
+                 busy: Callable[[], bool] = lambda: False) -> None:
         self.node = node
         self.notify = notify
+        self.busy = busy  # a pull is storing records: a round now would slow it
         self._lock = asyncio.Lock()
 
     async def run(self) -> None:
-        """Forever: a round every ``interval_seconds``."""
+        """Forever: a round every ``interval_seconds``, put off while a pull is storing
+        records (a bulk sync), but never more than ``MAX_DEFERRED_ROUNDS`` in a row."""
         seconds = self.node.config.receipts.interval_seconds
+        deferred = 0
         while True:
             await asyncio.sleep(seconds)
+            if self.busy() and deferred < MAX_DEFERRED_ROUNDS:
+                deferred += 1
+                continue
+            deferred = 0
             await self.flush()
 
     async def flush(self) -> int:

@@ -266,7 +266,8 @@ class Federation:
                                            thread_name_prefix="verify")
         self._stopping: set[asyncio.Task[None]] = set()  # links being replaced or removed
         self.repair = BodyRepair(node, self._request)
-        self.receipts = ReceiptSender(node, self.notify_all)
+        self.pulling = 0  # pulls storing records right now (receipt rounds wait for them)
+        self.receipts = ReceiptSender(node, self.notify_all, lambda: self.pulling > 0)
         self._receipts_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -483,6 +484,7 @@ class Federation:
         def fetch(after: int) -> tuple[int, asyncio.Future[list[bytes]]]:
             return after, asyncio.ensure_future(self.fetch_page(peer, origin, after, limit))
 
+        self.pulling += 1
         try:
             for page in range(MAX_PAGES_PER_ROUND):
                 after = head.seq if head is not None else 0
@@ -514,6 +516,7 @@ class Federation:
                 if not result.records:
                     break
         finally:
+            self.pulling -= 1
             _discard(ahead)
             try:
                 if committing is not None:  # a fault in a later page leaves this committed
