@@ -21,6 +21,7 @@ from hashmesh.node.cases import CaseDesk, CaseStatus, CaseSummary, OpenedCase
 from hashmesh.node.config.identity import Identity
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeersConfig
+from hashmesh.node.federation.receipts import FIGURES_MAX_ROWS, FIGURES_WINDOW_MS, figures
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
@@ -465,6 +466,7 @@ class NodeService:
         origin = record.head.origin
         profiles = await self.store.read(lambda s: s.profiles([origin]))
         shown = self.origin_profile(origin, profiles)
+        receipts = await self.store.read(lambda s: s.receipts_for([record_id]))
         return {
             "id": record.id,
             "origin_name": None if shown is None else shown["name"],
@@ -473,6 +475,9 @@ class NodeService:
             "hashes": [{"item": f"{e.record}/{e.item}", "type": e.hash_type, "value": e.value,
                         "active": e.active} for e in entries
                        if e.value],  # erased by retention (node/store/retention.py): gone
+            "receipts": [{"node": r.node, "name": self.origin_name(r.node), "kind": r.kind,
+                          "applied_ms": r.applied_ms, "after_ms": r.applied_ms - r.target_ts,
+                          "receipt": r.receipt} for r in receipts],
         }
 
     async def status(self) -> dict[str, Any]:
@@ -507,6 +512,7 @@ class NodeService:
             "audit_head": await self.audit_head(),
             "checkpoints": (None if self.federation is None
                             else await self.federation.checkpoints.alarms()),
+            "receipts": await self.receipt_figures(),
             "cluster": None if self.cluster is None else {
                 "leads": self.leads, "epoch": self.cluster.epoch,
                 "leader": await asyncio.to_thread(self.cluster.leader),
@@ -521,6 +527,7 @@ class NodeService:
         now = time.time()
         return {name: health.to_json(now)
                 for name, health in sorted(self.federation.health().items())}
+
     async def audit_head(self) -> dict[str, Any] | None:
         """The newest audit row's id and hash, signed by the node key (``audit_chain``): what
         an auditor notes down, so that a later export that lost its tail is caught."""
@@ -531,6 +538,20 @@ class NodeService:
                                    time.time_ns() // 1_000_000)
         signature = self.identity.node.sign(head_message(statement))
         return {**statement, "signature": b64url_encode(signature)}
+
+    async def receipt_figures(self) -> dict[str, Any]:
+        """Per other node, from the receipts we hold (SPEC §21): time-to-active and
+        time-to-removal percentiles over the last 30 days, and when we last heard from it."""
+        since = int(time.time() * 1000) - FIGURES_WINDOW_MS
+        delays = [d for d in await self.store.read(
+            lambda s: s.receipt_delays(since, FIGURES_MAX_ROWS)) if d[0] != self.origin]
+        heard = await self.store.read(lambda s: s.receipt_nodes())
+        heard.pop(self.origin, None)
+        receipts = self.config.receipts
+        return {"enabled": receipts.enabled, "interval_seconds": receipts.interval_seconds,
+                "window_days": FIGURES_WINDOW_MS // 86_400_000,
+                "waiting_for_target": await self.store.read(lambda s: s.receipts_waiting()),
+                "nodes": figures(delays, heard, self.peers.origin_name)}
 
     def peers_config_status(self) -> dict[str, Any]:
         """The peers file in force, and the last edit of it that was refused (if the file on

@@ -63,6 +63,7 @@ MAX_LABELS = 16
 MAX_TARGETS = 256
 MAX_JURISDICTIONS = 32
 MAX_NOTE_LENGTH = 280
+MAX_RECEIPT_TARGETS = 512
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 LABEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
@@ -72,14 +73,16 @@ GROUP_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 # Canonical unpadded base64url of 16 bytes: 22 characters, the last with 4 zero bits.
 SALT_PATTERN = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
-RecordType = Literal["add", "revoke", "feedback", "key", "key_revoke", "profile"]
+RecordType = Literal["add", "revoke", "feedback", "key", "key_revoke", "profile", "receipt"]
 RECORD_TYPES: frozenset[str] = frozenset({"add", "revoke", "feedback", "key", "key_revoke",
-                                          "profile"})
-V2_ONLY_TYPES: frozenset[str] = frozenset({"profile"})
+                                          "profile", "receipt"})
+# Record types a version does not know: a v1 head naming one is ``UNKNOWN_TYPE`` (SPEC §19).
+V2_ONLY_TYPES: frozenset[str] = frozenset({"profile", "receipt"})
 SCOPES: frozenset[str] = frozenset({"all", "group", "peers"})
 TIERS: frozenset[str] = frozenset({"victim_submitted", "helpline_verified", "platform_confirmed"})
 REASONS: frozenset[str] = frozenset({"withdrawn", "erroneous", "expired", "legal_order", "other"})
 VERDICTS: frozenset[str] = frozenset({"confirmed", "not_ncii", "disputed", "actioned"})
+RECEIPT_KINDS: frozenset[str] = frozenset({"active", "removed"})
 
 
 def signed_message(head_bytes: bytes, version: int = VERSION) -> bytes:
@@ -490,10 +493,67 @@ class ProfileBody:
         return result
 
 
-Body = AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody | ProfileBody
+
+@dataclass(frozen=True)
+class ReceiptEntry:
+    """One target of a receipt: ``record`` was applied at ``applied`` (ms, the signer's clock).
+
+    ``kind`` is ``active`` for an ``add`` whose items match at the signer, ``removed`` for a
+    ``revoke`` the signer applied, after which its targets no longer match there.
+    """
+
+    record: str
+    kind: str
+    applied: int
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"record", "kind", "applied"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> ReceiptEntry:
+        fields = Fields(value, path, cls.FIELDS)
+        return cls(check_record_id(fields.raw("record"), fields.at("record")),
+                   fields.choice("kind", RECEIPT_KINDS), fields.integer("applied"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"applied": self.applied, "kind": self.kind, "record": self.record}
+
+
+@dataclass(frozen=True)
+class ReceiptBody:
+    """The signer applied these records of one other origin (SPEC §21), v2 only.
+
+    It carries its targets' distribution (every target has the same one) and a ``salt``, as
+    feedback does: its body goes only where its targets' bodies may go.
+    """
+
+    targets: tuple[ReceiptEntry, ...]
+    salt: str | None = field(default_factory=new_salt)
+
+    TYPE: ClassVar[str] = "receipt"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"targets"})
+
+    @classmethod
+    def from_json(cls, value: object, path: str, version: int = VERSION) -> ReceiptBody:
+        fields = Fields(value, path, _salt_fields(cls.FIELDS, version))
+        raw = fields.array("targets", min_length=1, max_length=MAX_RECEIPT_TARGETS)
+        tpath = fields.at("targets")
+        targets = tuple(ReceiptEntry.from_json(t, f"{tpath}[{i}]") for i, t in enumerate(raw))
+        check_unique([t.record for t in targets], tpath, "target record")
+        return cls(targets, _read_salt(fields, version))
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"targets": [t.to_json() for t in self.targets]}
+        if self.salt is not None:
+            result["salt"] = self.salt
+        return result
+
+
+
+Body = AddBody | RevokeBody | FeedbackBody | KeyBody | KeyRevokeBody | ProfileBody | ReceiptBody
 BODY_CLASSES: dict[str, type[Body]] = {
     cls.TYPE: cls
-    for cls in (AddBody, RevokeBody, FeedbackBody, KeyBody, KeyRevokeBody, ProfileBody)
+    for cls in (AddBody, RevokeBody, FeedbackBody, KeyBody, KeyRevokeBody, ProfileBody,
+                ReceiptBody)
 }
 
 
@@ -614,6 +674,12 @@ def check_body_in_head(head: Head, body: Body, path: str) -> None:
             and body.last_seq >= head.seq:
         raise SchemaError(f"must be below the record's own seq {head.seq}, got "
                           f"{body.last_seq}", canonical.join(path, "last_seq"))
+    if isinstance(body, ReceiptBody):
+        for index, entry in enumerate(body.targets):
+            if entry.applied > head.ts:
+                raise SchemaError(f"a target cannot be applied ({entry.applied}) after its "
+                                  f"receipt was signed ({head.ts})",
+                                  canonical.join(path, f"targets[{index}].applied"))
 
 
 def _check_prev(value: object, seq: int, path: str) -> str | None:

@@ -298,7 +298,12 @@ PATHS: dict[str, Any] = {
             "422": _error_response("Not a decodable image (code BAD_IMAGE)"), **ERRORS},
     }},
     "/v1/records/{id}": {"get": {
-        "summary": "One signed record and the state of its hashes",
+        "summary": "One signed record, the state of its hashes, and its receipts",
+        "description": "`receipts`: every node's receipt of this record held here (SPEC §21): "
+                       "`node` (origin id), `name` (the peer name we gave it, or null), `kind` "
+                       "(`active` for an add, `removed` for a revoke), `applied_ms` (that "
+                       "node's clock), `after_ms` (applied_ms minus the record's ts), "
+                       "`receipt` (the receipt record's id).",
         "parameters": [{"name": "id", "in": "path", "required": True,
                         "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
         "responses": {"200": _ok("The record"),
@@ -319,7 +324,14 @@ PATHS: dict[str, Any] = {
                 "extra_count": {"type": "integer"}}}), **ERRORS},
     }},
     "/v1/status": {"get": {"summary": "Counts, origin id, version, this origin's disputed "
-                                      "items, checkpoint state and alarms (checkpoints)",
+                                      "items, checkpoint state and alarms (checkpoints), "
+                                      "per-node receipt figures",
+                           "description": "`receipts.nodes`: per node we hold records of, "
+                                          "`time_to_active` and `time_to_removal` (count, "
+                                          "p50, p90, p99, max in seconds, from the receipts of "
+                                          "the last `window_days`; null without any) and "
+                                          "`last_heard_ms`. `receipts.waiting_for_target`: "
+                                          "receipt rows whose target is not held (yet).",
 
                            "responses": {"200": _ok("Status"), **ERRORS}}},
     "/v1/audit": {"get": {

@@ -79,6 +79,10 @@ async def page_state(service: NodeService) -> dict[str, Any]:
                        for o, seq in sorted(pulled.get(peer.name, {}).items())},
         })
 
+    receipts = [{**node, "heard_age": None if node["last_heard_ms"] is None
+                 else max(0.0, now - node["last_heard_ms"] / 1000)}
+                for node in status["receipts"]["nodes"]]
+
     queries = _total(service, "hashmesh_match_queries_total")
     hits = _total(service, "hashmesh_match_hits_total")
     return {
@@ -87,6 +91,7 @@ async def page_state(service: NodeService) -> dict[str, Any]:
         "origins": origins,
         "peers": peers,
         "peers_config": status["peers_config"],
+        "receipts": receipts,
         "match": {"queries": int(queries), "hits": int(hits),
                   "rate": None if not queries else hits / queries},
         "audit": [{**row, "age": max(0.0, now - row["ts"] / 1000)} for row in audit],

@@ -240,6 +240,16 @@ class CheckpointsConfig:
 
 
 @dataclass(frozen=True)
+class ReceiptsConfig:
+    """``[receipts]``: whether this node signs receipts of what it applies (SPEC §21), and how
+    often: at most one receipt record per origin and distribution every ``interval_seconds``
+    (more only when over 512 records are owed at once), and once more at shutdown."""
+
+    enabled: bool = True
+    interval_seconds: int = 5
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A whole, validated ``node.toml``. ``path`` is as given; ``base_dir`` is absolute."""
 
@@ -270,6 +280,7 @@ class NodeConfig:
     intake: IntakeConfig = IntakeConfig()
     retention: RetentionConfig = RetentionConfig()
     checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
+    receipts: ReceiptsConfig = field(default_factory=ReceiptsConfig)
     # ``[groups]``: local group name -> opaque 32-hex group id (SPEC §9.1)
     groups: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -363,7 +374,8 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
     base_dir = path.parent.absolute()
     top = Table(data, "", {"node", "keys", "listen", "tls", "api", "lists", "match",
                            "match_workers", "limits", "federation", "log", "store",
-                           "cases", "intake", "retention", "checkpoints", "groups"},
+                           "cases", "intake", "retention", "checkpoints", "groups",
+                           "receipts"},
                           what="section")
     # sections are read in file order, so the first fault reported is the first in the file
     node = top.table("node", {"name", "data_dir"}, required=True)
@@ -423,13 +435,18 @@ def parse_node_config(data: Mapping[str, Any], *, path: Path) -> NodeConfig:
         "interval_seconds", "max_age_seconds", "max_behind_seconds", "quorum", "witness_for",
         "witnesses"}))
     groups = _parse_groups(top.table("groups", None))
+    receipts = top.table("receipts", {"enabled", "interval_seconds"})
+    receipts_config = ReceiptsConfig(
+        enabled=receipts.boolean("enabled", default=ReceiptsConfig.enabled),
+        interval_seconds=receipts.integer("interval_seconds", 1, 3600,
+                                          default=ReceiptsConfig.interval_seconds))
     return NodeConfig(path=path, base_dir=base_dir, name=name, data_dir=data_dir, keys=keys,
                       listen=listen, tls=tls, api_tokens=api_tokens, lists=lists,
                       match=match_config, limits=limits, federation=federation,
                       match_workers=match_workers, public_metrics=public_metrics,
                       log_format=log_format, store_url=store_url, cases=cases,
                       intake=intake, retention=retention, checkpoints=checkpoints,
-                      groups=groups)
+                      groups=groups, receipts=receipts_config)
 
 
 def _parse_checkpoints(table: Table) -> CheckpointsConfig:

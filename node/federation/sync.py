@@ -48,7 +48,10 @@ from hashmesh.node.federation.httpsig import sign_request
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.federation.link import PeerHealth, PeerLink
 from hashmesh.node.federation.policy import may_keep_body
+from hashmesh.node.federation.receipts import ReceiptSender
 from hashmesh.node.federation.repair import BodyRepair
+from hashmesh.node.runtime.metrics import labelled
+from hashmesh.node.runtime.tasks import cancel_and_wait
 from hashmesh.node.store.interface import Changes, NodeStore
 from hashmesh.protocol.errors import (
     KeyNotAuthorisedError,
@@ -252,6 +255,9 @@ class Federation:
         self._stopping: set[asyncio.Task[None]] = set()  # links being replaced or removed
         self.repair = BodyRepair(node, self._request)
         self.checkpoints = CheckpointBook(node)
+        self.pulling = 0  # pulls storing records right now (receipt rounds wait for them)
+        self.receipts = ReceiptSender(node, self.notify_all, lambda: self.pulling > 0)
+        self._receipts_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         ca_file = self.node.config.federation.ca_file
@@ -260,12 +266,22 @@ class Federation:
                                              connector=aiohttp.TCPConnector(ssl=context))
         self.reconcile(self.node.peers)
         self.node.tasks.start("checkpoints", self.checkpoints.run)
+        if self.node.config.receipts.enabled and self._receipts_task is None:
+            self._receipts_task = self.node.tasks.start("receipts", self.receipts.run)
 
     async def stop(self) -> None:
         await self.node.tasks.stop("checkpoints")
         for link in list(self.links.values()):
             await link.stop()
         self.links.clear()
+        if self._receipts_task is not None:  # the last round: nothing owed is left unsigned
+            self.node.tasks.release("receipts")
+            await cancel_and_wait(self._receipts_task)
+            self._receipts_task = None
+            try:
+                await self.receipts.flush()
+            except Exception as exc:  # shutting down: the store keeps what is owed
+                log.warning("receipts owed at shutdown stay owed: %s", exc)
         while self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
         if self.session is not None:
@@ -438,7 +454,8 @@ class Federation:
         stored = 0
         frozen = await self.node.store.read(lambda s: s.frozen())
         repairable: list[str] = []
-        for stub in await self.fetch_heads(peer):
+        advertised = await self.fetch_heads(peer)
+        for stub in advertised:
             origin = stub.head.origin
             if origin != self.node.origin and not peer.accepts_origin(origin):
                 continue
@@ -455,9 +472,21 @@ class Federation:
                 await self._check_own_chain(peer, ours)
                 await self.node.own_log_behind(peer.name, stub.head.seq)
             stored += await self.pull_origin(peer, origin, ours, stub.head.seq)
+        await self._set_records_behind(peer, advertised)
         for origin in repairable:
             stored += await self.repair.repair(peer, origin)
         return stored
+
+    async def _set_records_behind(self, peer: PeerConfig,
+                                  advertised: Sequence[SignedRecord]) -> None:
+        """``hashmesh_peer_records_behind{peer, origin}`` after a round's pulls: our head seq
+        of each origin minus the one the peer advertised (0 when it advertised none)."""
+        theirs = {stub.head.origin: stub.head.seq for stub in advertised}
+        ours = {head.origin: head.seq for head in
+                await self.node.store.read(lambda s: s.heads())}
+        for origin in ours.keys() | theirs.keys():
+            labelled(self.node.metrics.peer_lag, peer.name, self.node_name(origin)).set(
+                ours.get(origin, 0) - theirs.get(origin, 0))
 
     async def pull_origin(self, peer: PeerConfig, origin: str, head: LogHead | None,
                           target: int) -> int:
@@ -485,6 +514,7 @@ class Federation:
         def fetch(after: int) -> tuple[int, asyncio.Future[list[bytes]]]:
             return after, asyncio.ensure_future(self.fetch_page(peer, origin, after, limit))
 
+        self.pulling += 1
         try:
             for page in range(MAX_PAGES_PER_ROUND):
                 after = head.seq if head is not None else 0
@@ -518,6 +548,7 @@ class Federation:
                 if not result.records:
                     break
         finally:
+            self.pulling -= 1
             _discard(ahead)
             try:
                 if committing is not None:  # a fault in a later page leaves this committed
@@ -547,6 +578,7 @@ class Federation:
                 indexing.committed(done.result())
                 node.metrics.records_ingested.inc(len(records))
                 self.stored_from[peer.name] += len(records)
+                self.observe_receipts(done.result().receipts)
 
         write.add_done_callback(committed)
 
@@ -555,6 +587,17 @@ class Federation:
             return len(records)
 
         return asyncio.ensure_future(count())
+
+    def observe_receipts(self, delays: Sequence[tuple[str, str, int]]) -> None:
+        """Receipts stored by a pull, into the propagation histograms (SPEC §21)."""
+        metrics = self.node.metrics
+        for node, kind, delay_ms in delays:
+            histogram = metrics.time_to_active if kind == "active" else metrics.time_to_removal
+            labelled(histogram, self.node_name(node)).observe(max(0, delay_ms) / 1000)
+
+    def node_name(self, origin: str) -> str:
+        """A node as figures name it: the peer name we gave its origin, else its key id."""
+        return self.node.peers.origin_name(origin) or origin
 
     async def _check_known(self, peer: PeerConfig, stub: SignedRecord) -> None:
         """A head at or below ours must be the record we hold at that seq."""

@@ -25,6 +25,12 @@ def labelled(metric: M, *values: str) -> M:
     return metric.labels(*values)
 
 
+# Propagation runs from well under a second (a direct peer, pushed) to hours (a node that was
+# down), against deadlines of hours (Take It Down: 48 h).
+RECEIPT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+                   14_400.0, 86_400.0, 172_800.0)
+
+
 class NodeMetrics:
     """The counters, gauges and histograms a node exports at ``/metrics``."""
 
@@ -77,8 +83,17 @@ class NodeMetrics:
             "hashmesh_peer_up", "1 if the last sync with the peer succeeded", ["peer"],
             registry=r)
         self.peer_lag = Gauge(
-            "hashmesh_peer_records_behind", "Records known at a peer and not yet pulled",
-            ["peer"], registry=r)
+            "hashmesh_peer_records_behind", "Records of an origin that we hold and the peer's "
+            "advertised heads do not show yet (negative: the peer holds more of that origin "
+            "than we have pulled), as of the last sync with it", ["peer", "origin"], registry=r)
+        # SPEC §21: from receipts, as they are stored (the signer's clock minus the target's ts)
+        self.time_to_active = Histogram(
+            "hashmesh_receipt_time_to_active_seconds", "Time from an add's signing to its "
+            "active receipt, per receipting node", ["node"], registry=r, buckets=RECEIPT_BUCKETS)
+        self.time_to_removal = Histogram(
+            "hashmesh_receipt_time_to_removal_seconds", "Time from a revoke's signing to its "
+            "removed receipt, per receipting node", ["node"], registry=r,
+            buckets=RECEIPT_BUCKETS)
 
         self.peers_config_refused = Gauge(
             "hashmesh_peers_config_refused",

@@ -28,13 +28,13 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hashmesh.node.config.node import NodeConfig, redact_url
 from hashmesh.node.store.cases import Attempt, AttemptLimit, CaseRow
 from hashmesh.node.store.errors import StoreUnavailableError
 from hashmesh.node.store.lock import DataDirLock
+from hashmesh.node.store.receipts import Owed, ReceiptFloodError, ReceiptRow
 from hashmesh.node.store.retention import Pruned
 from hashmesh.node.store.sqlite import (
     AsyncStore,
@@ -49,26 +49,15 @@ from hashmesh.node.store.sqlite import (
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.keys import SigningKey
 from hashmesh.protocol.log import LogHead
-from hashmesh.protocol.records import Body, Distribution, ProfileBody, SignedRecord
+from hashmesh.protocol.records import Body, Distribution, ProfileBody, ReceiptBody, SignedRecord
 from hashmesh.protocol.signing import KeyRing
 
 if TYPE_CHECKING:  # psycopg is imported only by a node that uses PostgreSQL
     from hashmesh.node.store.cluster import Cluster
 
 __all__ = ["AsyncStore", "Changes", "EntryRow", "NodeStore", "OriginFrozenError",
-           "StoreError", "StoreUnavailableError", "open_async_store", "open_store",
-           "store_identity"]
-
-
-# --- receipts: stand-in until the receipts branch lands ---
-@dataclass(frozen=True)
-class ReceiptRow:
-    node: str        # origin key id ("ed25519:...") of the node that signed the receipt
-    target: str      # id of the record the receipt covers
-    kind: str        # "active" or "removed"
-    applied_ms: int  # that node's clock when it applied the target
-    target_ts: int   # head.ts of the target record; time-to-X = applied_ms - target_ts
-    receipt: str     # id of the receipt record
+           "ReceiptFloodError", "ReceiptRow", "StoreError", "StoreUnavailableError",
+           "open_async_store", "open_store", "store_identity"]
 
 
 class NodeStore(Protocol):
@@ -178,12 +167,24 @@ class NodeStore(Protocol):
     def cases_in_state(self, state: str, limit: int = 1000) -> list[CaseRow]: ...
     def case_attempts(self, keys: Sequence[str]) -> dict[str, tuple[int, int, int, int]]: ...
 
+    # -- receipts (INTERFACES.md part A; node/store/receipts.py) ------------------------
+    def receipts_for(self, record_ids: Sequence[str]) -> list[ReceiptRow]: ...
+    def receipts_between(self, start_ms: int, end_ms: int) -> list[ReceiptRow]:
+        """By ``applied_ms``, ``[start_ms, end_ms)``."""
+        ...
+    def receipt_nodes(self) -> dict[str, int]:
+        """Node origin -> newest local time (ms) anything (a receipt or a record) was
+        received from it."""
+        ...
+    def receipt_delays(self, since_ms: int, limit: int) -> list[tuple[str, str, int]]: ...
+    def receipts_waiting(self) -> int: ...
+    def owed_receipts(self, limit: int, ours: str) -> Owed: ...
+    def sign_receipts(self, *, signer: SigningKey, origin: str,
+                      bodies: Sequence[tuple[Distribution, ReceiptBody]],
+                      through: int) -> list[SignedRecord] | None: ...
+
     def close(self) -> None: ...
 
-    # --- receipts: stand-in until the receipts branch lands ---
-    def receipts_for(self, record_ids: Sequence[str]) -> list[ReceiptRow]: ...
-    def receipts_between(self, start_ms: int, end_ms: int) -> list[ReceiptRow]: ...
-    def receipt_nodes(self) -> dict[str, int]: ...
 
 
 def open_store(config: NodeConfig, *, follower: bool = False) -> Store:

@@ -104,6 +104,16 @@ CREATE TABLE IF NOT EXISTS changes (
     ref_num BIGINT);
 CREATE INDEX IF NOT EXISTS changes_by_list ON changes (list, seq);
 CREATE INDEX IF NOT EXISTS changes_by_item ON changes (record_num, item, seq);
+-- receipts held, ours and relayed (node/store/receipts.py)
+CREATE TABLE IF NOT EXISTS receipts (
+    node {T} NOT NULL, target {T} NOT NULL, kind {T} NOT NULL, applied_ms BIGINT NOT NULL,
+    target_ts BIGINT, receipt {T} NOT NULL, PRIMARY KEY (node, target, kind));
+CREATE INDEX IF NOT EXISTS receipts_by_target ON receipts (target);
+CREATE INDEX IF NOT EXISTS receipts_by_applied ON receipts (applied_ms);
+CREATE INDEX IF NOT EXISTS receipts_waiting ON receipts (target) WHERE target_ts IS NULL;
+CREATE TABLE IF NOT EXISTS receipt_counts (node {T} PRIMARY KEY, rows BIGINT NOT NULL);
+INSERT INTO meta (key, value) SELECT 'receipts_through', CAST(COALESCE(MAX(num), 0) AS TEXT)
+    FROM records ON CONFLICT DO NOTHING;
 
 -- Several processes, one node (node/store/cluster.py). Not in SQLite: one process owns a file.
 -- The signer lease: who signs, and its fencing epoch (raised by every new leader).
@@ -137,6 +147,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "cursors": ("peer", "origin"), "audit": ("id",), "evidence": ("id",), "meta": ("key",),
     "changes": ("seq",), "cases": ("case_id",), "case_attempts": ("key",),
     "profiles": ("origin",), "checkpoints": ("origin", "cid"), "split_views": ("cid", "record_id"),
+    "receipts": ("node", "target", "kind"), "receipt_counts": ("node",),
 }
 # Identity columns, which continue after a copy (``port.py``): table -> column.
 IDENTITIES = {"audit": "id", "evidence": "id", "changes": "seq"}

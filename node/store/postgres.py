@@ -26,7 +26,7 @@ reads (loading the index by ``COPY``; exporting in pages).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -264,16 +264,6 @@ class PostgresStore(Store):
                     del buffer[:cut]
         if buffer:
             yield from _split_rows(bytes(buffer), chunk)
-
-    # --- receipts: stand-in until the receipts branch lands ---
-    def receipts_for(self, record_ids: Sequence[str]) -> list[Any]:
-        return []
-
-    def receipts_between(self, start_ms: int, end_ms: int) -> list[Any]:
-        return []
-
-    def receipt_nodes(self) -> dict[str, int]:
-        return {}
 
     def active_entries_packed(self, hash_type: str, width: int, through: int | None = None,
                               chunk: int = 100_000) -> tuple[Any, bytes] | None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlite_utils
 
+from hashmesh.node.store import receipts
 from hashmesh.node.store.audit_chain import chain_rows
 from hashmesh.node.store.cases import create_case_tables
 from hashmesh.node.store.changes import create_changes_table
@@ -102,6 +103,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
                  (str(SCHEMA_VERSION),))
     create_changes_table(conn)  # added to version 2 in place: see node/store/changes.py
     create_case_tables(conn)  # added to version 2 in place, as the change log was
+    receipts.create_tables(conn)  # added to version 2 in place: see node/store/receipts.py
     for statement in CHECKPOINT_TABLES_SQL:  # also added in place (checkpoint_tables.py)
         conn.execute(statement)
 

@@ -30,15 +30,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hashmesh.node.store import changes as change_log
+from hashmesh.node.store import receipts as receipt_rows
 from hashmesh.node.store.audit_chain import chain_rows
 from hashmesh.node.store.cases import CaseTables
 from hashmesh.node.store.checkpoint_tables import CheckpointTables
+from hashmesh.node.store.receipts import Owed, ReceiptRow
 from hashmesh.node.store.retention import Pruned, prune_batch
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
@@ -53,6 +55,7 @@ from hashmesh.protocol.records import (
     KeyBody,
     KeyRevokeBody,
     ProfileBody,
+    ReceiptBody,
     RevokeBody,
     SignedRecord,
 )
@@ -101,6 +104,8 @@ class Changes:
 
     added: dict[str, tuple[list[int], list[str]]] = field(default_factory=dict)
     removed: list[int] = field(default_factory=list)
+    # receipts stored whose target we hold: (signing node, kind, applied_ms - target ts)
+    receipts: list[tuple[str, str, int]] = field(default_factory=list)
 
     def add(self, hash_type: str, entry_id: int, value: str) -> None:
         ids, values = self.added.setdefault(hash_type, ([], []))
@@ -113,6 +118,7 @@ class Changes:
             mine[0].extend(ids)
             mine[1].extend(values)
         self.removed.extend(other.removed)
+        self.receipts.extend(other.receipts)
 
     @property
     def added_count(self) -> int:
@@ -353,6 +359,9 @@ class Store(CaseTables, CheckpointTables):
                     writer.flush()  # revokes, feedback and keys see every row before them
                     changes.extend(self._apply(conn, record))
             writer.flush()
+            receipt_rows.targets_arrived(conn, [
+                (r.id, r.head.type, r.head.ts) for r in records
+                if r.head.type in ("add", "revoke")])
             for head in heads.values():
                 if head is not None:
                     _set_head(conn, head)
@@ -727,6 +736,7 @@ class Store(CaseTables, CheckpointTables):
 
         return {
             "records": scalar("SELECT COUNT(*) FROM records"),
+            "receipts": scalar("SELECT COUNT(*) FROM records WHERE type='receipt'"),
             "origins": scalar("SELECT COUNT(*) FROM origins WHERE head_seq > 0"),
             "hashes_active": scalar("SELECT COUNT(*) FROM entries WHERE active=1"),
             "hashes_revoked": scalar("SELECT COUNT(*) FROM entries WHERE active=0"),
@@ -759,6 +769,62 @@ class Store(CaseTables, CheckpointTables):
         rows = self.reader().execute(
             "SELECT peer, origin, seq FROM cursors ORDER BY peer, origin").fetchall()
         return [(peer, origin, seq) for peer, origin, seq in rows]
+
+    # -- receipts (node/store/receipts.py, SPEC §21) -------------------------------------
+
+    def receipts_for(self, record_ids: Sequence[str]) -> list[ReceiptRow]:
+        """The receipts held for these records (adds or revokes), from every node."""
+        return receipt_rows.rows_for(self.reader(), record_ids)
+
+    def receipts_between(self, start_ms: int, end_ms: int) -> list[ReceiptRow]:
+        """The receipts held whose target was applied in ``[start_ms, end_ms)``."""
+        return receipt_rows.rows_between(self.reader(), start_ms, end_ms)
+
+    def receipt_nodes(self) -> dict[str, int]:
+        """Node origin -> newest local time (ms) anything (a receipt or a record) was
+        received from it."""
+        return receipt_rows.last_heard(self.reader())
+
+    def receipt_delays(self, since_ms: int, limit: int) -> list[tuple[str, str, int]]:
+        """``(node, kind, delay ms)`` of the newest receipts since ``since_ms``."""
+        return receipt_rows.delays(self.reader(), since_ms, limit)
+
+    def receipts_waiting(self) -> int:
+        """Receipt rows held whose target we do not hold (yet)."""
+        return receipt_rows.waiting(self.reader())
+
+    def owed_receipts(self, limit: int, ours: str) -> Owed:
+        """The receipts this node still owes (``receipts.owed``)."""
+        return receipt_rows.owed(self.reader(), limit, ours)
+
+    def sign_receipts(self, *, signer: SigningKey, origin: str,
+                      bodies: Sequence[tuple[Distribution, ReceiptBody]],
+                      through: int) -> list[SignedRecord] | None:
+        """Sign receipt records (each with its own distribution) and mark the receipts owed
+        up to ``records.num`` ``through`` as signed, in one transaction. None, and nothing
+        signed, while signing is blocked or our origin is frozen: what is owed waits."""
+        records: list[SignedRecord] = []
+        with self.transaction() as conn:
+            frozen = conn.execute("SELECT frozen_seq FROM origins WHERE origin=?",
+                                  (origin,)).fetchone()
+            if (frozen is not None and frozen[0] is not None) or conn.execute(
+                    "SELECT 1 FROM meta WHERE key='signing_blocked'").fetchone():
+                return None
+            head = _head(conn, origin)
+            ts = max(now_ms(), 0 if head is None else head.ts)
+            for dist, body in bodies:
+                # applied <= ts even if our clock stepped back since (SPEC §21.1)
+                body = ReceiptBody(tuple(replace(e, applied=min(e.applied, ts))
+                                         for e in body.targets), body.salt)
+                record = append(head, signer=signer, origin=origin, body=body, now_ms=ts,
+                                dist=dist)
+                self._insert(conn, record, source="local")
+                self._audit(conn, "node", "receipt", {"record": record.id, "seq": record.head.seq,
+                                                       "targets": len(body.targets)})
+                records.append(record)
+                head = LogHead.of(record)
+            receipt_rows.set_through(conn, through)
+        return records
 
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` audit rows, newest first."""
@@ -841,6 +907,8 @@ class Store(CaseTables, CheckpointTables):
             conn.execute("UPDATE keys SET revoked_at=? WHERE origin=? AND key=? "
                          "AND revoked_at IS NULL",
                          (record.head.seq, record.head.origin, body.signing_key))
+        elif isinstance(body, ReceiptBody):
+            return Changes(receipts=receipt_rows.apply_receipt(conn, record, body))
         return Changes()
 
     def _check_not_frozen(self, conn: sqlite3.Connection, origin: str) -> None:
@@ -865,16 +933,6 @@ class Store(CaseTables, CheckpointTables):
         conn.execute(
             "INSERT INTO cursors (peer, origin, seq) VALUES (?,?,?) ON CONFLICT(peer, origin) "
             "DO UPDATE SET seq=MAX(cursors.seq, excluded.seq)", (peer, origin, seq))
-
-    # --- receipts: stand-in until the receipts branch lands ---
-    def receipts_for(self, record_ids: Sequence[str]) -> list[Any]:
-        return []
-
-    def receipts_between(self, start_ms: int, end_ms: int) -> list[Any]:
-        return []
-
-    def receipt_nodes(self) -> dict[str, int]:
-        return {}
 
 
 AUDIT_COLUMNS = "id, ts, actor, action, detail, prev, hash"

@@ -163,6 +163,10 @@ async def _is(value: bool) -> bool:
 async def open_arena(root: Path, *, victim_limits: str = "") -> Arena:
     cluster = Cluster(root, pull_interval=IDLE_INTERVAL)
     victim, honest = cluster.make("victim"), cluster.make("honest")
+    for node in (victim, honest):  # receipts only at shutdown: no round amid what is counted
+        config = node.directory / "node.toml"
+        config.write_text(config.read_text()
+                          + f"\n[receipts]\ninterval_seconds = {IDLE_INTERVAL}\n")
     if victim_limits:
         config = victim.directory / "node.toml"
         config.write_text(config.read_text() + f"\n[limits]\n{victim_limits}\n")

@@ -187,7 +187,6 @@ async def test_behind_a_proxy_the_limits_count_the_address_the_proxy_added(
         await service.close()
 
 
-@pytest.mark.needs_cases
 async def test_too_many_wrong_pins_lock_the_case_and_say_so(
         intake: tuple[TestClient[Any, Any], NodeService, str]) -> None:
     client, _, csrf = intake

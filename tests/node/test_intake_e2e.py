@@ -2,13 +2,13 @@
 
 A person hashes a real photo and a generated video on node A's intake page and opens a case;
 it waits for review, so node B (A's peer, a ``hashmesh run`` process) matches nothing; a
-helpline approves the case (``approve_case``, INTERFACES.md part B); B now matches a resized
+helpline approves the case (``NodeService.approve_case``); B now matches a resized
 copy of the photo and the video's MD5; the person withdraws the case on the page; B stops
 matching both.
 
 Node A runs in this process (its service on a thread of its own, with the node's own apps and
-listeners) so the test can call the review verbs the cases branch exposes on ``NodeService``
-whatever its CLI names them. Needs the cases branch for real; passes on its stand-in too.
+listeners) so the test can call the review verbs on ``NodeService`` directly; the CLI's
+``hashmesh case approve`` is tested in ``tests/node/cases/test_cli_cases.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tests.node.intake_browser import (
     screenshot_dir,
 )
 
-pytestmark = [pytest.mark.serial, pytest.mark.needs_cases]
+pytestmark = pytest.mark.serial
 T = TypeVar("T")
 PHOTO = next(p for p in sample_photos() if p.name == "china.jpg")
 

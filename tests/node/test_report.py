@@ -128,7 +128,6 @@ def test_the_report_shows_aggregates_only(tmp_path: Path) -> None:
         browser.close()
 
 
-@pytest.mark.needs_receipts
 def test_time_to_removal_per_peer_comes_from_receipts(tmp_path: Path) -> None:
     config, secret = asyncio.run(make_history(tmp_path / "nodes", receipts=True))
     today = dt.datetime.now(dt.UTC).date().isoformat()

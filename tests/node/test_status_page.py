@@ -96,6 +96,14 @@ def test_status_page_shows_the_nodes_real_state(two_nodes: dict[str, Any],
     run_cli("match", "--config", a["config"], f"md5:{'ab' * 16}", check=False)
     b_origin = b["id"]["origin"]
     eventually(lambda: api(a["url"], a["token"], "/v1/status")["counts"]["origins"] == 2)
+
+    def receipts_both_ways() -> bool:  # each node receipts the other's add (SPEC §21)
+        status = api(a["url"], a["token"], "/v1/status")
+        figures = {n["origin"]: n for n in status["receipts"]["nodes"]}
+        return (b_origin in figures and figures[b_origin]["time_to_active"] is not None
+                and status["head"]["seq"] == 3)
+
+    eventually(receipts_both_ways, timeout=40)
     peers_file = a["config"].parent / "peers.toml"
     good_peers = peers_file.read_text()
     peers_file.write_text(good_peers + "\n[[peer]]\nname = \"Bad Name!\"\n")
@@ -158,7 +166,13 @@ def test_status_page_shows_the_nodes_real_state(two_nodes: dict[str, Any],
         assert evidence == []
         for origin in (status["origin"], b_origin):
             seq = page.get_attribute(f"[data-origin='{origin}'] [data-seq]", "data-seq")
-            assert seq == "2"  # init's key record, then one add
+            assert seq == "3"  # init's key record, one add, the receipt of the other's add
+        [figures] = [n for n in status["receipts"]["nodes"] if n["origin"] == b_origin]
+        active = page.inner_text(f"[data-node='{b_origin}'] [data-kind=time_to_active]")
+        assert active.startswith(f"{figures['time_to_active']['p50']:.2f} s /")
+        assert "(1)" in active
+        assert "no receipts" in page.inner_text(
+            f"[data-node='{b_origin}'] [data-kind=time_to_removal]")
         assert "peers.toml was not reloaded" in page.inner_text("#peers-config-refused")
         stale = page.inner_text("[data-checkpoint-alarm=stale]")
         assert "Checkpoints stale" in stale and "peer-b" in stale

@@ -61,6 +61,8 @@ def envelope(record_type: str = "add") -> dict[str, Any]:
         "key": {"signing_key": SIGNER.id},
         "key_revoke": {"signing_key": SIGNER.id, "last_seq": 1},
         "profile": {"name": "Helpline Nord", "jurisdiction": "DE", "contact": "a@b.example"},
+        "receipt": {"targets": [{"record": RECORD_ID, "kind": "active", "applied": T0 - 5}],
+                    "salt": SALT},
     }
     signer = ROOT if record_type in ("key", "key_revoke") else SIGNER
     body = BODY_CLASSES[record_type].from_json(bodies[record_type], "body")

@@ -257,6 +257,7 @@ def test_signature_vector_records_what_openssl_does(vector: dict[str, Any]) -> N
 OTHER_GENERATORS = (
     "profiles.json",  # tests/protocol/test_profile_vectors.py
     "checkpoints.json",  # tests/protocol/test_checkpoints.py
+    "receipts.json",  # tests/protocol/generate_receipt_vectors.py
 )
 
 

@@ -1,9 +1,7 @@
 """Issue 12's test on real node processes: a chain A—B—C, a case opened at A.
 
-What needs the receipts of the receipts branch (B's and C's receipts reaching A, the status
-counting them) is in the tests marked ``needs_receipts``; the rest (the case travels, its
-withdrawal stops matching at B and C, wrong PINs lock out at A across a restart) passes
-without them.
+B's and C's receipts reach A and the case's status counts them, with times; the case travels,
+its withdrawal stops matching at B and C, and wrong PINs lock out at A across a restart.
 """
 
 from __future__ import annotations
@@ -131,7 +129,6 @@ def test_a_case_opened_at_a_travels_and_its_withdrawal_stops_matching_at_b_and_c
         assert refused.value.code == "CASE_ACCESS_DENIED"
 
 
-@pytest.mark.needs_receipts
 def test_the_status_at_a_counts_the_receipts_of_b_and_c(chain: Chain) -> None:
     b, c = chain.node("b").origin, chain.node("c").origin
     opened = run_json("case", "open", "--config", chain.config("a"), "--json",

@@ -7,6 +7,7 @@ import json
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -70,6 +71,17 @@ def matched_records(config: Path, value: str) -> list[str]:
     return [m["record"] for m in report["results"][0]["matches"]]
 
 
+def record(config: Path, record_id: str) -> Any:
+    """``GET /v1/records/{id}`` over the local API (the CLI's token)."""
+    node = load_node_config(config)
+    token = (config.parent / "cli-token").read_text().strip()
+    request = urllib.request.Request(
+        f"http://{node.listen.host}:{node.listen.port}/v1/records/{record_id}",
+        headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def wait_for(check: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -102,17 +114,21 @@ def test_a_node_on_postgresql_adds_matches_revokes_and_syncs_with_a_sqlite_peer(
         wait_for(lambda: matched_records(pg_cfg, cat_small) == [theirs], 30,
                  "the PostgreSQL node pulls the SQLite peer's record")
 
-        run_json("revoke", "--config", pg_cfg, ours, "--reason", "withdrawn")
+        revoke = run_json("revoke", "--config", pg_cfg, ours, "--reason", "withdrawn")["id"]
         assert matched_records(pg_cfg, coffee_small) == []
         wait_for(lambda: matched_records(lite_cfg, coffee_small) == [], 30,
                  "the revocation reaches the SQLite peer")
+        wait_for(lambda: [(r["node"], r["kind"]) for r in record(pg_cfg, revoke)["receipts"]]
+                 == [(lite_origin, "removed")], 30,
+                 "the SQLite peer's receipt of the revocation reaches the PostgreSQL node")
 
         pg.kill9()  # every acknowledged write is in the database
         pg = NodeProcess(pg_cfg, pg_http, tmp_path / "pg2.log").start()
         status = run_json("status", "--config", pg_cfg)
         # each log: the key record that authorises its signing key, then pg's add and
-        # revoke, and lite's add
-        assert status["counts"]["records"] == 5
+        # revoke, and lite's add; and the receipts each signed of the other's
+        assert status["counts"]["records"] - status["counts"]["receipts"] == 5
+        assert status["counts"]["receipts"] >= 1
         assert matched_records(pg_cfg, cat_small) == [theirs]
         assert matched_records(pg_cfg, coffee_small) == []
     finally:
