@@ -143,7 +143,13 @@ def _copy_rows(conn: sqlite3.Connection) -> None:
         conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM v1.{table}")
     # meta also holds state that must survive, e.g. signing_blocked after a restored backup
     conn.execute("INSERT INTO meta (key, value) SELECT key, value FROM v1.meta "
-                 "WHERE key != 'schema_version'")
+                 "WHERE key != 'schema_version' "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+    # a database from before receipts: receipt what arrives from now on, never the history
+    # (as an upgrade in place does, node/store/receipts.py)
+    conn.execute("UPDATE meta SET value = (SELECT CAST(COALESCE(MAX(num), 0) AS TEXT) "
+                 "FROM records) WHERE key = 'receipts_through' AND NOT EXISTS "
+                 "(SELECT 1 FROM v1.meta WHERE key = 'receipts_through')")
 
 
 def _check_counts(conn: sqlite3.Connection) -> dict[str, int]:

@@ -67,6 +67,7 @@ log = logging.getLogger("hashmesh.store")
 
 # Queued audit rows are committed together at most this long after the first of them.
 AUDIT_FLUSH_SECONDS = 0.1
+AUDIT_ATTEMPTS = 5  # tries of a queued audit flush against a busy database
 AuditRow = tuple[int, str, str, str]  # ts, actor, action, detail as JSON
 
 
@@ -1220,10 +1221,25 @@ class AsyncStore:
         self._writer.submit(self._write_audit, self._take_audit_rows())
 
     def _write_audit(self, rows: list[AuditRow]) -> None:
-        try:
-            self.store.audit_many(rows)
-        except Exception:  # keep the rows in the log rather than lose them silently
-            log.exception("audit rows NOT committed: %s", json.dumps(rows))
+        """Commit queued rows; a database busy with another process's write (the node's
+        signing, another match worker's flush) is waited for a few times, not given up on."""
+        failure: Exception | None = None
+        for attempt in range(AUDIT_ATTEMPTS):
+            try:
+                self.store.audit_many(rows)
+                return
+            except sqlite3.OperationalError as exc:
+                failure = exc
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    break
+                log.warning("audit rows wait for a busy database (try %d of %d)",
+                            attempt + 1, AUDIT_ATTEMPTS)
+                time.sleep(0.2 * (attempt + 1))
+            except Exception as exc:
+                failure = exc
+                break
+        # keep the rows in the log rather than lose them silently
+        log.error("audit rows NOT committed: %s", json.dumps(rows), exc_info=failure)
 
     async def write(self, fn: Callable[[Store], T]) -> T:
         try:

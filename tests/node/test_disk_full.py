@@ -53,7 +53,7 @@ def test_a_disk_full_add_is_refused_whole_and_a_retry_stores_it_once(tmp_path: P
     url = f"http://127.0.0.1:{port}"
     node = NodeProcess(config, url, tmp_path / "node.log", preexec_fn=ignore_sigxfsz).start()
     try:
-        items = [{"hashes": [{"type": "pdq", "value": pdq(i)}]} for i in range(600)]
+        items = [{"hashes": [{"type": "pdq", "value": pdq(i)}]} for i in range(1000)]
         status, first = call(url + "/v1/records", token, "POST",
                              {"items": [{"hashes": [{"type": "pdq", "value": pdq(10**6)}]}]})
         assert status == 201
@@ -74,7 +74,7 @@ def test_a_disk_full_add_is_refused_whole_and_a_retry_stores_it_once(tmp_path: P
                          (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         status, stored = call(url + "/v1/records", token, "POST", {"items": items})
         assert status == 201, stored
-        assert len(stored["records"]) == 3
+        assert len(stored["records"]) == 4  # 256 items a record
         status, answer = call(url + "/v1/match", token, "POST",
                               {"hashes": [{"type": "pdq", "value": pdq(0)}]})
         assert len(answer["results"][0]["matches"]) == 1  # once: the refused add left nothing
@@ -82,8 +82,8 @@ def test_a_disk_full_add_is_refused_whole_and_a_retry_stores_it_once(tmp_path: P
         node.kill9()
         node = NodeProcess(config, url, tmp_path / "node2.log").start()
         status, answer = call(url + "/v1/status", token)
-        assert answer["counts"]["hashes_active"] == 1 + 600
-        assert answer["counts"]["records"] == 2 + 3
+        assert answer["counts"]["hashes_active"] == 1 + 1000
+        assert answer["counts"]["records"] == 2 + 4
         checked = run_cli("verify", "--index", "--config", config)
         assert json.loads(checked.stdout)["ok"] is True
     finally:
