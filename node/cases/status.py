@@ -176,8 +176,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "withdrawn_unshared": "Withdrawn {when}, before it was shared: nothing was sent "
                               "to any other node.",
         "no_nodes": "No other node is known to this one yet.",
-        "active": "Active at {n} of {m} known nodes",
-        "was_active": "Was active at {n} of {m} known nodes",
+        "active": "Confirmed active at {n} of {m} known nodes",
+        "was_active": "Was confirmed active at {n} of {m} known nodes",
         "slowest": "; slowest {t}",
         "unconfirmed": "; not yet confirmed: {nodes}",
         "last_seen": "last seen {ago} ago",
@@ -200,8 +200,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "withdrawn_unshared": "Retiré le {when}, avant tout partage : rien n'a été envoyé "
                               "à un autre nœud.",
         "no_nodes": "Ce nœud ne connaît encore aucun autre nœud.",
-        "active": "Actif sur {n} des {m} nœuds connus",
-        "was_active": "Était actif sur {n} des {m} nœuds connus",
+        "active": "Actif confirmé sur {n} des {m} nœuds connus",
+        "was_active": "Était actif confirmé sur {n} des {m} nœuds connus",
         "slowest": " ; le plus lent {t}",
         "unconfirmed": " ; pas encore confirmé : {nodes}",
         "last_seen": "vu pour la dernière fois il y a {ago}",
@@ -224,8 +224,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "withdrawn_unshared": "Retirado el {when}, antes de compartirse: no se envió nada "
                               "a ningún otro nodo.",
         "no_nodes": "Este nodo todavía no conoce ningún otro nodo.",
-        "active": "Activo en {n} de {m} nodos conocidos",
-        "was_active": "Estuvo activo en {n} de {m} nodos conocidos",
+        "active": "Activo confirmado en {n} de {m} nodos conocidos",
+        "was_active": "Estuvo activo confirmado en {n} de {m} nodos conocidos",
         "slowest": "; el más lento {t}",
         "unconfirmed": "; sin confirmar todavía: {nodes}",
         "last_seen": "visto por última vez hace {ago}",

@@ -144,7 +144,7 @@ def test_the_status_at_a_counts_the_receipts_of_b_and_c(chain: Chain) -> None:
     assert {n["origin"] for n in status["nodes"]} == {b, c}
     assert all(n["active_after_seconds"] is not None and n["active_after_seconds"] >= 0
                for n in status["nodes"])
-    assert status["words"][1].startswith("Active at 2 of 2 known nodes; slowest ")
+    assert status["words"][1].startswith("Confirmed active at 2 of 2 known nodes; slowest ")
 
     withdrawn = chain.case_cli("withdraw", reference, pin)
     assert withdrawn.returncode == 0, withdrawn.stderr

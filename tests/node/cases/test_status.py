@@ -48,7 +48,7 @@ def test_the_withdrawal_sentence_names_the_slowest_and_the_unconfirmed_node() ->
                                  "confirmed": 1}]
     assert status.plain_words() == [
         "Opened 2026-05-28 20:26 UTC with 3 items; signed and shared.",
-        "Was active at 2 of 3 known nodes; slowest 0.9 s.",
+        "Was confirmed active at 2 of 3 known nodes; slowest 0.9 s.",
         "Reported back: commission-au: actioned 1; helpline-nz: confirmed 1, actioned 1.",
         "Withdrawn 2026-05-28 21:26 UTC; stopped matching at 2 of 3 nodes; slowest 1.8 s; "
         "not yet confirmed: commission-fj, last seen 3 h ago.",
@@ -66,7 +66,7 @@ def test_an_open_case_names_the_nodes_that_have_not_confirmed_it() -> None:
                           receipts=[receipt(B, R1, "active", 100, OPENED),
                                     receipt(B, R2, "active", 120, OPENED)],
                           verdicts={}, names={}, now_ms=OPENED + 1000)
-    assert status.plain_words()[1] == ("Active at 1 of 2 known nodes; slowest 0.1 s; not yet "
+    assert status.plain_words()[1] == ("Confirmed active at 1 of 2 known nodes; slowest 0.1 s; not yet "
                                        "confirmed: ed25519:aaaaaaaa…, not heard from yet.")
     assert status.as_json()["withdrawal"] is None
 
