@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-# a page builder's chunk: ~2–3 ms of Python, about what the event loop waits for the GIL
+# changes (or TAXII objects) a page builder reads and encodes at once: ~2–3 ms of Python
 CHUNK = 100
 # the longest a page builder waits between two chunks while matches are in flight
-CHUNK_WAIT_SECONDS = 0.02
+CHUNK_WAIT_SECONDS = 0.05
 # the longest one page waits in all: a page of 1,000 changes is never more than this late
-PAGE_WAIT_SECONDS = 0.25
+PAGE_WAIT_SECONDS = 0.5
 
 
 class MatchPressure:
