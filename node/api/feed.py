@@ -19,7 +19,10 @@ only the current state drops an item whose change says ``in_force: false`` or
 ``quarantined: true``, and takes it back at a later change that says neither. (A change of
 ``dispute_origins`` or a frozen origin writes no change: consumers then refetch from 0.)
 Pages are capped
-(``MAX_LIMIT`` changes), so neither side holds more than a page.
+(``MAX_LIMIT`` changes), so neither side holds more than a page. A page is built in chunks of
+``runtime.pressure.CHUNK`` changes, each its own cursor-ordered read, and between chunks the
+builder yields to match requests in flight (``runtime/pressure.py``): a fetch slows itself
+rather than the node's matching.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from aiohttp import web
 
 from hashmesh.node.api.routes import SERVICE_KEY
 from hashmesh.node.matching.verdicts import Policy, dispute_state, standing_verdicts
+from hashmesh.node.runtime.metrics import labelled
+from hashmesh.node.runtime.pressure import CHUNK, PagePacer
 from hashmesh.node.runtime.web import ApiError
 from hashmesh.node.store.sqlite import Store
 from hashmesh.protocol.records import NAME_PATTERN, FeedbackBody, RevokeBody, SignedRecord
@@ -167,19 +172,31 @@ async def changes(request: web.Request) -> web.Response:
     limit = parse_limit(query.get("limit"), "limit")
     lists = parse_list_names(query.getall("list", []), "list")
     policy = Policy.from_config(service.config.match)
-    body = await service.store.read(
-        lambda s: encode_page(read_page(s, after, limit, lists, policy)))
-    return web.Response(body=body, content_type="application/json")
+    pacer = PagePacer(service.matching.pressure,
+                      labelled(service.metrics.feed_yields, "changes").inc)
+    parts: list[str] = []
+    cursor, more, count = after, True, 0
+    while more and count < limit:
+        if count:
+            await pacer.pause()  # matching goes first (``runtime/pressure.py``)
+        read = partial(_read_chunk, after=cursor, limit=min(CHUNK, limit - count),
+                       lists=lists, policy=policy)
+        chunk, cursor, more, n = await service.store.read(read)
+        if n:
+            parts.append(chunk)
+        count += n
+    body = (f'{{"changes": [{", ".join(parts)}], "next": "{cursor}", '
+            f'"more": {"true" if more else "false"}}}')
+    return web.Response(body=body.encode(), content_type="application/json")
 
 
-def encode_page(page: FeedPage) -> bytes:
-    """The page's JSON, encoded change by change on the reader thread: one ``json.dumps`` of a
-    whole page (~0.5 MB) holds the GIL, and so stalls the event loop's match answers, for
-    ~10 ms; one change at a time lets the loop in between."""
-    parts = [json.dumps(change) for change in page.changes]
-    more = "true" if page.more else "false"
-    return (f'{{"changes": [{", ".join(parts)}], "next": "{page.next}", "more": {more}}}'
-            .encode())
+def _read_chunk(store: Store, *, after: int, limit: int, lists: tuple[str, ...] | None,
+                policy: Policy) -> tuple[str, int, bool, int]:
+    """A chunk of a page as JSON text (its changes, comma-separated), its cursor, whether more
+    follow and how many changes it holds; encoded change by change on the reader thread."""
+    page = read_page(store, after, limit, lists, policy)
+    return ", ".join(json.dumps(c) for c in page.changes), page.next, page.more, \
+        len(page.changes)
 
 
 def add_feed_routes(app: web.Application) -> None:

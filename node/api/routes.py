@@ -251,21 +251,25 @@ async def set_profile(request: web.Request) -> web.Response:
 
 async def match(request: web.Request) -> web.Response:
     matching = request.app[MATCHING_KEY]
-    parsed = parse_match(await read_json(request), max_batch=matching.config.limits.max_batch)
-    policy = parsed.policy(matching.policy)
-    answer = await matching.answer(parsed.hashes, parsed.thresholds, parsed.lists,
-                                   _actor(request), policy)
-    return web.json_response(answer)
+    with matching.pressure.serving():
+        parsed = parse_match(await read_json(request),
+                             max_batch=matching.config.limits.max_batch)
+        policy = parsed.policy(matching.policy)
+        answer = await matching.answer(parsed.hashes, parsed.thresholds, parsed.lists,
+                                       _actor(request), policy)
+        return web.json_response(answer)
 
 
 async def match_image(request: web.Request) -> web.Response:
     matching = request.app[MATCHING_KEY]
-    data = await read_body(request, matching.config.limits.max_image_bytes)
-    if not data:
-        raise ApiError(400, "EMPTY_BODY", "send the image bytes as the request body", "body")
-    thresholds, lists, policy = _image_query_options(request)
-    answer = await matching.match_image(data, thresholds, lists, _actor(request), policy)
-    return web.json_response(answer)
+    with matching.pressure.serving():
+        data = await read_body(request, matching.config.limits.max_image_bytes)
+        if not data:
+            raise ApiError(400, "EMPTY_BODY", "send the image bytes as the request body",
+                           "body")
+        thresholds, lists, policy = _image_query_options(request)
+        answer = await matching.match_image(data, thresholds, lists, _actor(request), policy)
+        return web.json_response(answer)
 
 
 def _image_query_options(request: web.Request

@@ -32,7 +32,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +40,8 @@ from aiohttp import web
 from hashmesh.node.api.feed import MAX_LIMIT, parse_cursor, parse_limit, quarantined
 from hashmesh.node.api.routes import SERVICE_KEY
 from hashmesh.node.matching.verdicts import Policy
+from hashmesh.node.runtime.metrics import labelled
+from hashmesh.node.runtime.pressure import CHUNK, PagePacer
 from hashmesh.node.runtime.web import ApiError
 from hashmesh.node.service import NodeService
 from hashmesh.node.store.sqlite import Store
@@ -198,14 +200,14 @@ def taxii_response(body: dict[str, Any] | bytes, headers: dict[str, str] | None 
                                             **(headers or {})})
 
 
-def encode_envelope(more: bool, cursor: int, objects: list[dict[str, Any]]) -> bytes:
-    """An envelope's JSON, one object at a time (see ``feed.encode_page``: a page encoded at
-    once holds the GIL for ~10 ms, which match answers would wait for)."""
+def encode_envelope(more: bool, cursor: int, objects: list[str]) -> bytes:
+    """An envelope's JSON around objects already encoded one by one on the reader thread (a
+    page encoded at once holds the GIL for ~10 ms, which match answers would wait for)."""
     parts = [f'"more": {"true" if more else "false"}']
     if more:
         parts.append(f'"next": "{cursor}"')
     if objects:
-        parts.append(f'"objects": [{", ".join(json.dumps(obj) for obj in objects)}]')
+        parts.append(f'"objects": [{", ".join(objects)}]')
     return ("{" + ", ".join(parts) + "}").encode()
 
 
@@ -296,23 +298,39 @@ async def objects(request: web.Request) -> web.Response:
     thresholds = {name: service.config.match.threshold_for(name)
                   for name in ("pdq", "phash", "dhash", "ahash", "whash", "photodna")}
 
-    def page(store: Store) -> tuple[bytes, dict[str, str]]:
-        found: list[tuple[int, dict[str, Any]]] = []
-        cursor, more = after, False
-        if "indicator" in types and "2.1" in spec:
-            found, cursor, more = read_objects(store, after, limit, list_name,
-                                               version == "all", thresholds, policy)
-        headers = {}
-        if found:
-            headers = {"X-TAXII-Date-Added-First": stix_time(found[0][0]),
-                       "X-TAXII-Date-Added-Last": stix_time(found[-1][0])}
-        objects = ([{"id": obj["id"], "date_added": stix_time(added),
-                     "version": obj["modified"], "media_type": STIX_MEDIA_TYPE}
-                    for added, obj in found] if manifest else [obj for _, obj in found])
-        return encode_envelope(more, cursor, objects), headers
+    def chunk(store: Store, after: int, limit: int) -> tuple[list[str], int, int, int, bool]:
+        """Up to ``limit`` objects after ``after`` as JSON texts, the first and last
+        date_added, the cursor after them and whether more may follow (reader thread)."""
+        found, cursor, more = read_objects(store, after, limit, list_name, version == "all",
+                                           thresholds, policy)
+        texts = [json.dumps({"id": obj["id"], "date_added": stix_time(added),
+                             "version": obj["modified"], "media_type": STIX_MEDIA_TYPE}
+                            if manifest else obj) for added, obj in found]
+        first, last = (found[0][0], found[-1][0]) if found else (0, 0)
+        return texts, first, last, cursor, more
 
-    body, headers = await service.store.read(page)
-    return taxii_response(body, headers)
+    texts: list[str] = []
+    first = last = 0
+    cursor, more = after, "indicator" in types and "2.1" in spec
+    pacer = PagePacer(service.matching.pressure,
+                      labelled(service.metrics.feed_yields, "taxii").inc)
+    while more and len(texts) < limit:
+        if texts:
+            await pacer.pause()  # matching goes first (``runtime/pressure.py``)
+        want = min(CHUNK, limit - len(texts))
+        got, chunk_first, last_in_chunk, cursor, more = await service.store.read(
+            partial(chunk, after=cursor, limit=want))
+        if got:
+            first = first or chunk_first
+            last = last_in_chunk
+        texts.extend(got)
+        if len(got) < want:
+            break  # the chunk hit its scan bound (or the log's end): the page ends here
+    headers = {}
+    if texts:
+        headers = {"X-TAXII-Date-Added-First": stix_time(first),
+                   "X-TAXII-Date-Added-Last": stix_time(last)}
+    return taxii_response(encode_envelope(more, cursor, texts), headers)
 
 
 def add_taxii_routes(app: web.Application) -> None:

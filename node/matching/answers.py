@@ -39,6 +39,7 @@ from hashmesh.node.matching.verdicts import (
     strongest,
 )
 from hashmesh.node.runtime.metrics import NodeMetrics, labelled
+from hashmesh.node.runtime.pressure import MatchPressure
 from hashmesh.node.store.interface import AsyncStore, EntryRow, NodeStore
 from hashmesh.node.store.sqlite import now_ms
 from hashmesh.protocol.records import ProfileBody
@@ -116,6 +117,8 @@ class Matching:
         self.on_stale = on_stale
         self.matcher = Matcher()
         self.lookups = IndexLookups(self)
+        # match requests in flight: the feed and TAXII page builders yield to them
+        self.pressure = MatchPressure()
         self._policy: tuple[object, Policy] | None = None
         self._swept_until = 0  # entries that expired up to this time are out of the index
         # Decoding takes up to MAX_DECODE_BYTES (and ~2x that with its copies) per image:

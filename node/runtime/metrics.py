@@ -102,6 +102,9 @@ class NodeMetrics:
         self.background_task_failures = Counter(
             "hashmesh_background_task_failures", "Background loops that died (and were "
             "started again)", ["task"], registry=r)
+        self.feed_yields = Counter(
+            "hashmesh_feed_yields", "Pauses of feed and TAXII page builders while match "
+            "requests were in flight (matching goes first)", ["route"], registry=r)
         self.wal_bytes = Gauge(
             "hashmesh_wal_bytes", "Size of the database's write-ahead log after the last "
             "checkpoint", registry=r)

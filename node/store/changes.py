@@ -247,6 +247,9 @@ def changes_after(conn: sqlite3.Connection, after: int, limit: int,
     if not page:
         return []
     nums = sorted({row[4] for row in page})
+    # only the page's items: a short page of a record of 256 items reads a few of its rows
+    items = sorted({row[5] for row in page})
+    item_marks = ",".join("?" * len(items))
     hashes: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
     records: dict[int, tuple[str, str]] = {}
     for start in range(0, len(nums), 500):
@@ -257,8 +260,8 @@ def changes_after(conn: sqlite3.Connection, after: int, limit: int,
             records[num] = (record_id, origin)
         for num, item, *rest in conn.execute(
                 f"SELECT record_num, item, hash_type, value, quality, labels, tier, expires, "
-                f"active FROM entries WHERE record_num IN ({marks}) AND value <> '' "
-                f"ORDER BY id", chunk):
+                f"active FROM entries WHERE record_num IN ({marks}) AND item IN "
+                f"({item_marks}) AND value <> '' ORDER BY id", (*chunk, *items)):
             hashes.setdefault((num, item), []).append(tuple(rest))
     return [(seq, kind, ts, ref_num, *records[num], item, list_name,
              hashes.get((num, item), []), num)
