@@ -66,8 +66,9 @@ def test_an_open_case_names_the_nodes_that_have_not_confirmed_it() -> None:
                           receipts=[receipt(B, R1, "active", 100, OPENED),
                                     receipt(B, R2, "active", 120, OPENED)],
                           verdicts={}, names={}, now_ms=OPENED + 1000)
-    assert status.plain_words()[1] == ("Confirmed active at 1 of 2 known nodes; slowest 0.1 s; not yet "
-                                       "confirmed: ed25519:aaaaaaaa…, not heard from yet.")
+    assert status.plain_words()[1] == ("Confirmed active at 1 of 2 known nodes; slowest 0.1 s; "
+                                       "not yet confirmed: ed25519:aaaaaaaa…, not heard from "
+                                       "yet.")
     assert status.as_json()["withdrawal"] is None
 
 
