@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -125,6 +126,30 @@ def test_workers_answer_what_the_node_adds_and_never_what_it_revoked(node: Node)
         return float(lines[0].split()[-1]) if lines else 0.0
 
     assert wait_for(lambda: exported() >= 64, 5, "worker counters on /metrics")
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "known defect, found 2026-12-07 and named in the issue notes: while the node signs adds, "
+    "a worker sometimes answers a query for a hash it already holds with no match (7 of 45 "
+    "in one run, about 1 run in 3); seen on the main of before this session's merges too"))
+def test_a_held_hash_is_matched_by_the_workers_while_the_node_signs_adds(node: Node) -> None:
+    run_cli("add", "--config", str(node.config), f"pdq:{VALUE}")
+    wait_for(lambda: node.matched(NEAR), what="the workers to see the add")
+    misses: list[int] = []
+
+    def match_many() -> None:
+        for _ in range(15):
+            if not node.matched(NEAR):
+                misses.append(1)
+
+    threads = [threading.Thread(target=match_many) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for n in range(5):
+        run_cli("add", "--config", str(node.config), f"pdq:{n:064x}")
+    for thread in threads:
+        thread.join()
+    assert not misses, f"{len(misses)} of 45 queries missed a hash the node holds"
 
 
 def test_a_killed_worker_is_replaced_and_all_go_when_the_node_is_killed(node: Node) -> None:
