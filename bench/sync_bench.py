@@ -17,6 +17,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.nodes import BenchNode, fill_log, link, make_node, random_pdq
@@ -58,7 +59,10 @@ def cold_sync(hashes: int, per_record: int, timeout: float) -> dict[str, float]:
             "b_peak_rss_mb": rss, "signing_s": signing}
 
 
-def propagation(trials: int) -> dict[str, list[float]]:
+def propagation(trials: int, prepare: Callable[[list[BenchNode]], None] | None = None
+                ) -> dict[str, list[float]]:
+    """Seconds for an add at a, and then its revoke, to reach c over b, per trial;
+    ``prepare`` edits the nodes' configs before they start."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         a, b, c = (make_node(root, n, f"127.0.0.{i + 2}", pull_interval=30)
@@ -66,6 +70,8 @@ def propagation(trials: int) -> dict[str, list[float]]:
         link(a, b)
         link(b, c)
         nodes: list[BenchNode] = [a, b, c]
+        if prepare is not None:
+            prepare(nodes)
         for node in nodes:
             node.start()
         for node in nodes:  # a node loads its match kernel beside its start: not timed here

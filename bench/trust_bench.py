@@ -34,6 +34,7 @@ from pathlib import Path
 
 from bench.nodes import BenchNode, fill_log, link, make_node, random_pdq
 from bench.sync_bench import p99, wait_until
+from bench.sync_bench import propagation as sync_propagation
 from hashmesh.node.config.keyfile import read_secret_key
 from hashmesh.node.config.node import load_node_config
 from hashmesh.protocol.checkpoints import Checkpoint
@@ -94,41 +95,7 @@ def cold_sync(hashes: int, on: bool, timeout: float) -> float:
 
 
 def propagation(trials: int, on: bool) -> dict[str, list[float]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        a, b, c = (make_node(root, n, f"127.0.0.{i + 2}", pull_interval=30)
-                   for i, n in enumerate("abc"))
-        link(a, b)
-        link(b, c)
-        nodes = [a, b, c]
-        configure(nodes, on)
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.call("POST", "/v1/match", {"hashes": [{"type": "pdq", "value": "0" * 64}]})
-        add_times: list[float] = []
-        revoke_times: list[float] = []
-        rng = random.Random(5)
-        try:
-            for _ in range(trials):
-                query = {"hashes": [{"type": "pdq", "value": random_pdq(rng)}]}
-
-                def matched_on_c(q: object = query) -> bool:
-                    return bool(c.call("POST", "/v1/match", q)["results"][0]["matches"])
-
-                started = time.monotonic()
-                record = a.call("POST", "/v1/records", {"items": [{"hashes": query["hashes"]}]}
-                                )["records"][0]["id"]
-                wait_until(matched_on_c, 30)
-                add_times.append(time.monotonic() - started)
-                started = time.monotonic()
-                a.call("POST", "/v1/revocations", {"targets": [record], "reason": "withdrawn"})
-                wait_until(lambda: not matched_on_c(), 30)
-                revoke_times.append(time.monotonic() - started)
-        finally:
-            for node in nodes:
-                node.stop()
-    return {"add": add_times, "revoke": revoke_times}
+    return sync_propagation(trials, prepare=lambda nodes: configure(nodes, on))
 
 
 def salt_bytes() -> list[tuple[int, int, int]]:
