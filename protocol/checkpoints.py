@@ -23,8 +23,8 @@ from hashmesh.protocol.errors import (
     SchemaError,
 )
 from hashmesh.protocol.fields import Fields, check_string
-from hashmesh.protocol.keys import PublicKey, SigningKey, b64url_decode, b64url_encode
-from hashmesh.protocol.records import RECORD_ID_PATTERN, SignedRecord
+from hashmesh.protocol.keys import PublicKey, SigningKey, b64url_encode
+from hashmesh.protocol.records import RECORD_ID_PATTERN, SignedRecord, decode_signature
 from hashmesh.protocol.signing import KeyRing, verify_signature
 
 CHECKPOINT_DOMAIN = b"hashmesh/checkpoint/v1\n"
@@ -32,15 +32,6 @@ COSIGNATURE_DOMAIN = b"hashmesh/cosignature/v1\n"
 MAX_CHECKPOINT_BYTES = 8_192
 MAX_COSIGNATURES = 16
 MAX_SEQ = 2**53 - 1
-
-
-def _signature(value: object, path: str) -> bytes:
-    if not isinstance(value, str):
-        raise SchemaError("expected a base64url string", path)
-    try:
-        return b64url_decode(value, length=64, what="signature", path=path)
-    except SchemaError as exc:
-        raise SchemaError(exc.reason, path) from None
 
 
 @dataclass(frozen=True)
@@ -89,7 +80,7 @@ class Cosignature:
     def from_json(cls, value: object, path: str) -> Cosignature:
         fields = Fields(value, path, cls.FIELDS)
         return cls(witness=PublicKey.from_id(fields.raw("witness"), fields.at("witness")).id,
-                   sig=_signature(fields.raw("sig"), fields.at("sig")))
+                   sig=decode_signature(fields.raw("sig"), fields.at("sig")))
 
     def to_json(self) -> dict[str, Any]:
         return {"witness": self.witness, "sig": b64url_encode(self.sig)}
@@ -139,7 +130,7 @@ class Checkpoint:
     def from_json(cls, value: object, path: str = "checkpoint") -> Checkpoint:
         fields = Fields(value, path, cls.FIELDS)
         body = CheckpointBody.from_json(fields.raw("checkpoint"), fields.at("checkpoint"))
-        sig = _signature(fields.raw("sig"), fields.at("sig"))
+        sig = decode_signature(fields.raw("sig"), fields.at("sig"))
         entries = fields.array("cosignatures", max_length=MAX_COSIGNATURES)
         cpath = fields.at("cosignatures")
         cosignatures = tuple(Cosignature.from_json(entry, f"{cpath}[{index}]")

@@ -758,7 +758,7 @@ class SignedRecord:
             check_version(value.get("head"), canonical.join(path, "head"))
         fields = Fields(value, path, cls.ENVELOPE_FIELDS)
         head = Head.from_json(fields.raw("head"), fields.at("head"))
-        sig = _decode_sig(fields.raw("sig"), fields.at("sig"))
+        sig = decode_signature(fields.raw("sig"), fields.at("sig"))
         body: Body | None = None
         if fields.has("body"):
             body = BODY_CLASSES[head.type].from_json(fields.raw("body"), fields.at("body"),
@@ -802,7 +802,8 @@ class SignedRecord:
         return result
 
 
-def _decode_sig(value: object, path: str) -> bytes:
+def decode_signature(value: object, path: str) -> bytes:
+    """A 64-byte Ed25519 signature from its b64url form (records, checkpoints)."""
     if not isinstance(value, str):
         raise SchemaError("expected a base64url string", path)
     try:
