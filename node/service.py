@@ -118,6 +118,7 @@ class NodeService:
         self.cluster: Cluster | None = None
         self.follower: FeedFollower | None = None
         self.leads = True
+        self._following = asyncio.Lock()  # one poll of the feed at a time
         self.on_lead: Callable[[], Awaitable[None]] | None = None  # (re)start federation
         self.on_demote: Callable[[], None] | None = None  # stop pulling from peers
         self.cases = CaseDesk(
@@ -141,6 +142,7 @@ class NodeService:
                 service.leads = await asyncio.to_thread(cluster.try_lead)
                 service.follower = FeedFollower(store, cluster)
                 through = await service.follower.start()
+                service.matching.catch_up = service._catch_up_with_feed
             if service.leads:
                 await service._authorise_signer()
             await service.matching.reload_index(through=None if service.leads else through)
@@ -181,9 +183,9 @@ class NodeService:
                     if self.on_demote is not None:
                         self.on_demote()
                     continue
-                await self._apply_followed(await follower.poll())
+                await self._poll_feed()
                 if await asyncio.to_thread(cluster.try_lead):
-                    await self._apply_followed(await follower.poll())  # the old leader's last
+                    await self._poll_feed()  # the old leader's last
                     self.leads = True
                     await self._authorise_signer()
                     if self.on_lead is not None:
@@ -341,9 +343,25 @@ class NodeService:
         if signer not in ring.active_keys():
             await self._sign(KeyBody(signer), Distribution(), "node")
 
-    async def _apply_followed(self, changes: Changes) -> None:
-        if changes.added or changes.removed:
-            await self.apply_changes_soon(changes)
+    async def _poll_feed(self) -> None:
+        """Index what the feed holds past this follower's position."""
+        assert self.follower is not None
+        async with self._following:
+            changes = await self.follower.poll()
+            if changes.added or changes.removed:
+                await self.apply_changes_soon(changes)
+
+    async def _catch_up_with_feed(self) -> None:
+        """Before a batch of lookups (``Matching.catch_up``), a follower that is behind the
+        feed polls it first: a query sent after another process acknowledged an add then
+        matches it here too, instead of after the next NOTIFY or poll. One indexed read per
+        batch when nothing is new."""
+        follower = self.follower
+        if self.leads or follower is None:
+            return
+        last = await self.store.read(lambda s: s.last_entry_id())
+        if last > follower.entry_id:
+            await self._poll_feed()
 
     def queue_changes(self, changes: Changes) -> Changes:
         """Queue a commit's changes for the index, in commit order; thread-safe.

@@ -10,7 +10,8 @@ running node does, or not at all. Each worker:
 * opens the node's database as a follower (schema checked, nothing created), loads its own
   index from it without re-verifying any signature, and binds the ``[match_workers]``
   address with ``SO_REUSEPORT``, so the kernel spreads connections over the workers;
-* follows the entries the node commits, every ``FOLLOW_SECONDS`` (entries are numbered in
+* follows the entries the node commits, every ``FOLLOW_SECONDS`` and before each batch of
+  lookups when the node committed more (``MatchWorker.catch_up``; entries are numbered in
   commit order, ``Store.entries_after``). Revocations and expiries reach it through the
   store: an answer is always checked against the store (``node/matching/answers.py``), and a
   candidate the store no longer holds in force is then dropped from this index;
@@ -103,8 +104,9 @@ class MatchWorker:
                         "in force: %s", exc)
         self._stale: list[int] = []
         self.matching = Matching(config, self.store, self.metrics, self.origin_name,
-                                 on_stale=self._stale.extend)
+                                 on_stale=self._stale.extend, catch_up=self.catch_up)
         self.followed = 0  # every entry up to this id is in the index (or not in force)
+        self._following = asyncio.Lock()
 
     async def load(self) -> None:
         await asyncio.to_thread(Matcher.warm_up)
@@ -132,9 +134,22 @@ class MatchWorker:
                 f"{self.config.db_path} is no longer the database the node has open (moved "
                 "or replaced); restart the node")
 
+    async def catch_up(self) -> None:
+        """Follow at once if the node committed entries this index lacks: called before each
+        batch of lookups, so that a query sent after an add was acknowledged matches it on
+        every worker, not only after the next ``FOLLOW_SECONDS`` tick. The check is one
+        indexed read, shared by every request of the batch."""
+        last = await self.store.read(lambda s: s.last_entry_id())
+        if last > self.followed:
+            await self.follow()
+
     async def follow(self) -> int:
         """Index what the node committed since the last call, and drop the stale entries
         found by answers since then; returns the number of hashes added."""
+        async with self._following:
+            return await self._follow()
+
+    async def _follow(self) -> int:
         self.check_database()
         added = 0
         while True:

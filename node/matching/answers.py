@@ -3,15 +3,16 @@
 ``Matching`` is shared by the node process (``NodeService``) and by each match worker process
 (``node/api/match_worker.py``). Both hold a ``Matcher`` loaded from the store without re-verifying
 any signature. The node updates its index with every committed write; a worker follows the
-store instead (``node/api/match_worker.py``). Either way an answer is checked against the store:
-a candidate whose entry is no longer active, has expired or is in a list the query did not
-ask for is left out, so an index that is a moment behind can cost a lookup, never a wrong
-answer.
+store instead (``node/api/match_worker.py``), and catches up before each batch of lookups
+(``Matching.catch_up``), so no process misses a hash whose add was acknowledged before the
+query was sent. Either way an answer is checked against the store: a candidate whose entry
+is no longer active, has expired or is in a list the query did not ask for is left out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,6 +44,8 @@ from hashmesh.node.runtime.pressure import MatchPressure
 from hashmesh.node.store.interface import AsyncStore, EntryRow, NodeStore
 from hashmesh.node.store.sqlite import now_ms
 from hashmesh.protocol.records import ProfileBody
+
+log = logging.getLogger("hashmesh.matching")
 
 ALL_TYPES = ("pdq", "phash", "dhash", "ahash", "whash", "md5", "sha256", "photodna")
 
@@ -105,16 +108,23 @@ class Matching:
     ``on_stale`` is called with the ids of candidates that the store says are no longer in
     force (revoked or expired). A match worker learns of revocations this way, on the first
     lookup that finds one; the node applies them to its index itself and passes nothing.
+
+    ``catch_up`` is awaited before each batch of index lookups, by a process whose index
+    follows another's writes (a match worker): it indexes what was committed and not yet
+    followed, so that a hash whose add was acknowledged before a query was sent is matched
+    by that query, whichever process answers it.
     """
 
     def __init__(self, config: NodeConfig, store: AsyncStore, metrics: NodeMetrics,
                  origin_name: Callable[[str], str | None], *,
-                 on_stale: Callable[[list[int]], None] | None = None) -> None:
+                 on_stale: Callable[[list[int]], None] | None = None,
+                 catch_up: Callable[[], Awaitable[None]] | None = None) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
         self.origin_name = origin_name
         self.on_stale = on_stale
+        self.catch_up = catch_up
         self.matcher = Matcher()
         self.lookups = IndexLookups(self)
         # match requests in flight: the feed and TAXII page builders yield to them
@@ -314,6 +324,12 @@ class IndexLookups:
         try:
             while self._pending:
                 batch, self._pending = self._pending, {}
+                catch_up = self._matching.catch_up
+                if catch_up is not None:
+                    try:
+                        await catch_up()
+                    except Exception as exc:  # the store cannot be read: answer from the index
+                        log.warning("index not caught up before lookups: %s", exc)
                 try:
                     answers = await loop.run_in_executor(self._thread, self._lookup, batch)
                 except Exception as exc:  # handed to every request of the batch

@@ -55,9 +55,20 @@ async def test_a_worker_follows_what_the_node_commits_after_it_loaded(
         service: NodeService, worker: MatchWorker) -> None:
     value = pdq(1)
     record = await add_pdq(service, value)
-    assert await matched_records(worker, value) == []  # not followed yet
+    assert worker.matching.matcher.count("pdq") == 0  # not followed yet
     assert await worker.follow() == 1
     assert await matched_records(worker, flip(value, 5)) == [record]
+    assert await worker.follow() == 0
+
+
+async def test_a_worker_catches_up_before_it_answers_a_query_sent_after_an_add(
+        service: NodeService, worker: MatchWorker) -> None:
+    """No follow tick in between: the lookup batch itself brings the index up to date."""
+    value = pdq(11)
+    record = await add_pdq(service, value)
+    assert worker.matching.matcher.count("pdq") == 0
+    assert await matched_records(worker, flip(value, 3)) == [record]
+    assert worker.matching.matcher.count("pdq") == 1
     assert await worker.follow() == 0
 
 

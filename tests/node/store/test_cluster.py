@@ -136,8 +136,8 @@ def test_three_processes_one_signer_followers_serve_and_take_over_after_kill_9(
                                    {"items": [{"hashes": [{"type": "pdq", "value": value}]}]})
         assert status == 201
         record = added["records"][0]["id"]
-        followed = wait_for(lambda: second.matches(value) == [record] == third.matches(value),
-                            5, "followers index the leader's add")
+        # read your writes on every process: a follower catches up before its lookups
+        assert second.matches(value) == [record] == third.matches(value)
         status, _ = first.call("POST", "/v1/revocations",
                                {"targets": [record], "reason": "withdrawn"})
         assert status == 201
@@ -185,8 +185,7 @@ def test_three_processes_one_signer_followers_serve_and_take_over_after_kill_9(
         status, added = leader.call("POST", "/v1/records",
                                     {"items": [{"hashes": [{"type": "pdq", "value": value}]}]})
         assert status == 201, added
-        wait_for(lambda: other.matches(value) == [added["records"][0]["id"]], 5,
-                 "the other follower indexes the new leader's add")
+        assert other.matches(value) == [added["records"][0]["id"]]  # the new leader's add
     finally:
         for process in (first, second, third):
             process.node.stop()
@@ -198,5 +197,5 @@ def test_three_processes_one_signer_followers_serve_and_take_over_after_kill_9(
         assert all(store.record_bytes(r) is not None for r in acknowledged), "a lost write"
     finally:
         store.close()
-    print(f"followers indexed an add in {followed:.2f} s; failover took {failover:.2f} s "
+    print(f"failover took {failover:.2f} s "
           f"after kill -9 ({len(acknowledged)} acknowledged adds kept)")
