@@ -347,9 +347,12 @@ class NodeService:
         """Index what the feed holds past this follower's position."""
         assert self.follower is not None
         async with self._following:
-            changes = await self.follower.poll()
-            if changes.added or changes.removed:
-                await self.apply_changes_soon(changes)
+            await self._poll_and_apply(self.follower)
+
+    async def _poll_and_apply(self, follower: FeedFollower) -> None:
+        changes = await follower.poll()
+        if changes.added or changes.removed:
+            await self.apply_changes_soon(changes)
 
     async def _catch_up_with_feed(self) -> None:
         """Before a batch of lookups (``Matching.catch_up``), a follower that is behind the
@@ -360,8 +363,11 @@ class NodeService:
         if self.leads or follower is None:
             return
         last = await self.store.read(lambda s: s.last_entry_id())
-        if last > follower.entry_id:
-            await self._poll_feed()
+        # under the lock: a poll in flight has moved the position before its changes are in
+        # the index, so the check waits for it
+        async with self._following:
+            if last > follower.entry_id:
+                await self._poll_and_apply(follower)
 
     def queue_changes(self, changes: Changes) -> Changes:
         """Queue a commit's changes for the index, in commit order; thread-safe.
