@@ -135,5 +135,14 @@ def test_a_node_on_postgresql_adds_matches_revokes_and_syncs_with_a_sqlite_peer(
         pg.stop()
         lite.stop()
     assert "0 fault(s)" in run_cli("verify", "--config", pg_cfg).stdout
-    exported = run_cli("export", "--config", pg_cfg).stdout.encode()
-    assert exported == run_cli("export", "--config", lite_cfg).stdout.encode()
+    # the same bytes of every record but receipts: each node signs one more round of those
+    # when it stops, which the other, stopping too, may never pull
+    assert without_receipts(run_cli("export", "--config", pg_cfg).stdout) == \
+        without_receipts(run_cli("export", "--config", lite_cfg).stdout)
+
+
+def without_receipts(exported: str) -> list[str]:
+    lines = [line for line in exported.splitlines()
+             if json.loads(line)["head"]["type"] != "receipt"]
+    assert lines
+    return lines
