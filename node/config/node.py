@@ -165,7 +165,7 @@ class LimitsConfig:
     # how often the node checkpoints the WAL, whether or not it writes itself: match
     # workers commit audit rows but never checkpoint (issue 18)
     wal_checkpoint_seconds: int = 10
-    # unexpired request nonces remembered per peer (httpsig.NonceCache.per_key)
+    # unexpired request nonces remembered per peer (federation/nonces.py, NonceCache.per_key)
     max_nonces_per_peer: int = 20_000
 
 

@@ -20,15 +20,15 @@ from aiohttp import web
 from hashmesh.node.config.node import NodeConfig
 from hashmesh.node.config.peers import PeerConfig
 from hashmesh.node.federation.httpsig import (
-    NonceCache,
     RequestVerifier,
-    SignatureError,
     aiohttp_request_parts,
     url_parts,
 )
 from hashmesh.node.federation.interface import LocalNode
+from hashmesh.node.federation.nonces import NonceCache
 from hashmesh.node.federation.policy import RecordScope, may_send_body
 from hashmesh.node.federation.repair import CONSIDERED_HEADER, MAX_BODY_IDS
+from hashmesh.node.federation.signature_errors import SignatureError
 from hashmesh.node.federation.sync import Federation
 from hashmesh.node.runtime.web import ApiError, Handler, parse_query_int, read_body
 from hashmesh.node.store.interface import NodeStore

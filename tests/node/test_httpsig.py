@@ -19,9 +19,7 @@ from yarl import URL as YarlURL
 
 from hashmesh.node.federation.httpsig import (
     COVERED_COMPONENTS,
-    NonceCache,
     RequestVerifier,
-    SignatureError,
     SignedHeaders,
     VerifiedRequest,
     content_digest,
@@ -33,6 +31,8 @@ from hashmesh.node.federation.httpsig import (
     url_parts,
     verify_aiohttp_request,
 )
+from hashmesh.node.federation.nonces import NonceCache
+from hashmesh.node.federation.signature_errors import SignatureError
 from hashmesh.protocol.keys import PublicKey, SigningKey, b64url_encode
 
 T0 = 1_700_000_000
