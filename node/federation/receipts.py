@@ -23,6 +23,7 @@ from typing import Any
 
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.store.interface import NodeStore
+from hashmesh.node.store.receipts import Owed
 from hashmesh.protocol.receipts import batch
 from hashmesh.protocol.records import Distribution, ReceiptBody, SignedRecord
 
@@ -71,11 +72,12 @@ class ReceiptSender:
                     break
                 bodies = batch(owed.pending)
 
-                def sign(store: NodeStore, through: int = owed.through,
+                def sign(store: NodeStore, owed: Owed = owed,
                          bodies: list[tuple[Distribution, ReceiptBody]] = bodies
                          ) -> list[SignedRecord] | None:
                     return store.sign_receipts(signer=identity.signer, origin=identity.origin,
-                                               bodies=bodies, through=through)
+                                               bodies=bodies, through=owed.through,
+                                               late=owed.late)
 
                 records = await self.node.store.write(sign)
                 if records is None:

@@ -112,6 +112,7 @@ CREATE INDEX IF NOT EXISTS receipts_by_target ON receipts (target);
 CREATE INDEX IF NOT EXISTS receipts_by_applied ON receipts (applied_ms);
 CREATE INDEX IF NOT EXISTS receipts_waiting ON receipts (target) WHERE target_ts IS NULL;
 CREATE TABLE IF NOT EXISTS receipt_counts (node {T} PRIMARY KEY, rows BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS receipts_late (num BIGINT PRIMARY KEY);
 INSERT INTO meta (key, value) SELECT 'receipts_through', CAST(COALESCE(MAX(num), 0) AS TEXT)
     FROM records ON CONFLICT DO NOTHING;
 
@@ -148,6 +149,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "changes": ("seq",), "cases": ("case_id",), "case_attempts": ("key",),
     "profiles": ("origin",), "checkpoints": ("origin", "cid"), "split_views": ("cid", "record_id"),
     "receipts": ("node", "target", "kind"), "receipt_counts": ("node",),
+    "receipts_late": ("num",),
 }
 # Identity columns, which continue after a copy (``port.py``): table -> column.
 IDENTITIES = {"audit": "id", "evidence": "id", "changes": "seq"}

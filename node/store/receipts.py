@@ -62,6 +62,8 @@ SQLITE_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS receipts_by_applied ON receipts (applied_ms)",
     "CREATE INDEX IF NOT EXISTS receipts_waiting ON receipts (target) WHERE target_ts IS NULL",
     "CREATE TABLE IF NOT EXISTS receipt_counts (node TEXT PRIMARY KEY, rows INTEGER NOT NULL)",
+    # records whose body arrived (a stub completed by repair) after the mark had passed them
+    "CREATE TABLE IF NOT EXISTS receipts_late (num INTEGER PRIMARY KEY)",
     # owed from the first start that knows receipts: a new database from its first record, a
     # database of an older node from the records it receives after the upgrade
     "INSERT OR IGNORE INTO meta (key, value) SELECT 'receipts_through', "
@@ -205,12 +207,14 @@ def last_heard(conn: Any) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Owed:
-    """What ``owed`` read: ``read`` records up to ``records.num`` ``through``, and the
-    receipts they call for (``pending``; fewer when some need none)."""
+    """What ``owed`` read: ``read`` records up to ``records.num`` ``through`` (and the
+    completed stubs ``late``, by ``records.num``), and the receipts they call for
+    (``pending``; fewer when some need none)."""
 
     through: int
     read: int
     pending: list[Applied]
+    late: tuple[int, ...] = ()
 
 
 def owed(conn: Any, limit: int, ours: str) -> Owed:
@@ -218,16 +222,23 @@ def owed(conn: Any, limit: int, ours: str) -> Owed:
 
     An add none of whose items is active when its receipt is due (revoked or expired by then)
     gets none; nor does a stub (nothing was applied), nor a record of our own origin ``ours``
-    (pulled back from a peer after a restore)."""
+    (pulled back from a peer after a restore). A stub completed after the mark passed it
+    (``owe_late``) is owed then, from when its body arrived."""
     row = conn.execute("SELECT value FROM meta WHERE key=?", (THROUGH_KEY,)).fetchone()
     last = 0 if row is None else int(row[0])
     pending: list[Applied] = []
-    rows = conn.execute(
+    late = tuple(int(num) for (num,) in conn.execute(
+        "SELECT num FROM receipts_late ORDER BY num LIMIT ?", (limit,)))
+    late_rows = conn.execute(
+        f"SELECT num, id, {TAIL_SQL}, received_at, type FROM records WHERE num IN "
+        "(SELECT num FROM receipts_late) AND num <= ? AND " + _OWED_SQL + " ORDER BY num",
+        (late[-1],)).fetchall() if late else []
+    rows = late_rows + conn.execute(
         f"SELECT num, id, {TAIL_SQL}, received_at, type FROM records WHERE num > ? AND "
-        "source <> 'local' AND stub = 0 AND type IN ('add', 'revoke') ORDER BY num "
-        "LIMIT ?", (last, limit)).fetchall()
+        + _OWED_SQL + " ORDER BY num LIMIT ?", (last, limit - len(late))).fetchall()
     for num, record_id, raw, received_at, record_type in rows:
-        last = int(num)
+        if num > last:
+            last = int(num)
         head = head_of(bytes(raw))
         if head.origin == ours:
             continue
@@ -241,9 +252,27 @@ def owed(conn: Any, limit: int, ours: str) -> Owed:
             continue  # a v1 group name without an id: no receipt rather than a wider one
         pending.append(Applied(head.origin, dist, ReceiptEntry(
             str(record_id), KIND_OF_TYPE[head.type], int(received_at))))
-    return Owed(last, len(rows), pending)
+    # late nums are at or below the mark (``owe_late``), so the two reads never overlap
+    return Owed(last, len(rows) - len(late_rows) + len(late), pending, late)
 
 
-def set_through(conn: Any, num: int) -> None:
+_OWED_SQL = "source <> 'local' AND stub = 0 AND type IN ('add', 'revoke')"
+
+
+def set_through(conn: Any, num: int, late: Sequence[int] = ()) -> None:
+    """Mark receipts owed up to ``records.num`` ``num``, and the ``late`` ones, as signed."""
     conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                  "SET value=excluded.value", (THROUGH_KEY, str(num)))
+    for start in range(0, len(late), 500):
+        chunk = late[start:start + 500]
+        conn.execute(f"DELETE FROM receipts_late WHERE num IN ({','.join('?' * len(chunk))})",
+                     tuple(chunk))
+
+
+def owe_late(conn: Any, num: int) -> None:
+    """A stub at ``records.num`` ``num`` got its body: owe its receipt even if the mark has
+    passed it (while it was a stub there was nothing to receipt)."""
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (THROUGH_KEY,)).fetchone()
+    if row is not None and num <= int(row[0]):
+        conn.execute("INSERT INTO receipts_late (num) VALUES (?) ON CONFLICT (num) DO NOTHING",
+                     (num,))

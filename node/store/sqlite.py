@@ -800,10 +800,11 @@ class Store(CaseTables, CheckpointTables):
 
     def sign_receipts(self, *, signer: SigningKey, origin: str,
                       bodies: Sequence[tuple[Distribution, ReceiptBody]],
-                      through: int) -> list[SignedRecord] | None:
+                      through: int, late: Sequence[int] = ()) -> list[SignedRecord] | None:
         """Sign receipt records (each with its own distribution) and mark the receipts owed
-        up to ``records.num`` ``through`` as signed, in one transaction. None, and nothing
-        signed, while signing is blocked or our origin is frozen: what is owed waits."""
+        up to ``records.num`` ``through`` (and the completed stubs ``late``) as signed, in one
+        transaction. None, and nothing signed, while signing is blocked or our origin is
+        frozen: what is owed waits."""
         records: list[SignedRecord] = []
         with self.transaction() as conn:
             frozen = conn.execute("SELECT frozen_seq FROM origins WHERE origin=?",
@@ -824,7 +825,7 @@ class Store(CaseTables, CheckpointTables):
                                                        "targets": len(body.targets)})
                 records.append(record)
                 head = LogHead.of(record)
-            receipt_rows.set_through(conn, through)
+            receipt_rows.set_through(conn, through, late)
         return records
 
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -866,8 +867,10 @@ class Store(CaseTables, CheckpointTables):
     def _complete_stub(self, conn: sqlite3.Connection, record: SignedRecord) -> Changes:
         lists, labels = _policy_columns(record.body)
         (num,) = conn.execute(
-            "UPDATE records SET raw=?, stub=0, lists=?, labels=? WHERE id_key=? AND id=? "
-            "RETURNING num", (record.raw, lists, labels, id_key(record.id), record.id)).fetchone()
+            "UPDATE records SET raw=?, stub=0, lists=?, labels=?, received_at=? "
+            "WHERE id_key=? AND id=? RETURNING num",
+            (record.raw, lists, labels, now_ms(), id_key(record.id), record.id)).fetchone()
+        receipt_rows.owe_late(conn, int(num))  # applied only now
         if isinstance(record.body, AddBody):
             changes = Changes()
             _insert_entries(conn, [(num, record)], changes)

@@ -46,7 +46,7 @@ def origin_log() -> Chain:
 def sign_owed(store: Store, key: SigningKey = NODE) -> list[SignedRecord]:
     owed = store.owed_receipts(10_000, key.id)
     signed = store.sign_receipts(signer=key, origin=key.id, bodies=batch(owed.pending),
-                                 through=owed.through)
+                                 through=owed.through, late=owed.late)
     assert signed is not None
     return signed
 
@@ -85,6 +85,25 @@ def test_an_add_no_longer_active_when_its_receipt_is_due_gets_none(store: Store)
     # the revoke of `first` was applied before the receipts were signed: only `removed`
     assert [(p.entry.record, p.entry.kind) for p in pending] == [
         (group_add.id, "active"), (revoke.id, "removed")]
+
+
+def test_a_stub_completed_after_its_round_is_receipted_once_its_body_arrives(
+        store: Store) -> None:
+    """A relay sent the stub of an add, the round passed it (nothing applied, no receipt);
+    repair brings the body later: the receipt is owed then, once, and survives reopening."""
+    chain = origin_log()
+    first, group_add, _ = chain.records
+    store.ingest([first.stub(), group_add], source="peer")
+    [receipt] = sign_owed(store)
+    assert isinstance(receipt.body, ReceiptBody)
+    assert [e.record for e in receipt.body.targets] == [group_add.id]
+
+    store.ingest([first], source="peer")  # the stub completed by its body
+    [late] = sign_owed(store)
+    assert isinstance(late.body, ReceiptBody)
+    assert [(e.record, e.kind) for e in late.body.targets] == [(first.id, "active")]
+    assert late.body.targets[0].applied >= receipt.head.ts  # applied when the body came
+    assert sign_owed(store) == []  # signed once
 
 
 def test_relayed_receipts_are_kept_and_complete_when_the_target_arrives(store: Store) -> None:
