@@ -20,7 +20,7 @@ Records that no honest policy stubs are stated once, in the protocol
 (``protocol.records.stub_refusal``): ``key`` and ``key_revoke``, and any other non-``add``
 record of scope ``all`` without jurisdictions (only ``add`` records have lists and labels for
 a send policy to act on). A relay that serves such a record as a stub is hiding a body from
-us, e.g. a victim's withdrawal or a key revocation, so the receiver (``sync.verify_page``)
+us, e.g. a victim's withdrawal or a key revocation, so the receiver (``pages.verify_page``)
 refuses the stub as a fault of that peer instead of storing a hole nothing would ever fill.
 
 Receiving from a peer (``may_keep_body``), a body is kept only if it passes our accept policy

@@ -349,7 +349,7 @@ def test_key_and_withdrawal_records_are_never_stubbed_by_an_honest_policy() -> N
 def test_stub_refusal_is_the_one_rule_and_names_the_reason() -> None:
     """SPEC §9: besides key records, every non-add record of scope all without
     jurisdictions travels whole; an add, or a record restricted by group or jurisdiction, may
-    be a stub (the node refuses stubs by exactly this rule, ``sync.verify_page``)."""
+    be a stub (the node refuses stubs by exactly this rule, ``node/federation/pages.py``)."""
     from tests.protocol.builders import Chain, add_body, feedback_body
 
     chain = Chain()
