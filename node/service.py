@@ -174,7 +174,8 @@ class NodeService:
                     await asyncio.sleep(LEASE_POLL_SECONDS)
                     positions = await follower.positions_now()  # read, then prove the lease
                     if await asyncio.to_thread(cluster.still_leads):
-                        follower.removal_id, follower.entry_id = positions
+                        async with self._following:
+                            follower.removal_id, follower.entry_id = positions
                         continue
                     log.error("ALERT: lost the signer lease (database connection lost); "
                               "following until this or another process takes it")
@@ -349,8 +350,8 @@ class NodeService:
         async with self._following:
             await self._poll_and_apply(self.follower)
 
-    async def _poll_and_apply(self, follower: FeedFollower) -> None:
-        changes = await follower.poll()
+    async def _poll_and_apply(self, follower: FeedFollower, until: int | None = None) -> None:
+        changes = await follower.poll(until)
         if changes.added or changes.removed:
             await self.apply_changes_soon(changes)
 
@@ -364,10 +365,11 @@ class NodeService:
             return
         last = await self.store.read(lambda s: s.last_entry_id())
         # under the lock: a poll in flight has moved the position before its changes are in
-        # the index, so the check waits for it
+        # the index, so the check waits for it; and the process may have taken the lease
+        # meanwhile (a leader's index holds its own writes)
         async with self._following:
-            if last > follower.entry_id:
-                await self._poll_and_apply(follower)
+            if not self.leads and last > follower.entry_id:
+                await self._poll_and_apply(follower, until=last)
 
     def queue_changes(self, changes: Changes) -> Changes:
         """Queue a commit's changes for the index, in commit order; thread-safe.

@@ -141,18 +141,20 @@ class MatchWorker:
         indexed read, shared by every request of the batch."""
         last = await self.store.read(lambda s: s.last_entry_id())
         if last > self.followed:
-            await self.follow()
+            await self.follow(until=last)
 
-    async def follow(self) -> int:
-        """Index what the node committed since the last call, and drop the stale entries
-        found by answers since then; returns the number of hashes added."""
+    async def follow(self, until: int | None = None) -> int:
+        """Index what the node committed since the last call (through entry id ``until``
+        at least, when given: a catch-up need not chase a bulk load still being written),
+        and drop the stale entries found by answers since then; returns the number of
+        hashes added."""
         async with self._following:
-            return await self._follow()
+            return await self._follow(until)
 
-    async def _follow(self) -> int:
+    async def _follow(self, until: int | None) -> int:
         self.check_database()
         added = 0
-        while True:
+        while until is None or self.followed < until:
             last, batch = await self.store.read(
                 lambda s: s.entries_after(self.followed, FOLLOW_BATCH))
             stale, self._stale[:] = list(self._stale), []
@@ -161,6 +163,7 @@ class MatchWorker:
             if last == self.followed:
                 return added
             self.followed = last
+        return added
 
     def _apply(self, added: dict[str, tuple[list[int], list[str]]], stale: list[int]) -> None:
         matcher = self.matching.matcher

@@ -80,7 +80,8 @@ Profile (hashmesh v1)
   unsigned, expired, unknown, badly signed or replayed request without reading it; the body
   is then read within the route's own limit and ``accept``-ed (digest, then nonce).
 
-Exception tree (``status`` is the HTTP status the API should answer with)::
+Exception tree (``signature_errors.py``; ``status`` is the HTTP status the API should answer
+with; the nonce cache is ``nonces.py``)::
 
     SignatureError
     ├── SignatureMissingError      MISSING_SIGNATURE
@@ -261,10 +262,6 @@ def sign_request(*, method: str, url: str | URL, body: bytes, key: SigningKey,
     authority, path, query = url_parts(url)
     return sign_request_parts(method=method, authority=authority, path=path, query=query,
                               body=body, key=key, now=now, window=window)
-
-
-# --------------------------------------------------------------------------------------------
-# Nonce cache
 
 
 # --------------------------------------------------------------------------------------------

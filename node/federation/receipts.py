@@ -23,9 +23,7 @@ from typing import Any
 
 from hashmesh.node.federation.interface import LocalNode
 from hashmesh.node.store.interface import NodeStore
-from hashmesh.node.store.receipts import Owed
-from hashmesh.protocol.receipts import batch
-from hashmesh.protocol.records import Distribution, ReceiptBody, SignedRecord
+from hashmesh.protocol.records import SignedRecord
 
 log = logging.getLogger("hashmesh.receipts")
 
@@ -66,27 +64,19 @@ class ReceiptSender:
         identity = self.node.identity
         async with self._lock:
             while True:
-                owed = await self.node.store.read(
-                    lambda s: s.owed_receipts(ROUND_RECORDS, identity.origin))
-                if not owed.read:
-                    break
-                bodies = batch(owed.pending)
+                def sign(store: NodeStore) -> tuple[list[SignedRecord], int] | None:
+                    return store.sign_owed_receipts(signer=identity.signer,
+                                                    origin=identity.origin, limit=ROUND_RECORDS)
 
-                def sign(store: NodeStore, owed: Owed = owed,
-                         bodies: list[tuple[Distribution, ReceiptBody]] = bodies
-                         ) -> list[SignedRecord] | None:
-                    return store.sign_receipts(signer=identity.signer, origin=identity.origin,
-                                               bodies=bodies, through=owed.through,
-                                               late=owed.late)
-
-                records = await self.node.store.write(sign)
-                if records is None:
+                done = await self.node.store.write(sign)
+                if done is None:
                     break  # signing is blocked: what is owed waits
+                records, read = done
                 for record in records:
                     self.node.metrics.records_signed.labels(record.head.type).inc()
                     log.info("signed receipt seq=%d id=%s", record.head.seq, record.id)
                 signed += len(records)
-                if owed.read < ROUND_RECORDS:
+                if read < ROUND_RECORDS:
                     break
         if signed:
             self.notify()

@@ -298,8 +298,10 @@ class IndexLookups:
     releases the GIL). Lookups that arrive while a batch runs wait for the next batch, so
     under load a batch holds about as many lookups as requests are waiting, and
     ``Matcher.query_many`` takes each (type, threshold) group in one call. An idle node pays
-    one thread hop per request. Answers are those of ``Matcher.query``; a lookup queued after
-    a revoke was applied never sees the revoked entry.
+    one thread hop per request (a worker or follower process also one indexed read, its
+    ``catch_up``, per batch). Answers are those of ``Matcher.query``; a lookup queued after
+    a revoke was applied never sees the revoked entry, and, where ``catch_up`` is set, a
+    lookup queued after an add was committed sees the added entry.
     """
 
     def __init__(self, matching: Matching) -> None:

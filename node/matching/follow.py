@@ -42,8 +42,10 @@ class FeedFollower:
         entry = await self.store.read(lambda s: s.last_entry_id())
         return removal, entry
 
-    async def poll(self) -> Changes:
-        """Everything committed since the last poll, as one ``Changes``.
+    async def poll(self, until: int | None = None) -> Changes:
+        """Everything committed since the last poll, as one ``Changes`` (new entries through
+        id ``until`` at least, when given: a catch-up before lookups need not chase a bulk
+        load still being written; removals always all).
 
         The positions move only once every read of the poll has succeeded: a read that fails
         (a dropped connection, the database restarting) after others succeeded must not
@@ -53,7 +55,7 @@ class FeedFollower:
         """
         changes = Changes()
         entry_id, removal_id = self.entry_id, self.removal_id
-        while True:
+        while until is None or entry_id < until:
             last, added = await self.store.read(partial(_entries_after, after=entry_id))
             changes.extend(Changes(added=added))
             if last == entry_id:

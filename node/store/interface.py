@@ -49,7 +49,7 @@ from hashmesh.node.store.sqlite import (
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.keys import SigningKey
 from hashmesh.protocol.log import LogHead
-from hashmesh.protocol.records import Body, Distribution, ProfileBody, ReceiptBody, SignedRecord
+from hashmesh.protocol.records import Body, Distribution, ProfileBody, SignedRecord
 from hashmesh.protocol.signing import KeyRing
 
 if TYPE_CHECKING:  # psycopg is imported only by a node that uses PostgreSQL
@@ -179,9 +179,8 @@ class NodeStore(Protocol):
     def receipt_delays(self, since_ms: int, limit: int) -> list[tuple[str, str, int]]: ...
     def receipts_waiting(self) -> int: ...
     def owed_receipts(self, limit: int, ours: str) -> Owed: ...
-    def sign_receipts(self, *, signer: SigningKey, origin: str,
-                      bodies: Sequence[tuple[Distribution, ReceiptBody]],
-                      through: int, late: Sequence[int] = ()) -> list[SignedRecord] | None: ...
+    def sign_owed_receipts(self, *, signer: SigningKey, origin: str, limit: int
+                           ) -> tuple[list[SignedRecord], int] | None: ...
 
     def close(self) -> None: ...
 

@@ -99,6 +99,12 @@ def _copy_table(lite: sqlite3.Connection, pg: psycopg.Connection[Any], table: st
 
 
 def _rows(lite: sqlite3.Connection, table: str, columns: list[str]) -> Iterator[tuple[Any, ...]]:
+    """The source's rows of ``table`` in key order; none if the table is missing: tables
+    added to schema version 2 in place (e.g. ``receipts_late``) are created when a node
+    opens the file, and a file last opened by an older node has no rows for them anyway."""
+    if lite.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                    (table,)).fetchone() is None:
+        return
     order = ", ".join(TABLES[table])
     cursor = lite.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}")
     while rows := cursor.fetchmany(CHUNK):

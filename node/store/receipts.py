@@ -1,17 +1,21 @@
 """The receipts a store holds, and the receipts this node still owes (SPEC §21).
 
-Two derived tables, written in the transaction of the record that changes them:
+Derived tables, written in the transaction of the record that changes them:
 
 * ``receipts``: one row per (signing node, target record, kind) of every ``receipt`` record
   whose body we hold, ours or relayed. ``target_ts`` is the target's ``head.ts``, filled when
   the target is held (at once, or when it arrives later: state does not depend on order);
   rows whose target we do not hold are kept but not reported.
 * ``receipt_counts``: rows per signing node, so that a flood is refused in constant time.
+* ``receipts_late``: records whose body arrived (a stub completed by body repair) after the
+  mark below had passed them, owed from then on.
 
 The receipts this node owes are read from ``records`` itself: every add or revoke of another
 origin that it stored with its body, after ``meta.receipts_through`` (the ``records.num``
-up to which receipts are signed). Signing the receipts and advancing that mark are one
-transaction, so a crash neither loses a receipt nor signs one twice. The mark starts where
+up to which receipts are signed), and the late ones. Reading what is owed, signing the
+receipts and advancing that mark (emptying the late list) are one transaction
+(``Store.sign_owed_receipts``), so neither a crash nor a stub completed meanwhile can lose a
+receipt or sign one twice. The mark starts where
 the records stood when the tables were made: a node upgraded to receipts does not receipt
 its whole history at once, only what it applies from then on.
 """
@@ -229,10 +233,9 @@ def owed(conn: Any, limit: int, ours: str) -> Owed:
     pending: list[Applied] = []
     late = tuple(int(num) for (num,) in conn.execute(
         "SELECT num FROM receipts_late ORDER BY num LIMIT ?", (limit,)))
-    late_rows = conn.execute(
-        f"SELECT num, id, {TAIL_SQL}, received_at, type FROM records WHERE num IN "
-        "(SELECT num FROM receipts_late) AND num <= ? AND " + _OWED_SQL + " ORDER BY num",
-        (late[-1],)).fetchall() if late else []
+    late_rows = [row for num in late for row in conn.execute(
+        f"SELECT num, id, {TAIL_SQL}, received_at, type FROM records WHERE num = ? AND "
+        + _OWED_SQL, (num,))]
     rows = late_rows + conn.execute(
         f"SELECT num, id, {TAIL_SQL}, received_at, type FROM records WHERE num > ? AND "
         + _OWED_SQL + " ORDER BY num LIMIT ?", (last, limit - len(late))).fetchall()
@@ -263,15 +266,14 @@ def set_through(conn: Any, num: int, late: Sequence[int] = ()) -> None:
     """Mark receipts owed up to ``records.num`` ``num``, and the ``late`` ones, as signed."""
     conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                  "SET value=excluded.value", (THROUGH_KEY, str(num)))
-    for start in range(0, len(late), 500):
-        chunk = late[start:start + 500]
-        conn.execute(f"DELETE FROM receipts_late WHERE num IN ({','.join('?' * len(chunk))})",
-                     tuple(chunk))
+    if late:
+        conn.executemany("DELETE FROM receipts_late WHERE num = ?", [(num,) for num in late])
 
 
 def owe_late(conn: Any, num: int) -> None:
     """A stub at ``records.num`` ``num`` got its body: owe its receipt even if the mark has
-    passed it (while it was a stub there was nothing to receipt)."""
+    passed it (while it was a stub there was nothing to receipt). Runs in the completing
+    write transaction, so it is ordered with ``sign_owed_receipts``'s."""
     row = conn.execute("SELECT value FROM meta WHERE key=?", (THROUGH_KEY,)).fetchone()
     if row is not None and num <= int(row[0]):
         conn.execute("INSERT INTO receipts_late (num) VALUES (?) ON CONFLICT (num) DO NOTHING",

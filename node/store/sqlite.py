@@ -47,6 +47,7 @@ from hashmesh.protocol.errors import ChainError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.keys import SigningKey
 from hashmesh.protocol.log import LogHead, append, check_next
+from hashmesh.protocol.receipts import batch as batch_receipts
 from hashmesh.protocol.records import (
     AddBody,
     Body,
@@ -798,13 +799,14 @@ class Store(CaseTables, CheckpointTables):
         """The receipts this node still owes (``receipts.owed``)."""
         return receipt_rows.owed(self.reader(), limit, ours)
 
-    def sign_receipts(self, *, signer: SigningKey, origin: str,
-                      bodies: Sequence[tuple[Distribution, ReceiptBody]],
-                      through: int, late: Sequence[int] = ()) -> list[SignedRecord] | None:
-        """Sign receipt records (each with its own distribution) and mark the receipts owed
-        up to ``records.num`` ``through`` (and the completed stubs ``late``) as signed, in one
-        transaction. None, and nothing signed, while signing is blocked or our origin is
-        frozen: what is owed waits."""
+    def sign_owed_receipts(self, *, signer: SigningKey, origin: str, limit: int
+                           ) -> tuple[list[SignedRecord], int] | None:
+        """Read what this node owes (``receipts.owed``, at most ``limit`` records), sign it as
+        receipt records (one per target origin and distribution, ``protocol.receipts.batch``)
+        and mark it signed, in one transaction: neither a crash nor a stub completed meanwhile
+        can lose a receipt or sign one twice. Returns the records signed and how many owed
+        records were read; None, and nothing signed, while signing is blocked or our origin
+        is frozen: what is owed waits."""
         records: list[SignedRecord] = []
         with self.transaction() as conn:
             frozen = conn.execute("SELECT frozen_seq FROM origins WHERE origin=?",
@@ -812,9 +814,10 @@ class Store(CaseTables, CheckpointTables):
             if (frozen is not None and frozen[0] is not None) or conn.execute(
                     "SELECT 1 FROM meta WHERE key='signing_blocked'").fetchone():
                 return None
+            owed = receipt_rows.owed(conn, limit, origin)
             head = _head(conn, origin)
             ts = max(now_ms(), 0 if head is None else head.ts)
-            for dist, body in bodies:
+            for dist, body in batch_receipts(owed.pending):
                 # applied <= ts even if our clock stepped back since (SPEC §21.1)
                 body = ReceiptBody(tuple(replace(e, applied=min(e.applied, ts))
                                          for e in body.targets), body.salt)
@@ -825,8 +828,8 @@ class Store(CaseTables, CheckpointTables):
                                                        "targets": len(body.targets)})
                 records.append(record)
                 head = LogHead.of(record)
-            receipt_rows.set_through(conn, through, late)
-        return records
+            receipt_rows.set_through(conn, owed.through, owed.late)
+        return records, owed.read
 
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` audit rows, newest first."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 
 import psycopg
 import pytest
@@ -91,3 +92,16 @@ def test_a_copy_that_fails_leaves_the_target_empty(node_dir: NodeDir, pg_url: st
     with psycopg.connect(pg_url) as conn:
         for table in ("records", "entries", "audit"):
             assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
+
+
+def test_a_file_last_opened_by_a_node_before_late_receipts_is_ported(
+        node_dir: NodeDir, pg_url: str) -> None:
+    """``receipts_late`` was added to schema version 2 in place: a file that an older node
+    last opened lacks it, and holds no rows for it."""
+    fill(node_dir)
+    with sqlite3.connect(load_node_config(node_dir.config_path).db_path) as conn:
+        conn.execute("DROP TABLE receipts_late")
+    out = json.loads(run_cli("migrate", "--config", node_dir.config_path, "--to",
+                             pg_url).stdout)
+    assert out["tables"]["receipts_late"]["rows"] == 0
+    assert out["tables"]["records"]["rows"] == 9
