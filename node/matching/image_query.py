@@ -62,6 +62,13 @@ MARGIN_SHARE = 0.6  # the same for a bar that carries text (loose pass, within t
 MARGIN_BLOCK = 16  # rows read at a time
 MIN_MARGIN = 0.02  # margins thinner than this share of the side are left alone
 MIN_KEPT = 0.3  # never trim to less than this share of a side: that is not a margin
+# A caption bar is drawn flat: after JPEG its plain rows sit within a level or two of its
+# colour, where a photograph's own dark or white background carries sensor noise.
+FLAT_TOLERANCE = 2  # per channel: a drawn bar's plain rows
+STROKE_CONTRAST = 128  # per channel: a glyph's stroke against the bar
+TEXT_BACKGROUND = 0.5  # of a text row's pixels at the bar's colour
+TEXT_STROKES = 0.01  # of a text row's pixels in strokes
+MAX_CAPTION = 0.4  # of the height: a taller band is not a caption
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,14 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
     limits = (height, height, width, width)
     candidates = [tuple(cut)] + [tuple(c if i == edge else 0 for i, c in enumerate(cut))
                                  for edge in barred if edge >= 0]
+    for edge in (0, 1):
+        band = _caption_band(views[edge], colours[edge], int(rows * MAX_CAPTION))
+        if band:
+            start = (band - 1) * step  # place the cut to the pixel
+            ending = full[edge][start:start + 2 * step].astype(np.int16)
+            band = start + _margin_run(ending, CANVAS_SHARE, colours[edge], FLAT_TOLERANCE)
+            if all(abs(c[edge] - band) > MIN_MARGIN * height for c in candidates):
+                candidates.append(tuple(band if i == edge else 0 for i in range(4)))
     boxes = []
     for t, b, lft, r in candidates:
         box = (lft, t, width - r, height - b)
@@ -178,14 +193,45 @@ def margin_box(pixels: npt.NDArray[np.uint8]) -> tuple[int, int, int, int] | Non
     return boxes[0] if boxes else None
 
 
+def _caption_band(pixels: npt.NDArray[np.int16], colour: npt.NDArray[np.int16],
+                  limit: int) -> int:
+    """How many leading rows of ``pixels`` (top or bottom first) form a caption bar, found by
+    its text where its colour cannot tell it from the picture (a black bar on a night sky or a
+    fundus photo, a white one on a scanned page); 0 if they do not.
+
+    A bar is flat rows (``FLAT_TOLERANCE`` of ``colour`` in ``CANVAS_SHARE`` of their pixels)
+    and text rows (the bar's colour in ``TEXT_BACKGROUND`` of them, strokes at least
+    ``STROKE_CONTRAST`` away in ``TEXT_STROKES``), from the edge on: it starts flat, carries
+    text, and ends with its last flat row after text, where a row is neither (at most ``limit``
+    rows). A photograph's own plain background stops the walk by its noise, which a drawn bar
+    does not have.
+    """
+    end, texted, closed = 0, False, False
+    for start in range(0, min(len(pixels), limit), MARGIN_BLOCK):
+        block = np.abs(pixels[start:min(start + MARGIN_BLOCK, limit)] - colour)
+        far = np.maximum(np.maximum(block[..., 0], block[..., 1]), block[..., 2])
+        background = (far <= FLAT_TOLERANCE).mean(axis=1)
+        strokes = (far >= STROKE_CONTRAST).mean(axis=1)
+        for offset, (plain, stroked) in enumerate(zip(background, strokes, strict=True)):
+            row = start + offset
+            if plain >= CANVAS_SHARE:
+                end, closed = row + 1, texted
+            elif end and plain >= TEXT_BACKGROUND and stroked >= TEXT_STROKES:
+                texted = True
+            else:
+                return end if closed else 0
+    return 0
+
+
 def _margin_run(pixels: npt.NDArray[np.int16], share: float,
-                colour: npt.NDArray[np.int16]) -> int:
-    """How many leading rows of ``pixels`` have ``share`` of their pixels near ``colour``.
-    Read a block of rows at a time: most images have no margin, and stop at the first."""
+                colour: npt.NDArray[np.int16], tolerance: int = MARGIN_TOLERANCE) -> int:
+    """How many leading rows of ``pixels`` have ``share`` of their pixels within ``tolerance``
+    of ``colour``. Read a block of rows at a time: most images have no margin, and stop at the
+    first."""
     for start in range(0, len(pixels), MARGIN_BLOCK):
         block = np.abs(pixels[start:start + MARGIN_BLOCK] - colour)
         far = np.maximum(np.maximum(block[..., 0], block[..., 1]), block[..., 2])
-        near = (far <= MARGIN_TOLERANCE).mean(axis=1)
+        near = (far <= tolerance).mean(axis=1)
         outside = np.flatnonzero(near < share)
         if len(outside):
             return start + int(outside[0])
