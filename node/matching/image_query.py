@@ -64,10 +64,11 @@ MIN_MARGIN = 0.02  # margins thinner than this share of the side are left alone
 MIN_KEPT = 0.3  # never trim to less than this share of a side: that is not a margin
 # A caption bar is drawn flat: after JPEG its plain rows sit within a level or two of its
 # colour, where a photograph's own dark or white background carries sensor noise.
-FLAT_TOLERANCE = 2  # per channel: a drawn bar's plain rows
+FLAT_TOLERANCE = 2  # per channel: a drawn bar away from its text
 STROKE_CONTRAST = 128  # per channel: a glyph's stroke against the bar
-TEXT_BACKGROUND = 0.5  # of a text row's pixels at the bar's colour
+TEXT_BACKGROUND = 0.4  # of a text row's pixels within MARGIN_TOLERANCE of the bar's colour
 TEXT_STROKES = 0.01  # of a text row's pixels in strokes
+JPEG_BLOCK = 16  # px: JPEG's ringing around a stroke stays within its (chroma) block
 MAX_CAPTION = 0.4  # of the height: a taller band is not a caption
 
 
@@ -169,11 +170,15 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
     candidates = [tuple(cut)] + [tuple(c if i == edge else 0 for i, c in enumerate(cut))
                                  for edge in barred if edge >= 0]
     for edge in (0, 1):
-        band = _caption_band(views[edge], colours[edge], int(rows * MAX_CAPTION))
+        band = _caption_band(views[edge], colours[edge], int(rows * MAX_CAPTION),
+                             -(-JPEG_BLOCK // step))
         if band:
-            start = (band - 1) * step  # place the cut to the pixel
-            ending = full[edge][start:start + 2 * step].astype(np.int16)
-            band = start + _margin_run(ending, CANVAS_SHARE, colours[edge], FLAT_TOLERANCE)
+            start = (band - 1) * step  # place the cut to the pixel, strokes around in view
+            lo = max(0, start - JPEG_BLOCK)
+            ending = full[edge][lo:start + 2 * step + JPEG_BLOCK].astype(np.int16)
+            bar, stroked = _bar_rows(ending, colours[edge], JPEG_BLOCK)
+            after = np.flatnonzero((~bar | stroked)[start - lo:start - lo + 2 * step])
+            band = start + (int(after[0]) if len(after) else 2 * step)
             if all(abs(c[edge] - band) > MIN_MARGIN * height for c in candidates):
                 candidates.append(tuple(band if i == edge else 0 for i in range(4)))
     boxes = []
@@ -194,44 +199,71 @@ def margin_box(pixels: npt.NDArray[np.uint8]) -> tuple[int, int, int, int] | Non
 
 
 def _caption_band(pixels: npt.NDArray[np.int16], colour: npt.NDArray[np.int16],
-                  limit: int) -> int:
+                  limit: int, radius: int) -> int:
     """How many leading rows of ``pixels`` (top or bottom first) form a caption bar, found by
-    its text where its colour cannot tell it from the picture (a black bar on a night sky or a
-    fundus photo, a white one on a scanned page); 0 if they do not.
+    its text where its colour cannot tell it from the picture (a black bar above a night sky
+    or a fundus photo); 0 if they do not. ``radius``: ``JPEG_BLOCK`` in these pixels.
 
-    A bar is flat rows (``FLAT_TOLERANCE`` of ``colour`` in ``CANVAS_SHARE`` of their pixels)
-    and text rows (the bar's colour in ``TEXT_BACKGROUND`` of them, strokes at least
-    ``STROKE_CONTRAST`` away in ``TEXT_STROKES``), from the edge on: it starts flat, carries
-    text, and ends with its last flat row after text, where a row is neither (at most ``limit``
-    rows). A photograph's own plain background stops the walk by its noise, which a drawn bar
-    does not have.
+    The rows from the edge are the bar's (``_bar_rows``), plain or with strokes, up to the
+    first that is not (a photograph's noise) or ``limit``. A bar starts plain, and its text is
+    runs of stroked rows each followed by plain rows. It ends where its last plain run does:
+    before a row that is not the bar's, or before stroked rows that run on to that row or to
+    ``limit`` (a picture's own plain edge and then its bright content, which the bar's padding
+    and the picture's own black cannot be told apart by, so the cut is at the content).
     """
-    end, texted, closed = 0, False, False
-    for start in range(0, min(len(pixels), limit), MARGIN_BLOCK):
-        block = np.abs(pixels[start:min(start + MARGIN_BLOCK, limit)] - colour)
-        far = np.maximum(np.maximum(block[..., 0], block[..., 1]), block[..., 2])
-        background = (far <= FLAT_TOLERANCE).mean(axis=1)
-        strokes = (far >= STROKE_CONTRAST).mean(axis=1)
-        for offset, (plain, stroked) in enumerate(zip(background, strokes, strict=True)):
-            row = start + offset
-            if plain >= CANVAS_SHARE:
-                end, closed = row + 1, texted
-            elif end and plain >= TEXT_BACKGROUND and stroked >= TEXT_STROKES:
-                texted = True
-            else:
-                return end if closed else 0
+    edge = np.abs(pixels[0] - colour).max(axis=-1)
+    if (edge <= FLAT_TOLERANCE).mean() < CANVAS_SHARE:
+        return 0  # most images: the outermost row is no drawn bar
+    bar, stroked = _bar_rows(pixels[:limit], colour, radius)
+    outside = np.flatnonzero(~bar)
+    reach = int(outside[0]) if len(outside) else len(bar)
+    # Runs of plain and stroked rows: starts, then the end of each.
+    kinds = stroked[:reach].astype(np.int8)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(kinds)) + 1])
+    ends = np.concatenate([starts[1:], [reach]])
+    # Plain runs after text (the run at 0 is plain: the edge row was checked).
+    for run in range(2, len(starts), 2):
+        if run + 2 >= len(starts):  # no further text line closed by plain rows
+            last = run + 1 == len(starts)
+            return int(ends[run]) if (not last or reach < len(bar)) else 0
     return 0
 
 
+def _bar_rows(pixels: npt.NDArray[np.int16], colour: npt.NDArray[np.int16],
+              radius: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Per row: is it a drawn bar's, and does it carry strokes.
+
+    A bar's row is flat (within ``FLAT_TOLERANCE`` of ``colour``, in ``CANVAS_SHARE`` of its
+    pixels) except within ``radius`` of a stroke (``STROKE_CONTRAST`` away from ``colour``),
+    where JPEG rings; and in ``TEXT_BACKGROUND`` of its pixels near the colour at all (which a
+    row of a bright picture is not, strokes or no).
+    """
+    far = np.abs(pixels - colour).max(axis=-1)
+    stroke = far >= STROKE_CONTRAST
+    outside = ~_dilate(stroke, radius)
+    flat = ((far <= FLAT_TOLERANCE) & outside).sum(axis=1) >= CANVAS_SHARE * outside.sum(axis=1)
+    background = (far <= MARGIN_TOLERANCE).mean(axis=1) >= TEXT_BACKGROUND
+    return flat & background, stroke.mean(axis=1) >= TEXT_STROKES
+
+
+def _dilate(mask: npt.NDArray[np.bool_], radius: int) -> npt.NDArray[np.bool_]:
+    """``mask`` grown by ``radius`` pixels each way (a square), through box sums."""
+    size = 2 * radius + 1
+    sums = np.pad(mask.astype(np.int32), radius).cumsum(axis=0)
+    sums = np.vstack([np.zeros((1, sums.shape[1]), np.int32), sums])
+    rows = (sums[size:] - sums[:-size]).cumsum(axis=1)
+    rows = np.hstack([np.zeros((rows.shape[0], 1), np.int32), rows])
+    return np.asarray(rows[:, size:] - rows[:, :-size] > 0)
+
+
 def _margin_run(pixels: npt.NDArray[np.int16], share: float,
-                colour: npt.NDArray[np.int16], tolerance: int = MARGIN_TOLERANCE) -> int:
-    """How many leading rows of ``pixels`` have ``share`` of their pixels within ``tolerance``
-    of ``colour``. Read a block of rows at a time: most images have no margin, and stop at the
-    first."""
+                colour: npt.NDArray[np.int16]) -> int:
+    """How many leading rows of ``pixels`` have ``share`` of their pixels near ``colour``.
+    Read a block of rows at a time: most images have no margin, and stop at the first."""
     for start in range(0, len(pixels), MARGIN_BLOCK):
         block = np.abs(pixels[start:start + MARGIN_BLOCK] - colour)
         far = np.maximum(np.maximum(block[..., 0], block[..., 1]), block[..., 2])
-        near = (far <= tolerance).mean(axis=1)
+        near = (far <= MARGIN_TOLERANCE).mean(axis=1)
         outside = np.flatnonzero(near < share)
         if len(outside):
             return start + int(outside[0])
