@@ -66,7 +66,7 @@ MIN_KEPT = 0.3  # never trim to less than this share of a side: that is not a ma
 # colour, where a photograph's own dark or white background carries sensor noise.
 FLAT_TOLERANCE = 2  # per channel: a drawn bar away from its text
 STROKE_CONTRAST = 128  # per channel: a glyph's stroke against the bar
-TEXT_BACKGROUND = 0.4  # of a text row's pixels within MARGIN_TOLERANCE of the bar's colour
+TEXT_BACKGROUND = 0.25  # of a text row's pixels within MARGIN_TOLERANCE of the bar's colour
 TEXT_STROKES = 0.01  # of a text row's pixels in strokes
 JPEG_BLOCK = 16  # px: JPEG's ringing around a stroke stays within its (chroma) block
 MAX_CAPTION = 0.4  # of the height: a taller band is not a caption
@@ -236,7 +236,8 @@ def _bar_rows(pixels: npt.NDArray[np.int16], colour: npt.NDArray[np.int16],
     A bar's row is flat (within ``FLAT_TOLERANCE`` of ``colour``, in ``CANVAS_SHARE`` of its
     pixels) except within ``radius`` of a stroke (``STROKE_CONTRAST`` away from ``colour``),
     where JPEG rings; and in ``TEXT_BACKGROUND`` of its pixels near the colour at all (which a
-    row of a bright picture is not, strokes or no).
+    row of a bright picture is not, strokes or no). It carries text if ``TEXT_STROKES`` of it
+    are strokes.
     """
     far = np.abs(pixels - colour).max(axis=-1)
     stroke = far >= STROKE_CONTRAST
