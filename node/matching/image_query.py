@@ -19,6 +19,12 @@ rows (or columns) in which most pixels are within ``MARGIN_TOLERANCE`` of that e
 colour (``margin_box``). A share below 1 lets a caption's text or JPEG ringing through; it may
 also trim a strip of plain sky, which costs one extra lookup and nothing else (a query never
 changes what is stored).
+
+A caption bar of the picture's own colour (a black bar above a night sky or a fundus photo)
+merges with the picture by colour. The top and bottom are therefore also read for a bar's
+text (``_caption_band``): a drawn bar is flat but for its strokes, a photograph's background
+is noisy, and the cut goes where the picture's content starts. It costs one more PDQ, only
+where it finds a bar the colour pass placed elsewhere (``bench/quality_bench.py --captions``).
 """
 
 from __future__ import annotations
@@ -122,7 +128,9 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
 
     Why a bar alone too: a caption bar on a photo whose own top is plain sky would otherwise
     lose the sky with the bar, and the trimmed picture would no longer be the photo. A plain
-    canvas needs no such second guess (each costs one PDQ).
+    canvas needs no such second guess (each costs one PDQ). Last, a caption bar found by its
+    text (``_caption_band``) at the top or bottom, unless a box already cuts that edge within
+    ``MIN_MARGIN`` of it.
 
     Per edge, the edge colour is the median of its outermost row. A strict pass takes the rows
     with ``CANVAS_SHARE`` of their pixels near it (a canvas: a row through a picture on a wide
