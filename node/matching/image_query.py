@@ -178,17 +178,17 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
     candidates = [tuple(cut)] + [tuple(c if i == edge else 0 for i, c in enumerate(cut))
                                  for edge in barred if edge >= 0]
     for edge in (0, 1):
-        band = _caption_band(views[edge], colours[edge], int(rows * MAX_CAPTION),
-                             -(-JPEG_BLOCK // step))
-        if band:
-            start = (band - 1) * step  # place the cut to the pixel, strokes around in view
-            lo = max(0, start - JPEG_BLOCK)
-            ending = full[edge][lo:start + 2 * step + JPEG_BLOCK].astype(np.int16)
+        caption = _caption_band(views[edge], colours[edge], int(rows * MAX_CAPTION),
+                                -(-JPEG_BLOCK // step))
+        if caption:
+            start = (caption - 1) * step  # place the cut to the pixel, strokes around in view
+            first = max(0, start - JPEG_BLOCK)
+            ending = full[edge][first:start + 2 * step + JPEG_BLOCK].astype(np.int16)
             bar, stroked = _bar_rows(ending, colours[edge], JPEG_BLOCK)
-            after = np.flatnonzero((~bar | stroked)[start - lo:start - lo + 2 * step])
-            band = start + (int(after[0]) if len(after) else 2 * step)
-            if all(abs(c[edge] - band) > MIN_MARGIN * height for c in candidates):
-                candidates.append(tuple(band if i == edge else 0 for i in range(4)))
+            after = np.flatnonzero((~bar | stroked)[start - first:start - first + 2 * step])
+            caption = start + (int(after[0]) if len(after) else 2 * step)
+            if all(abs(c[edge] - caption) > MIN_MARGIN * height for c in candidates):
+                candidates.append(tuple(caption if i == edge else 0 for i in range(4)))
     boxes = []
     for t, b, lft, r in candidates:
         box = (lft, t, width - r, height - b)

@@ -20,8 +20,7 @@ from skimage import data as skdata
 from hashmesh.node.api.routes import SERVICE_KEY
 from hashmesh.node.config.node import node_config_from_text
 from hashmesh.node.config.toml_reader import ConfigError
-from hashmesh.node.matching.hasher import hash_image
-from hashmesh.node.matching.hasher import decode_image
+from hashmesh.node.matching.hasher import decode_image, hash_image
 from hashmesh.node.matching.image_query import hash_image_query, margin_box, margin_boxes
 from hashmesh.node.matching.verdicts import Hit, Policy, item_verdict, strongest
 from hashmesh.protocol.errors import SchemaError
