@@ -10,7 +10,9 @@ so the figure that matters is the time of one call end to end, measured here on 
 
 Images: scikit-image's ``astronaut`` upscaled to 1024x768 and 4000x3000 and saved as JPEG
 q88 (as ``bench/hash_bench.py``), and the 1024x768 one pasted onto a white canvas 20% larger
-(a padded screenshot, the case that costs a second hashing pass). Nothing is written to disk
+(a padded screenshot, the case that costs a second hashing pass), and the 1024x768 one under
+a black caption bar with white text (a meme, which the caption-band search reads as well).
+Nothing is written to disk
 but the node's own directory, which is a temporary one.
 
 A second table times the hashing alone, in this process, interleaved call by call: what an
@@ -30,7 +32,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from bench.hash_bench import skimage_data, upscaled_jpeg
 from bench.nodes import BenchNode, make_node
@@ -43,6 +45,19 @@ def padded_jpeg(data: bytes) -> bytes:
     image = Image.open(io.BytesIO(data)).convert("RGB")
     canvas = Image.new("RGB", (image.width * 6 // 5, image.height * 6 // 5), "white")
     canvas.paste(image, (image.width // 10, image.height // 10))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=88)
+    return buffer.getvalue()
+
+
+def captioned_jpeg(data: bytes) -> bytes:
+    """The image under a black bar of 12% of its height with a line of white text."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    bar = image.height * 12 // 100
+    canvas = Image.new("RGB", (image.width, image.height + bar), "black")
+    canvas.paste(image, (0, bar))
+    ImageDraw.Draw(canvas).text((bar // 3, bar // 6), "when you see it lol", fill="white",
+                                font=ImageFont.load_default(size=bar * 6 // 10))
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=88)
     return buffer.getvalue()
@@ -71,6 +86,7 @@ def main() -> None:
         "1024x768 JPEG": small,
         "4000x3000 JPEG": upscaled_jpeg(photo, (4000, 3000)),
         "1024x768 on a white canvas": padded_jpeg(small),
+        "1024x768 under a black caption bar": captioned_jpeg(small),
     }
     print(f"# hashing alone, interleaved, {calls} calls each (median ms)")
     print("| image | own hashes (before) | image query (now) | ratio |")

@@ -7,6 +7,7 @@ variants (``node/matching/image_query.py``) and the margins stated in ``protocol
 
     python -m bench.quality_bench            # all photos, all variants (~1 min on 2 cores)
     python -m bench.quality_bench --margins  # also the distance margins of every hash type
+    python -m bench.quality_bench --captions # also 36 caption styles per photo (~2 min)
 
 Photos: the real photographs among scikit-image's sample data and scikit-learn's two sample
 images (``PHOTOS``); no synthetic, text or texture images. Each photo is one stored item holding
@@ -20,6 +21,11 @@ thresholds:
 
 A false positive is a variant of one photo that gets the counted verdict on another photo's
 item. Nothing is written to disk.
+
+``--captions`` asks whether the caption search is general rather than fitted to the two
+caption variants above: bars of 6, 12 and 20% of the height, above and below, black with white
+text, white with black, dark grey with yellow, one or two centred lines, saved as JPEG q90 and
+q60 (``CAPTION_STYLES``).
 """
 
 from __future__ import annotations
@@ -90,6 +96,29 @@ def _caption(image: Image.Image, top: bool) -> Image.Image:
                                 "when you see it lol", fill="white" if top else "black",
                                 font=font)
     return canvas
+
+
+def _styled_caption(image: Image.Image, share: float, top: bool, bar_colour: str,
+                    text_colour: str, lines: int) -> Image.Image:
+    """A bar of ``share`` of the height with ``lines`` centred lines of text."""
+    bar = max(12, int(image.height * share))
+    canvas = Image.new("RGB", (image.width, image.height + bar), bar_colour)
+    canvas.paste(image, (0, bar if top else 0))
+    font = ImageFont.load_default(size=max(8, int(bar * 0.6 / lines)))
+    draw = ImageDraw.Draw(canvas)
+    start = 0 if top else image.height
+    for line in range(lines):
+        draw.text((image.width // 2, start + bar * (line + 1) // (lines + 1)),
+                  ("when you see it", "lol")[line % 2], fill=text_colour, font=font, anchor="mm")
+    return canvas
+
+
+CaptionStyle = tuple[float, bool, str, str, int]
+CAPTION_STYLES: tuple[CaptionStyle, ...] = tuple(
+    (share, top, bar, text, lines)
+    for share in (0.06, 0.12, 0.2) for top in (True, False)
+    for bar, text in (("black", "white"), ("white", "black"), ("#202020", "yellow"))
+    for lines in (1, 2))
 
 
 def _watermark(image: Image.Image) -> Image.Image:
@@ -268,11 +297,42 @@ def margins_table(stored: list[Stored], outcomes: list[Outcome]) -> Iterator[str
                + " | ".join(str(m) for m in moved) + f" | {pairs} | {other} |")
 
 
+def caption_table(images: list[tuple[str, Image.Image]], stored: list[Stored],
+                  policy: Policy) -> Iterator[str]:
+    """Recall (verdict ``match`` on the photo's own item) and false positives with ``match``
+    over ``CAPTION_STYLES``, per bar height and colours, at two JPEG qualities."""
+    counts: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    misses = []
+    for name, image in images:
+        for style in CAPTION_STYLES:
+            share, top, bar, text, lines = style
+            for quality in (90, 60):
+                data = encode(_styled_caption(image, *style), quality=quality)
+                _, queries = hash_image_query(data)
+                verdicts = judge(queries, stored, policy)
+                row = counts[(quality, f"{share:.0%} {bar}/{text}")]
+                row[0] += 1
+                row[1] += verdicts.get(name) == "match"
+                row[2] += sum(v == "match" for p, v in verdicts.items() if p != name)
+                if verdicts.get(name) != "match":
+                    misses.append(f"{name} q{quality} {share:.0%} {'above' if top else 'below'} "
+                                  f"{bar}/{text} {lines} line(s): {verdicts.get(name)}")
+    yield "| JPEG | bar, colours | variants | recall policy (match) | FP policy match |"
+    yield "|---|---|---|---|---|"
+    for (quality, group), (n, hit, fp) in sorted(counts.items(), key=lambda kv: -kv[0][0]):
+        yield f"| q{quality} | {group} | {n} | {hit / n:.0%} | {fp} |"
+    n, hit, fp = (sum(row[i] for row in counts.values()) for i in range(3))
+    yield f"| **all** | | {n} | {hit / n:.0%} ({hit}) | {fp} |"
+    yield from (f"miss: {miss}" for miss in misses)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--margins", action="store_true",
                         help="also print how far each hash type moved (max per kind of "
                              "variant, its own hash, no transforms) and how close photos came")
+    parser.add_argument("--captions", action="store_true",
+                        help="also measure 36 caption styles per photo at JPEG q90 and q60")
     parser.add_argument("--list", action="store_true",
                         help="also list every variant that missed or hit another photo")
     args = parser.parse_args()
@@ -286,6 +346,10 @@ def main() -> None:
     if args.margins:
         print()
         for line in margins_table(stored, outcomes):
+            print(line)
+    if args.captions:
+        print()
+        for line in caption_table(images, stored, policy):
             print(line)
     if args.list:
         print()

@@ -26,7 +26,8 @@ VERDICT = {"type": "string", "enum": ["none", "weak", "disputed", "match"],
 TRANSFORM = {"type": "string", "description": (
     "which variant of the query image the hash was taken from: original, rotate90, rotate180, "
     "rotate270 (counter-clockwise), flip_horizontal, flip_vertical, transpose, transverse, "
-    "trimmed (uniform margin cut off) or trimmed+<one of those>. Only pdq hashes carry one.")}
+    "trimmed (uniform margin or caption bar cut off) or trimmed+<one of those>. Only pdq "
+    "hashes carry one.")}
 POLICY = {
     "type": "object", "description": "A stricter verdict policy for this query; looser than "
     "the node's is a 400 error.",
@@ -290,7 +291,8 @@ PATHS: dict[str, Any] = {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             "image/*": {"schema": {"type": "string", "format": "binary"}}}},
         "description": "Looks up the image's own hashes, the pdq of its 8 flips and rotations, "
-                       "and, where it has a uniform margin, of the picture inside it. results "
+                       "and, where it has a uniform margin or a caption bar, of the picture "
+                       "inside it. results "
                        "lists every own hash, and a variant only where it found something.",
         "responses": {"200": _ok("The image's own hashes, a verdict and matches", {
             "allOf": [_ref("MatchAnswer"), {"type": "object", "properties": {

@@ -19,6 +19,12 @@ rows (or columns) in which most pixels are within ``MARGIN_TOLERANCE`` of that e
 colour (``margin_box``). A share below 1 lets a caption's text or JPEG ringing through; it may
 also trim a strip of plain sky, which costs one extra lookup and nothing else (a query never
 changes what is stored).
+
+A caption bar of the picture's own colour (a black bar above a night sky or a fundus photo)
+merges with the picture by colour. The top and bottom are therefore also read for a bar's
+text (``_caption_band``): a drawn bar is flat but for its strokes, a photograph's background
+is noisy, and the cut goes where the picture's content starts. It costs one more PDQ, only
+where it finds a bar the colour pass placed elsewhere (``bench/quality_bench.py --captions``).
 """
 
 from __future__ import annotations
@@ -62,6 +68,14 @@ MARGIN_SHARE = 0.6  # the same for a bar that carries text (loose pass, within t
 MARGIN_BLOCK = 16  # rows read at a time
 MIN_MARGIN = 0.02  # margins thinner than this share of the side are left alone
 MIN_KEPT = 0.3  # never trim to less than this share of a side: that is not a margin
+# A caption bar is drawn flat: after JPEG its plain rows sit within a level or two of its
+# colour, where a photograph's own dark or white background carries sensor noise.
+FLAT_TOLERANCE = 2  # per channel: a drawn bar away from its text
+STROKE_CONTRAST = 128  # per channel: a glyph's stroke against the bar
+TEXT_BACKGROUND = 0.25  # of a text row's pixels within MARGIN_TOLERANCE of the bar's colour
+TEXT_STROKES = 0.01  # of a text row's pixels in strokes
+JPEG_BLOCK = 16  # px: JPEG's ringing around a stroke stays within its (chroma) block
+MAX_CAPTION = 0.4  # of the height: a taller band is not a caption
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,9 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
 
     Why a bar alone too: a caption bar on a photo whose own top is plain sky would otherwise
     lose the sky with the bar, and the trimmed picture would no longer be the photo. A plain
-    canvas needs no such second guess (each costs one PDQ).
+    canvas needs no such second guess (each costs one PDQ). Last, a caption bar found by its
+    text (``_caption_band``) at the top or bottom, unless a box already cuts that edge within
+    ``MIN_MARGIN`` of it.
 
     Per edge, the edge colour is the median of its outermost row. A strict pass takes the rows
     with ``CANVAS_SHARE`` of their pixels near it (a canvas: a row through a picture on a wide
@@ -161,6 +177,18 @@ def margin_boxes(pixels: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int
     limits = (height, height, width, width)
     candidates = [tuple(cut)] + [tuple(c if i == edge else 0 for i, c in enumerate(cut))
                                  for edge in barred if edge >= 0]
+    for edge in (0, 1):
+        caption = _caption_band(views[edge], colours[edge], int(rows * MAX_CAPTION),
+                                -(-JPEG_BLOCK // step))
+        if caption:
+            start = (caption - 1) * step  # place the cut to the pixel, strokes around in view
+            first = max(0, start - JPEG_BLOCK)
+            ending = full[edge][first:start + 2 * step + JPEG_BLOCK].astype(np.int16)
+            bar, stroked = _bar_rows(ending, colours[edge], JPEG_BLOCK)
+            after = np.flatnonzero((~bar | stroked)[start - first:start - first + 2 * step])
+            caption = start + (int(after[0]) if len(after) else 2 * step)
+            if all(abs(c[edge] - caption) > MIN_MARGIN * height for c in candidates):
+                candidates.append(tuple(caption if i == edge else 0 for i in range(4)))
     boxes = []
     for t, b, lft, r in candidates:
         box = (lft, t, width - r, height - b)
@@ -176,6 +204,65 @@ def margin_box(pixels: npt.NDArray[np.uint8]) -> tuple[int, int, int, int] | Non
     """The box with every edge's margin cut (``margin_boxes``), or None."""
     boxes = margin_boxes(pixels)
     return boxes[0] if boxes else None
+
+
+def _caption_band(pixels: npt.NDArray[np.int16], colour: npt.NDArray[np.int16],
+                  limit: int, radius: int) -> int:
+    """How many leading rows of ``pixels`` (top or bottom first) form a caption bar, found by
+    its text where its colour cannot tell it from the picture (a black bar above a night sky
+    or a fundus photo); 0 if they do not. ``radius``: ``JPEG_BLOCK`` in these pixels.
+
+    The rows from the edge are the bar's (``_bar_rows``), plain or with strokes, up to the
+    first that is not (a photograph's noise) or ``limit``. A bar starts plain, and its text is
+    runs of stroked rows each followed by plain rows. It ends where its last plain run does:
+    before a row that is not the bar's, or before stroked rows that run on to that row or to
+    ``limit`` (a picture's own plain edge and then its bright content, which the bar's padding
+    and the picture's own black cannot be told apart by, so the cut is at the content).
+    """
+    edge = np.abs(pixels[0] - colour).max(axis=-1)
+    if (edge <= FLAT_TOLERANCE).mean() < CANVAS_SHARE:
+        return 0  # most images: the outermost row is no drawn bar
+    bar, stroked = _bar_rows(pixels[:limit], colour, radius)
+    outside = np.flatnonzero(~bar)
+    reach = int(outside[0]) if len(outside) else len(bar)
+    # Runs of plain and stroked rows: starts, then the end of each.
+    kinds = stroked[:reach].astype(np.int8)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(kinds)) + 1])
+    ends = np.concatenate([starts[1:], [reach]])
+    # Plain runs after text (the run at 0 is plain: the edge row was checked).
+    for run in range(2, len(starts), 2):
+        if run + 2 >= len(starts):  # no further text line closed by plain rows
+            last = run + 1 == len(starts)
+            return int(ends[run]) if (not last or reach < len(bar)) else 0
+    return 0
+
+
+def _bar_rows(pixels: npt.NDArray[np.int16], colour: npt.NDArray[np.int16],
+              radius: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Per row: is it a drawn bar's, and does it carry strokes.
+
+    A bar's row is flat (within ``FLAT_TOLERANCE`` of ``colour``, in ``CANVAS_SHARE`` of its
+    pixels) except within ``radius`` of a stroke (``STROKE_CONTRAST`` away from ``colour``),
+    where JPEG rings; and in ``TEXT_BACKGROUND`` of its pixels near the colour at all (which a
+    row of a bright picture is not, strokes or no). It carries text if ``TEXT_STROKES`` of it
+    are strokes.
+    """
+    far = np.abs(pixels - colour).max(axis=-1)
+    stroke = far >= STROKE_CONTRAST
+    outside = ~_dilate(stroke, radius)
+    flat = ((far <= FLAT_TOLERANCE) & outside).sum(axis=1) >= CANVAS_SHARE * outside.sum(axis=1)
+    background = (far <= MARGIN_TOLERANCE).mean(axis=1) >= TEXT_BACKGROUND
+    return flat & background, stroke.mean(axis=1) >= TEXT_STROKES
+
+
+def _dilate(mask: npt.NDArray[np.bool_], radius: int) -> npt.NDArray[np.bool_]:
+    """``mask`` grown by ``radius`` pixels each way (a square), through box sums."""
+    size = 2 * radius + 1
+    sums = np.pad(mask.astype(np.int32), radius).cumsum(axis=0)
+    sums = np.vstack([np.zeros((1, sums.shape[1]), np.int32), sums])
+    rows = (sums[size:] - sums[:-size]).cumsum(axis=1)
+    rows = np.hstack([np.zeros((rows.shape[0], 1), np.int32), rows])
+    return np.asarray(rows[:, size:] - rows[:, :-size] > 0)
 
 
 def _margin_run(pixels: npt.NDArray[np.int16], share: float,

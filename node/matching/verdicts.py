@@ -15,10 +15,10 @@ Verdict of one stored item (``record/item``) that a query hit, weakest to strong
 - ``disputed``: it would be ``match``, but ``not_ncii`` verdicts from ``dispute_origins`` distinct
   origins this node trusts quarantine it (``dispute_state``).
 - ``match``: PDQ within its threshold (of the image or of one of its 8 dihedral transforms or of
-  the image with its uniform margin trimmed); or an exact hash (md5, sha256, photodna); or at
-  least ``corroboration`` (default 2) independent 64-bit hashes within their corroborating
-  thresholds (``CORROBORATING``, about half the plain ones), aHash and wHash counting as one
-  (``SHORT_FAMILIES``).
+  the image with its uniform margin or caption bar trimmed); or an exact hash (md5, sha256,
+  photodna); or at least ``corroboration`` (default 2) independent 64-bit hashes within their
+  corroborating thresholds (``CORROBORATING``, about half the plain ones), aHash and wHash
+  counting as one (``SHORT_FAMILIES``).
 
 An answer's top-level verdict is the strongest of its items', ``none`` when nothing matched.
 

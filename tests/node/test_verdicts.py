@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from skimage import data as skdata
 
 from hashmesh.node.api.routes import SERVICE_KEY
 from hashmesh.node.config.node import node_config_from_text
 from hashmesh.node.config.toml_reader import ConfigError
-from hashmesh.node.matching.hasher import hash_image
-from hashmesh.node.matching.image_query import hash_image_query, margin_box
+from hashmesh.node.matching.hasher import decode_image, hash_image
+from hashmesh.node.matching.image_query import hash_image_query, margin_box, margin_boxes
 from hashmesh.node.matching.verdicts import Hit, Policy, item_verdict, strongest
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.keys import SigningKey
@@ -46,6 +46,31 @@ def astronaut() -> Image.Image:
 @pytest.fixture(scope="module")
 def chelsea() -> Image.Image:
     return Image.fromarray(skdata.chelsea())
+
+
+@pytest.fixture(scope="module")
+def hubble() -> Image.Image:
+    """A night sky: a black background of its own, as black as a caption bar."""
+    return Image.fromarray(skdata.hubble_deep_field())
+
+
+@pytest.fixture(scope="module")
+def retina() -> Image.Image:
+    """A fundus photo: the picture's own black edge is as flat as a drawn bar."""
+    return Image.fromarray(skdata.retina())
+
+
+def dark_caption(image: Image.Image, top: bool = True, lines: int = 1) -> Image.Image:
+    """A meme's black bar (12% of the height) with white text, above or below the photo."""
+    bar = image.height * 12 // 100
+    canvas = Image.new("RGB", (image.width, image.height + bar), "black")
+    canvas.paste(image, (0, bar if top else 0))
+    font = ImageFont.load_default(size=bar * 6 // 10 // lines)
+    start = 0 if top else image.height
+    for line in range(lines):
+        ImageDraw.Draw(canvas).text((image.width // 2, start + bar * (line + 1) // (lines + 1)),
+                                    "when you see it", fill="white", font=font, anchor="mm")
+    return canvas
 
 
 async def add_photo(api: Client, image: Image.Image) -> str:
@@ -119,6 +144,18 @@ def test_margin_of_a_padded_photo_is_found_to_the_pixel(astronaut: Image.Image) 
     assert margin_box(np.asarray(astronaut)) is None
 
 
+def test_caption_bar_on_a_photo_with_a_black_background_is_found_by_its_text(
+        hubble: Image.Image) -> None:
+    bar = hubble.height * 12 // 100
+    above = np.asarray(decode_image(jpeg(dark_caption(hubble), 90)))
+    # By colour alone the bar runs on into the night sky: no box before the text search.
+    assert (0, bar, hubble.width, hubble.height + bar) in margin_boxes(above)
+    below = np.asarray(decode_image(jpeg(dark_caption(hubble, top=False, lines=2), 90)))
+    assert (0, 0, hubble.width, hubble.height) in margin_boxes(below)
+    # The sky alone has no margin to cut.
+    assert margin_boxes(np.asarray(decode_image(jpeg(hubble, 90)))) == []
+
+
 # ---- image queries through a real node
 
 
@@ -160,6 +197,30 @@ async def test_reuploaded_photo_matches_and_says_which_transform(
         assert "original" in pdq_hits or item["verdict"] == "match"
     else:
         assert any(t.startswith(transform) for t in pdq_hits), pdq_hits
+
+
+async def test_captioned_dark_photos_match_their_own_record_and_no_other(
+        api: Client, astronaut: Image.Image, hubble: Image.Image, retina: Image.Image) -> None:
+    """bench/quality_bench.py's two caption misses before the text search: a black bar above
+    a night sky and above a fundus photo, both on black backgrounds of their own."""
+    refs = {"hubble": await add_photo(api, hubble), "retina": await add_photo(api, retina)}
+    await add_photo(api, astronaut)
+    for name, photo in (("hubble", hubble), ("retina", retina)):
+        answer = await match_image(api, jpeg(dark_caption(photo), 90))
+        assert answer["verdict"] == "match", name
+        assert [item["item"] for item in answer["items"]] == [refs[name]], name
+        transforms = {h.get("transform") for h in answer["items"][0]["hits"]
+                      if h["type"] == "pdq"}
+        assert any(t and t.startswith("trimmed") for t in transforms), (name, transforms)
+
+
+async def test_a_captioned_photo_that_is_not_stored_matches_nothing(
+        api: Client, hubble: Image.Image, retina: Image.Image, chelsea: Image.Image) -> None:
+    await add_photo(api, hubble)  # black background, like the other photo's caption bar
+    await add_photo(api, chelsea)
+    answer = await match_image(api, jpeg(dark_caption(retina), 90))
+    assert answer["verdict"] != "match"
+    assert all(item["verdict"] != "match" for item in answer["items"])
 
 
 async def test_a_different_photo_gets_no_verdict_and_variants_stay_out_of_results(
