@@ -66,13 +66,15 @@ MIN_CHUNK_BITS = 8
 # delta's size), so merging every ``merge_at`` (~3,900 at 1M) rows of a bulk load cost ~30 us a
 # hash and half the node's time. While ``add_many`` batches of at least BULK_BATCH rows arrive,
 # no more than BULK_QUIET_SECONDS apart, the delta may grow to 1/BULK_DELTA_SHARE of the
-# indexed rows, at most BULK_MAX_DELTA: ~2 us a hash at 1M. The trade-off: every query scans
+# indexed rows, at least BULK_MIN_DELTA and at most BULK_MAX_DELTA: ~2 us a hash at 1M (each
+# merge also has a fixed cost of its own, hence the minimum). The trade-off: every query scans
 # the delta meanwhile, ~3 ns a PDQ row, so a 1M PDQ query's p50 goes from ~0.08 ms to up to
 # ~0.3 ms during a bulk load (bench/RESULTS.md); ``settle`` merges it down within about
 # BULK_QUIET_SECONDS after the last batch (the node and its match workers call it).
 BULK_BATCH = 256
 BULK_QUIET_SECONDS = 0.5
 BULK_DELTA_SHARE = 16
+BULK_MIN_DELTA = 16384
 BULK_MAX_DELTA = 65536
 # What ``hamming_kernels.search`` takes for "no probing": an empty layout and plan.
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -497,7 +499,8 @@ class HammingIndex:
     def bulk_merge_at(self) -> int:
         """Delta size at which the adds of a running bulk load are merged (see BULK_BATCH)."""
         main_n = self._snap.main.n if self._snap.main is not None else 0
-        return max(self.merge_at(), min(BULK_MAX_DELTA, main_n // BULK_DELTA_SHARE))
+        share = max(BULK_MIN_DELTA, main_n // BULK_DELTA_SHARE)
+        return max(self.merge_at(), min(BULK_MAX_DELTA, share))
 
     def bulk_running(self) -> bool:
         return time.monotonic() < self._bulk_until
