@@ -613,12 +613,23 @@ class HammingIndex:
             b = int(main.bases[c])
             positions.append(main.offsets[b + keys + 1].astype(np.int64))
             values.append(new_rows[order])
+            # entry j moves by the rows inserted before this chunk plus the new keys below j:
+            # a step function of d + 1 steps, written in one pass (np.repeat) rather than
+            # bincount, cumsum and a cast over all 2**w entries (~1/3 of a merge at 1M)
             table = offsets[b : b + 2**w + 1]
-            table += inserted_before
-            table[1:] += np.cumsum(np.bincount(keys, minlength=2**w)).astype(table.dtype)
+            lengths = np.diff(np.concatenate(([-1], keys, [2**w])))
+            table += np.repeat(np.arange(inserted_before, inserted_before + d + 1,
+                                         dtype=table.dtype), lengths)
             inserted_before += d
-        rows = np.insert(main.rows, np.concatenate(positions), np.concatenate(values))
-        rows = rows.astype(np.uint32, copy=False)
+        # np.insert, without its sort of the positions: they are sorted already (chunk by
+        # chunk, key by key), so the new rows land at position + number inserted before
+        at = np.concatenate(positions)
+        at += np.arange(len(at))
+        rows = np.empty(len(main.rows) + len(at), dtype=np.uint32)
+        kept = np.ones(len(rows), dtype=np.bool_)
+        kept[at] = False
+        rows[at] = np.concatenate(values)
+        rows[kept] = main.rows
         self._extend_id_lookup(snap, main.n, new_rows)
         merged = _Main(main.layout, hi, main.layout_n, offsets, main.bases, rows)
         self._delta = {}
