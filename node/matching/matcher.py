@@ -283,6 +283,7 @@ class HammingIndex:
             0,
         )
         self._live = 0
+        self._top_id = -(2**63)  # an upper bound of the entry ids held (removes leave it)
         self._dead_rows = 0
         # id -> row lookup: rows of the main part through a sorted view, delta rows in a dict.
         self._main_ids_sorted: IntArray | None = None  # None: row_ids[:main.n] is itself sorted
@@ -345,6 +346,7 @@ class HammingIndex:
             row = snap.n_rows
             snap.hashes[row] = np.frombuffer(value, dtype="<u8")
             snap.row_ids[row] = entry_id
+            self._top_id = max(self._top_id, entry_id)
             snap.alive[row] = True
             self._delta[entry_id] = row
             self._live += 1
@@ -411,7 +413,7 @@ class HammingIndex:
                 self._bulk_until = time.monotonic() + BULK_QUIET_SECONDS
             snap = self._snap
             # New entry ids are usually above every stored one: then none can be present.
-            if self._live and int(ids.min()) <= int(snap.row_ids[: snap.n_rows].max()):
+            if self._live and int(ids.min()) <= self._top_id:
                 for dup in self._present_among(ids).tolist():
                     self._remove_locked(dup)
             snap = self._ensure_capacity(self._snap.n_rows + n)
@@ -420,6 +422,7 @@ class HammingIndex:
             snap.row_ids[row : row + n] = ids
             snap.alive[row : row + n] = True
             self._delta.update(zip(ids.tolist(), range(row, row + n), strict=True))
+            self._top_id = max(self._top_id, int(ids.max()))
             self._live += n
             self._snap = _Snapshot(snap.main, snap.hashes, snap.row_ids, snap.alive, row + n)
             self._maybe_merge()
@@ -558,6 +561,7 @@ class HammingIndex:
         self._main_ids_sorted = None
         self._main_ids_rows = None
         self._live = n
+        self._top_id = int(row_ids.max()) if n else -(2**63)
         self._dead_rows = 0
         self._snap = _Snapshot(main, hashes, row_ids, alive, n)
         _release_freed_memory()
