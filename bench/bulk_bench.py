@@ -11,6 +11,7 @@ arrives after the node has applied it). Then one match of a listed hash checks i
     python -m bench.bulk_bench --quick --profile node.prof   # cProfile of the node
     python -m bench.bulk_bench --quick --stages    # in process: CPU time of each step
     python -m bench.bulk_bench --quick --repeat 3  # medians (the machine may be shared)
+    python -m bench.bulk_bench --delta-latency     # 1M: query p50 while a bulk load runs
 """
 
 from __future__ import annotations
@@ -119,10 +120,13 @@ def _children_cpu_seconds() -> float:
 def stages(count: int, batch: int = 1000) -> dict[str, Any]:
     """Where a bulk add's node CPU goes, in process (no HTTP): requests of ``batch`` items
     as ``hashmesh add --from`` writes them, each step timed alone in CPU time of all threads
-    (``time.process_time``), in µs a hash."""
+    (``time.process_time``), in µs a hash, with the garbage collector tuned as ``hashmesh
+    run`` tunes it (``GC_THRESHOLDS``)."""
     import asyncio
+    import gc
 
     from hashmesh.node.api.requests import read_add_fast
+    from hashmesh.node.api.server import GC_THRESHOLDS
     from hashmesh.node.cli.bulk import encode_request, item_affixes
     from hashmesh.node.cli.hashlists import ListEntry
     from hashmesh.node.service import NodeService, batch_items
@@ -137,9 +141,12 @@ def stages(count: int, batch: int = 1000) -> dict[str, Any]:
                              {"scope": "all"}) for _ in range(count // batch)]
 
     async def run() -> dict[str, Any]:
+        gc.set_threshold(*GC_THRESHOLDS)
         with tempfile.TemporaryDirectory(prefix="hm-stages-") as tmp:
             config, _, _ = create_node_dir(Path(tmp) / "n", name="Stages", port=9)
             service = await NodeService.open(load_node_config(config))
+            if service._warming is not None:  # the kernel's warm-up thread would be counted
+                await service._warming
             times = dict.fromkeys(("parse", "split", "sign_and_store", "index"), 0.0)
             try:
                 for body in bodies:
@@ -174,6 +181,38 @@ def stages(count: int, batch: int = 1000) -> dict[str, Any]:
     return asyncio.run(run())
 
 
+def delta_latency(count: int) -> dict[str, Any]:
+    """What a bulk load costs the queries that arrive meanwhile: the p50 of single PDQ queries
+    (threshold 31) on an index of ``count`` hashes with 0 to ``BULK_MAX_DELTA`` added rows
+    left unmerged in its delta, which every query scans (``HammingIndex.bulk_merge_at``)."""
+    import numpy as np
+
+    from hashmesh.node.matching.matcher import BULK_MAX_DELTA, HammingIndex, Matcher
+
+    Matcher.warm_up()
+    rng = np.random.default_rng(1)
+    index = HammingIndex(256, 31)
+    packed = rng.integers(0, 2**63, size=count * 4, dtype=np.int64).tobytes()
+    index.bulk_load(np.arange(count, dtype=np.int64), packed)
+    queries = [packed[i * 32:(i + 1) * 32] for i in range(0, count, max(1, count // 200))]
+    index._maybe_merge = lambda: None  # type: ignore[method-assign]  # keep the delta
+    p50: dict[str, Any] = {}
+    added = 0
+    for delta in (0, BULK_MAX_DELTA // 4, BULK_MAX_DELTA // 2, BULK_MAX_DELTA):
+        new = np.arange(count + added, count + delta, dtype=np.int64)
+        if len(new):
+            index.add_many(new, rng.integers(0, 2**63, size=len(new) * 4,
+                                             dtype=np.int64).tobytes())
+        added = delta
+        times = []
+        for query in queries:
+            started = time.perf_counter()
+            index.query(query, 31)
+            times.append(time.perf_counter() - started)
+        p50[str(delta)] = round(statistics.median(times) * 1e6, 1)
+    return {"hashes": count, "query_p50_us_by_delta_rows": p50}
+
+
 def _post(url: str, token: str, body: object) -> str:
     request = urllib.request.Request(url + "/v1/match", data=json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {token}",
@@ -200,6 +239,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile of the node to this file")
     parser.add_argument("--stages", action="store_true",
                         help="in process: time each step of one bulk add request")
+    parser.add_argument("--delta-latency", action="store_true",
+                        help="in process: PDQ query p50 with a bulk load's delta unmerged")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each size (medians: "
                         "the machine is shared)")
     parser.add_argument("--max-batch", default="1000",
@@ -207,6 +248,10 @@ def main() -> None:
                              "is 1000 items a request)")
     args = parser.parse_args()
     sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if args.delta_latency:
+        for size in sizes:
+            print(json.dumps(delta_latency(size)), flush=True)
+        return
     if args.stages:
         for size in sizes:
             print(json.dumps(stages(size)), flush=True)

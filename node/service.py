@@ -24,7 +24,7 @@ from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.federation.receipts import FIGURES_MAX_ROWS, FIGURES_WINDOW_MS, figures
 from hashmesh.node.federation.reload import PeersWatcher
 from hashmesh.node.federation.sync import Federation
-from hashmesh.node.matching.answers import ALL_TYPES, HashQuery, Matching
+from hashmesh.node.matching.answers import ALL_TYPES, SETTLE_SECONDS, HashQuery, Matching
 from hashmesh.node.matching.follow import FeedFollower
 from hashmesh.node.matching.index_check import IndexCheck, compare_index
 from hashmesh.node.matching.matcher import Matcher
@@ -155,6 +155,8 @@ class NodeService:
     async def start_background(self) -> None:
         self.tasks.start("expiry-sweeper", lambda: every(self.sweep_seconds,
                                                          self.sweep_expired))
+        self.tasks.start("index-settle", lambda: every(SETTLE_SECONDS,
+                                                       self.matching.settle_index))
         self.tasks.start("wal-checkpoint", lambda: every(
             self.config.limits.wal_checkpoint_seconds, self.checkpoint))
         if self.config.retention.enabled:

@@ -30,7 +30,7 @@ import base64
 import hashlib
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal
@@ -942,11 +942,36 @@ def read_canonical_items(region: str) -> tuple[Item, ...] | None:
 
     For fast paths that must fall back to the located path for anything else, e.g. a bulk
     add request whose client writes its items in canonical form (``node/api/requests.py``).
+    Each item keeps the text it was read from (``canonical_text``): the template encoder
+    then signs it without writing it again.
     """
     try:
-        return _read_items(region, _ITEM_LIST_RE)
+        rows = _item_rows(region)
+        if rows is None:
+            return None
+        items = _items_of(parts for parts, _ in rows)
+        if items is not None:
+            for item, (_, text) in zip(items, rows, strict=True):
+                item.__dict__[_CANONICAL_TEXT] = text
+        return items
     except (ProtocolError, ValueError, LookupError):
         return None
+
+
+def canonical_text(item: Item) -> str | None:
+    """The canonical JSON text ``read_canonical_items`` read ``item`` from, else ``None``.
+
+    Kept in the instance's ``__dict__``, outside the dataclass fields: equality, ``repr`` and
+    ``to_json`` ignore it, ``dataclasses.replace`` (which builds a new instance) drops it,
+    and the instance is frozen, so the text always is the item's. Only canonical text of a
+    valid item is accepted there, and canonical JSON of a value is unique, so it is what
+    ``encoding.item_text`` would write.
+    """
+    text: str | None = item.__dict__.get(_CANONICAL_TEXT)
+    return text
+
+
+_CANONICAL_TEXT = "_canonical_text"
 
 
 def _read_items(region: str, items_re: re.Pattern[str] = _ITEMS_RE) -> tuple[Item, ...] | None:
@@ -957,11 +982,34 @@ def _read_items(region: str, items_re: re.Pattern[str] = _ITEMS_RE) -> tuple[Ite
     """
     if items_re.fullmatch(region + ",") is None:
         return None
+    return _items_of(_ITEM_RE.findall(region))
+
+
+def _item_rows(region: str) -> list[tuple[tuple[str, ...], str]] | None:
+    """The captured parts and the text of each item of ``region``, in one pass
+    (``finditer``): each item
+    must start right after the comma that ends the one before, and the last must end the
+    region, so what is accepted is what ``_ITEM_LIST_RE`` would fully match (a bulk add
+    request of 1000 items: ~2.0 instead of ~2.8 µs an item for the two passes)."""
+    text = region + ","
+    rows = []
+    pos = 0
+    for match in _ITEM_RE.finditer(text):
+        end = match.end()
+        if match.start() != pos or text[end] != ",":
+            return None
+        rows.append((match.groups(), match.group()))
+        pos = end + 1
+    return rows if rows and pos == len(text) else None
+
+
+def _items_of(rows: Iterable[Sequence[str]]) -> tuple[Item, ...] | None:
+    """Items from the captured parts of ``_ITEM_RE``, each one checked as ``Item.from_json``
+    would check it; ``None`` if one is not valid."""
     items = []
-    for expires, quality, type_name, hex64, value, more, labels, list_name, tier in (
-            _ITEM_RE.findall(region)):
+    for expires, quality, type_name, hex64, value, more, labels, list_name, tier in rows:
         if type_name == '"pdq"' and hex64 and not quality and not more:
-            hashes: tuple[HashEntry, ...] = (HashEntry("pdq", hex64),)
+            hashes: tuple[HashEntry, ...] = (_hash_entry("pdq", hex64, None),)
         else:
             found = _read_hashes(type_name, hex64 or value, quality, more)
             if found is None:
@@ -977,8 +1025,37 @@ def _read_items(region: str, items_re: re.Pattern[str] = _ITEMS_RE) -> tuple[Ite
             expiry = int(expires)
             if expiry > canonical.MAX_SAFE_INTEGER:
                 return None
-        items.append(Item(hashes, list_name, label_list, tier, expiry))
+        items.append(_item(hashes, list_name, label_list, tier, expiry))
     return tuple(items)
+
+
+def _hash_entry(type_name: str, value: str, quality: int | None) -> HashEntry:
+    """``HashEntry(type_name, value, quality)`` of parts already checked, written straight
+    into the new instance's ``__dict__``: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__``, which was half the cost of reading a bulk add request's
+    items (with ``_item``: ~1.9 -> ~0.9 µs an item). The result is equal to the other."""
+    entry = _new_object(HashEntry)
+    fields = entry.__dict__
+    fields["type"] = type_name
+    fields["value"] = value
+    fields["quality"] = quality
+    return entry
+
+
+def _item(hashes: tuple[HashEntry, ...], list_name: str, labels: tuple[str, ...], tier: str,
+          expires: int | None) -> Item:
+    """``Item(...)`` of parts already checked, built as ``_hash_entry`` says."""
+    item = _new_object(Item)
+    fields = item.__dict__
+    fields["hashes"] = hashes
+    fields["list"] = list_name
+    fields["labels"] = labels
+    fields["tier"] = tier
+    fields["expires"] = expires
+    return item
+
+
+_new_object = object.__new__
 
 
 def _read_hashes(type_name: str, value: str, quality: str,
@@ -1009,11 +1086,11 @@ def _read_hash(type_name: str, value: str, quality: str | None) -> HashEntry | N
     if hash_type is None or hash_type.validate(value) != value:
         return None
     if not quality:
-        return HashEntry(type_name, value)
+        return _hash_entry(type_name, value, None)
     score = int(quality)
     if type_name != "pdq" or score > 100:
         return None
-    return HashEntry(type_name, value, score)
+    return _hash_entry(type_name, value, score)
 
 
 def _read_head(match: re.Match[str]) -> Head | None:

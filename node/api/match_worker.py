@@ -55,7 +55,7 @@ from hashmesh.node.api.server import tls_context
 from hashmesh.node.config.node import NodeConfig, node_config_from_text
 from hashmesh.node.config.peers import PeersConfig
 from hashmesh.node.config.toml_reader import ConfigError
-from hashmesh.node.matching.answers import Matching
+from hashmesh.node.matching.answers import SETTLE_SECONDS, Matching
 from hashmesh.node.matching.matcher import Matcher
 from hashmesh.node.runtime.metrics import NodeMetrics
 from hashmesh.node.runtime.tasks import Supervisor, every
@@ -273,6 +273,8 @@ async def serve_worker(config: NodeConfig, origin: str, slot: int, stop: Stop,
         tasks.start("report", lambda: every(REPORT_SECONDS, lambda: emit(worker.report())))
         tasks.start("expiry-sweeper", lambda: every(EXPIRY_SWEEP_SECONDS,
                                                     worker.matching.sweep_expired))
+        tasks.start("index-settle", lambda: every(SETTLE_SECONDS,
+                                                  worker.matching.settle_index))
         tasks.start("peers-check", lambda: every(PEERS_CHECK_SECONDS,
                                                  worker.reload_peers_if_changed))
         await stop.wait()

@@ -51,6 +51,8 @@ ALL_TYPES = ("pdq", "phash", "dhash", "ahash", "whash", "md5", "sha256", "photod
 
 Found = asyncio.Future[list[tuple[int, int]]]
 
+SETTLE_SECONDS = 0.5  # how often a bulk load's delta is looked at (``Matching.settle_index``)
+
 
 @dataclass(frozen=True)
 class HashQuery:
@@ -185,6 +187,13 @@ class Matching:
         if cached is None or cached[0] is not self.config.match:
             cached = self._policy = (self.config.match, Policy.from_config(self.config.match))
         return cached[1]
+
+    async def settle_index(self) -> None:
+        """Merge what a bulk load left in the index's delta once it has stopped
+        (``HammingIndex.settle``): until then every query scans it. Run every
+        ``SETTLE_SECONDS`` by the node and by each match worker."""
+        if self.matcher.unsettled():
+            await asyncio.to_thread(self.matcher.settle)
 
     def update_gauges(self) -> None:
         for hash_type in ALL_TYPES:

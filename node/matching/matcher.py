@@ -22,6 +22,10 @@ How (Norouzi et al., "Fast Exact Search in Hamming Space with Multi-Index Hashin
 * Live adds go to a small delta (rows past the indexed ones) that queries scan brute force; it
   is merged into the CSR arrays by sorted insertion when it reaches ``merge_at`` rows.
   Removes clear an ``alive`` flag: O(1), and a removed entry never matches again.
+* Bulk loads (``add_many`` of large batches: ``hashmesh add --from``, a sync) let the delta
+  grow further before it is merged (``bulk_merge_at``), since a merge copies every chunk's
+  arrays whatever the delta's size; ``settle`` merges what is left once the batches stop.
+  The price is paid by queries meanwhile (see ``BULK_MAX_DELTA``).
 * Readers never lock: every structural change builds new arrays and publishes them with one
   reference swap (``_Snapshot``), so a query sees either the old or the new index, never half
   of each. Writers are serialised by a lock.
@@ -36,6 +40,7 @@ import hashlib
 import itertools
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,6 +62,20 @@ MIN_INDEXED_ROWS = 4096
 # chunk, about the size of the chunk's rows array; 23 bits keeps 10M PDQ hashes near 1.2 GB.
 MAX_CHUNK_BITS = 23
 MIN_CHUNK_BITS = 8
+# A merge copies the CSR arrays of every chunk (~0.13 s of CPU at 1M PDQ rows, whatever the
+# delta's size), so merging every ``merge_at`` (~3,900 at 1M) rows of a bulk load cost ~30 us a
+# hash and half the node's time. While ``add_many`` batches of at least BULK_BATCH rows arrive,
+# no more than BULK_QUIET_SECONDS apart, the delta may grow to 1/BULK_DELTA_SHARE of the
+# indexed rows, at least BULK_MIN_DELTA and at most BULK_MAX_DELTA: ~2 us a hash at 1M (each
+# merge also has a fixed cost of its own, hence the minimum). The trade-off: every query scans
+# the delta meanwhile, ~3 ns a PDQ row, so a 1M PDQ query's p50 goes from ~0.08 ms to up to
+# ~0.3 ms during a bulk load (bench/RESULTS.md); ``settle`` merges it down within about
+# BULK_QUIET_SECONDS after the last batch (the node and its match workers call it).
+BULK_BATCH = 256
+BULK_QUIET_SECONDS = 0.5
+BULK_DELTA_SHARE = 16
+BULK_MIN_DELTA = 16384
+BULK_MAX_DELTA = 65536
 # What ``hamming_kernels.search`` takes for "no probing": an empty layout and plan.
 _EMPTY = np.zeros(0, dtype=np.int64)
 _EMPTY_U32 = np.zeros(0, dtype=np.uint32)
@@ -264,11 +283,13 @@ class HammingIndex:
             0,
         )
         self._live = 0
+        self._top_id = -(2**63)  # an upper bound of the entry ids held (removes leave it)
         self._dead_rows = 0
         # id -> row lookup: rows of the main part through a sorted view, delta rows in a dict.
         self._main_ids_sorted: IntArray | None = None  # None: row_ids[:main.n] is itself sorted
         self._main_ids_rows: npt.NDArray[np.int64] | None = None
         self._delta: dict[int, int] = {}
+        self._bulk_until = 0.0  # time.monotonic() until which a bulk load is running
 
     # ---- reading
 
@@ -325,6 +346,7 @@ class HammingIndex:
             row = snap.n_rows
             snap.hashes[row] = np.frombuffer(value, dtype="<u8")
             snap.row_ids[row] = entry_id
+            self._top_id = max(self._top_id, entry_id)
             snap.alive[row] = True
             self._delta[entry_id] = row
             self._live += 1
@@ -370,6 +392,8 @@ class HammingIndex:
 
         Ids already present (or repeated within the batch) are replaced by their last value.
         Added for sync throughput (issue 5): per-entry ``add`` cost ~15 us a hash in a sync.
+        A batch of BULK_BATCH rows or more starts (or extends) a bulk load: the delta may then
+        grow to ``bulk_merge_at`` before it is merged.
         """
         ids = np.asarray(entry_ids, dtype=np.int64)
         n = len(ids)
@@ -385,9 +409,11 @@ class HammingIndex:
                 ids, words = ids[keep], words[keep]
                 n = len(ids)
         with self._lock:
+            if n >= BULK_BATCH:
+                self._bulk_until = time.monotonic() + BULK_QUIET_SECONDS
             snap = self._snap
             # New entry ids are usually above every stored one: then none can be present.
-            if self._live and int(ids.min()) <= int(snap.row_ids[: snap.n_rows].max()):
+            if self._live and int(ids.min()) <= self._top_id:
                 for dup in self._present_among(ids).tolist():
                     self._remove_locked(dup)
             snap = self._ensure_capacity(self._snap.n_rows + n)
@@ -396,6 +422,7 @@ class HammingIndex:
             snap.row_ids[row : row + n] = ids
             snap.alive[row : row + n] = True
             self._delta.update(zip(ids.tolist(), range(row, row + n), strict=True))
+            self._top_id = max(self._top_id, int(ids.max()))
             self._live += n
             self._snap = _Snapshot(snap.main, snap.hashes, snap.row_ids, snap.alive, row + n)
             self._maybe_merge()
@@ -472,6 +499,29 @@ class HammingIndex:
         main_n = self._snap.main.n if self._snap.main is not None else 0
         return int(min(32768, max(1024, main_n // 256)))
 
+    def bulk_merge_at(self) -> int:
+        """Delta size at which the adds of a running bulk load are merged (see BULK_BATCH)."""
+        main_n = self._snap.main.n if self._snap.main is not None else 0
+        share = max(BULK_MIN_DELTA, main_n // BULK_DELTA_SHARE)
+        return max(self.merge_at(), min(BULK_MAX_DELTA, share))
+
+    def bulk_running(self) -> bool:
+        return time.monotonic() < self._bulk_until
+
+    def unsettled(self) -> bool:
+        """Whether a bulk load left a delta that ``settle`` would merge."""
+        snap = self._snap
+        return snap.main is not None and snap.n_rows - snap.main.n >= self.merge_at()
+
+    def settle(self) -> bool:
+        """Merge the delta a bulk load left above ``merge_at``, once the load has stopped;
+        True while it is still running (call again later)."""
+        with self._lock:
+            if self.bulk_running():
+                return self.unsettled()
+            self._maybe_merge()
+            return False
+
     def _maybe_merge(self) -> None:
         snap = self._snap
         main = snap.main
@@ -481,7 +531,7 @@ class HammingIndex:
             if snap.n_rows >= MIN_INDEXED_ROWS:
                 self._rebuild()
             return
-        if delta < self.merge_at():
+        if delta < (self.bulk_merge_at() if self.bulk_running() else self.merge_at()):
             return
         if self._live > 2 * main.layout_n or self._dead_rows * 4 > snap.n_rows:
             self._rebuild()
@@ -511,6 +561,7 @@ class HammingIndex:
         self._main_ids_sorted = None
         self._main_ids_rows = None
         self._live = n
+        self._top_id = int(row_ids.max()) if n else -(2**63)
         self._dead_rows = 0
         self._snap = _Snapshot(main, hashes, row_ids, alive, n)
         _release_freed_memory()
@@ -566,12 +617,23 @@ class HammingIndex:
             b = int(main.bases[c])
             positions.append(main.offsets[b + keys + 1].astype(np.int64))
             values.append(new_rows[order])
+            # entry j moves by the rows inserted before this chunk plus the new keys below j:
+            # a step function of d + 1 steps, written in one pass (np.repeat) rather than
+            # bincount, cumsum and a cast over all 2**w entries (~1/3 of a merge at 1M)
             table = offsets[b : b + 2**w + 1]
-            table += inserted_before
-            table[1:] += np.cumsum(np.bincount(keys, minlength=2**w)).astype(table.dtype)
+            lengths = np.diff(np.concatenate(([-1], keys, [2**w])))
+            table += np.repeat(np.arange(inserted_before, inserted_before + d + 1,
+                                         dtype=table.dtype), lengths)
             inserted_before += d
-        rows = np.insert(main.rows, np.concatenate(positions), np.concatenate(values))
-        rows = rows.astype(np.uint32, copy=False)
+        # np.insert, without its sort of the positions: they are sorted already (chunk by
+        # chunk, key by key), so the new rows land at position + number inserted before
+        at = np.concatenate(positions)
+        at += np.arange(len(at))
+        rows = np.empty(len(main.rows) + len(at), dtype=np.uint32)
+        kept = np.ones(len(rows), dtype=np.bool_)
+        kept[at] = False
+        rows[at] = np.concatenate(values)
+        rows[kept] = main.rows
         self._extend_id_lookup(snap, main.n, new_rows)
         merged = _Main(main.layout, hi, main.layout_n, offsets, main.bases, rows)
         self._delta = {}
@@ -724,6 +786,18 @@ class Matcher:
 
     def memory_bytes(self) -> int:
         return sum(index.memory_bytes() for index in self._indexes.values())
+
+    def unsettled(self) -> bool:
+        """Whether a bulk load left a delta to merge (``HammingIndex.settle``)."""
+        return any(index.unsettled() for index in self._indexes.values())
+
+    def settle(self) -> bool:
+        """Merge the deltas of bulk loads that have stopped; True while one still runs."""
+        running = False
+        for index in self._indexes.values():
+            if index.unsettled():
+                running = index.settle() or running
+        return running
 
     def live_ids(self) -> IntArray:
         """Every entry id matched now, of any type, sorted (duplicates kept: a bug to see)."""

@@ -129,9 +129,12 @@ def log_items(conn: sqlite3.Connection, kind: str, items: Iterable[ItemKey],
               ref_num: int | None = None) -> None:
     """Append one change row per item, in the order given."""
     keys = list(items)
-    if not keys:
-        return
-    first = _stamps(conn)
+    if keys:
+        _write_keys(conn, kind, keys, _stamps(conn), ref_num)
+
+
+def _write_keys(conn: sqlite3.Connection, kind: str, keys: list[ItemKey], first: int,
+                ref_num: int | None) -> None:
     values: list[Any] = []
     for i, (num, item, list_name) in enumerate(keys):
         values += (kind, num, item, list_name, first + i, ref_num)
@@ -147,6 +150,11 @@ def log_items(conn: sqlite3.Connection, kind: str, items: Iterable[ItemKey],
 # for all its rows; ``executemany`` takes it back after every row, and waits for it whenever
 # another thread (a sync's verifier) runs Python.
 ROWS_PER_INSERT = 1024
+# A run of at least this many items of one record is logged by one statement that SQLite
+# expands itself (``_RUN_SQL``): no parameters to bind a row. ~2.0 -> ~1.2 µs an item.
+RUN_ROWS = 16
+_RUN_SQL = ("INSERT INTO changes (kind, record_num, item, list, ts, ref_num) "
+            "SELECT ?, ?, ? + key, ?, ? + key, ? FROM json_each(?)")
 
 
 @lru_cache(maxsize=16)
@@ -155,21 +163,48 @@ def _insert_sql(count: int) -> str:
             + ",".join(["(?,?,?,?,?,?)"] * count))
 
 
-def log_added(conn: sqlite3.Connection, items: list[tuple[int, int, str, bool, int | None]]
-              ) -> None:
-    """The items of add records just written: ``(record_num, item, list, active, expires)``.
+@lru_cache(maxsize=64)
+def _series(count: int) -> str:
+    """``[0,1,...,count-1]``: what ``json_each`` expands into a run's rows."""
+    return "[" + ",".join(map(str, range(count))) + "]"
+
+
+# Items of add records just written, in runs: (record_num, first item, count, list, active,
+# expires), the items first .. first+count-1 of one record sharing the last four.
+AddedRun = tuple[int, int, int, str, bool, int | None]
+
+
+def log_added(conn: sqlite3.Connection, runs: list[AddedRun]) -> None:
+    """The items of add records just written, in order, as runs (``AddedRun``).
 
     An item written inactive (revoked before its body arrived) is followed by its ``revoke``;
-    one written after its expiry time was swept past, by its ``expire``.
+    one written after its expiry time was swept past, by its ``expire``. On SQLite a long run
+    is one statement (``_RUN_SQL``); the rows are those one row per item would give.
     """
-    if not items:
+    if not runs:
         return
-    log_items(conn, "add", [(num, item, name) for num, item, name, _, _ in items])
-    log_items(conn, "revoke", [(n, i, name) for n, i, name, active, _ in items if not active])
-    if any(expires is not None for *_, expires in items):
+    first = _stamps(conn)
+    expand = not isinstance(conn, sqlite3.Connection)  # PostgreSQL: rows as always
+    pending: list[ItemKey] = []
+    for num, start, count, list_name, _, _ in runs:
+        if expand or count < RUN_ROWS:
+            pending += [(num, start + i, list_name) for i in range(count)]
+            continue
+        if pending:
+            _write_keys(conn, "add", pending, first, None)
+            first += len(pending)
+            pending = []
+        conn.execute(_RUN_SQL, ("add", num, start, list_name, first, None, _series(count)))
+        first += count
+    if pending:
+        _write_keys(conn, "add", pending, first, None)
+    log_items(conn, "revoke", [(num, start + i, name) for num, start, count, name, active, _
+                               in runs if not active for i in range(count)])
+    if any(expires is not None for *_, expires in runs):
         through = expired_through(conn)
-        log_items(conn, "expire", [(n, i, name) for n, i, name, active, expires in items
-                                   if active and expires is not None and expires <= through])
+        log_items(conn, "expire", [
+            (num, start + i, name) for num, start, count, name, active, expires in runs
+            if active and expires is not None and expires <= through for i in range(count)])
 
 
 def log_verdict(conn: sqlite3.Connection, target: str, feedback_num: int) -> None:

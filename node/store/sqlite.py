@@ -53,6 +53,7 @@ from hashmesh.protocol.records import (
     Body,
     Distribution,
     FeedbackBody,
+    Item,
     KeyBody,
     KeyRevokeBody,
     ProfileBody,
@@ -1078,13 +1079,17 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
 
     Entry ids are assigned here (the next rowids, as SQLite would) so that the rows can be
     written in bulk. Revocations are looked up per record, and only for origins that have any.
+    On SQLite, a record whose items differ only in their one hash's value (a bulk add's) is
+    one statement that SQLite expands from a JSON array of the values (``_ENTRY_RUN_SQL``):
+    no parameters to bind a row (~3.4 -> ~1.5 µs a hash), the same rows.
     """
     next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()[0]) + 1
     revoking = {origin for origin in {r.head.origin for _, r in records} if conn.execute(
         "SELECT 1 FROM revoked WHERE origin=? LIMIT 1", (origin,)).fetchone()}
+    runs_allowed = isinstance(conn, sqlite3.Connection)  # PostgreSQL: rows as always
     now = now_ms()
     rows: list[Any] = []  # ENTRY_COLUMNS values a hash, one hash after the other
-    logged: list[tuple[int, int, str, bool, int | None]] = []  # the change log's items
+    logged: list[change_log.AddedRun] = []  # the change log's items
     hash_type = ""  # the added columns of the last hash type seen:
     ids: list[int] = []
     values: list[str] = []
@@ -1093,12 +1098,28 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
         assert isinstance(body, AddBody)
         origin, record_id = record.head.origin, record.id
         revoked = _revoked_refs(conn, origin, record_id) if origin in revoking else set()
+        uniform = _uniform_values(body.items) if runs_allowed and not revoked else None
+        if uniform is not None:
+            run_type, run_values = uniform
+            first, count = body.items[0], len(run_values)
+            conn.execute(_ENTRY_RUN_SQL, (next_id, num, run_type, first.list,
+                                          _json_array(first.labels), first.tier,
+                                          first.expires, json.dumps(run_values)))
+            logged.append((num, 0, count, first.list, True, first.expires))
+            if first.expires is None or first.expires > now:
+                if run_type != hash_type:
+                    hash_type = run_type
+                    ids, values = changes.added.setdefault(hash_type, ([], []))
+                ids += range(next_id, next_id + count)
+                values += run_values
+            next_id += count
+            continue
         for index, item in enumerate(body.items):
             active = not revoked or (record_id not in revoked
                                      and f"{record_id}/{index}" not in revoked)
             in_force = active and (item.expires is None or item.expires > now)
             labels = _json_array(item.labels)
-            logged.append((num, index, item.list, active, item.expires))
+            logged.append((num, index, 1, item.list, active, item.expires))
             for entry in item.hashes:
                 rows += (next_id, num, index, entry.type, entry.value, entry.quality,
                          item.list, labels, item.tier, item.expires, int(active))
@@ -1109,9 +1130,31 @@ def _insert_entries(conn: sqlite3.Connection, records: list[tuple[int, SignedRec
                     ids.append(next_id)
                     values.append(entry.value)
                 next_id += 1
-    _insert_rows(conn, "INSERT INTO entries (id, record_num, item, hash_type, value, quality,"
-                 " list, labels, tier, expires, active)", ENTRY_COLUMNS, rows)
+    if rows:
+        _insert_rows(conn, "INSERT INTO entries (id, record_num, item, hash_type, value, "
+                     "quality, list, labels, tier, expires, active)", ENTRY_COLUMNS, rows)
     change_log.log_added(conn, logged)
+
+
+_ENTRY_RUN_SQL = ("INSERT INTO entries (id, record_num, item, hash_type, value, quality, list, "
+                  "labels, tier, expires, active) "
+                  "SELECT ? + key, ?, key, ?, value, NULL, ?, ?, ?, ?, 1 FROM json_each(?)")
+
+
+def _uniform_values(items: Sequence[Item]) -> tuple[str, list[str]] | None:
+    """The hash type and the values of ``items`` if each has one hash, of that type, without
+    a quality, and all share list, labels, tier and expiry; else ``None``."""
+    first = items[0]
+    kind = first.hashes[0].type
+    shared = (first.list, first.labels, first.tier, first.expires)
+    values = []
+    for item in items:
+        hashes = item.hashes
+        if (len(hashes) != 1 or hashes[0].type != kind or hashes[0].quality is not None
+                or (item.list, item.labels, item.tier, item.expires) != shared):
+            return None
+        values.append(hashes[0].value)
+    return kind, values
 
 
 # Rows per multi-row INSERT (capped by SQLite's parameter limit). One statement is one

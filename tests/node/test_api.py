@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import random
 from pathlib import Path
@@ -487,3 +488,25 @@ async def test_openapi_document_says_what_the_node_does(api: Client) -> None:
     blocked = await api.post("/v1/records", json={"items": [
         {"hashes": [{"type": "pdq", "value": pdq(2)}]}]})
     assert blocked.status == 409 and (await error_of(blocked))["code"] == "ORIGIN_FROZEN"
+
+
+async def test_a_bulk_load_left_in_the_index_delta_is_merged_once_it_stops(api: Client) -> None:
+    """Requests of 1000 items are a bulk load for the index (``HammingIndex.add_many``): the
+    delta may outgrow ``merge_at`` while they arrive, and the node's ``index-settle`` task
+    merges it once they stop, so queries no longer scan it."""
+    service = api.app[SERVICE_KEY]
+    index = service.matcher._indexes["pdq"]
+    values = [pdq(10_000 + i) for i in range(7000)]
+    for start in range(0, len(values), 1000):
+        response = await api.post("/v1/records", json={"items": [
+            {"hashes": [{"type": "pdq", "value": v}]} for v in values[start:start + 1000]]})
+        assert response.status == 201, await response.text()
+    assert index.merge_at() < 2000 < index.bulk_merge_at()
+    for _ in range(100):
+        snap = index._snap
+        if snap.main is not None and snap.main.n == snap.n_rows:
+            break
+        await asyncio.sleep(0.05)
+    assert snap.main is not None and snap.main.n == snap.n_rows == 7000
+    assert not service.matcher.unsettled()
+    assert (await match(api, {"type": "pdq", "value": values[-1]}))[0]["matches"]

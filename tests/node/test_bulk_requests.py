@@ -86,3 +86,24 @@ def test_what_the_cli_writes_is_read_on_the_fast_path() -> None:
     assert fast is not None and len(fast.items) == 6
     assert fast == strict(body, 10, ("ncii",))
     assert fast.items[0].labels == ("b", "a") and fast.dist.jurisdictions == ("DE",)
+
+
+def test_items_must_follow_each_other_comma_by_comma_to_the_end() -> None:
+    """The reader takes the items in one pass: anything between, before or after two items
+    (other than one comma) sends the body to the strict parse, which refuses it (or, for
+    JSON's whitespace, reads the same items)."""
+    prefix, suffix = item_affixes({"tier": "victim_submitted"}, "ncii")
+    one = f'{prefix}{{"type":"pdq","value":"{"ab" * 32}"}}{suffix}'
+    two = f'{prefix}{{"type":"pdq","value":"{"cd" * 32}"}}{suffix}'
+    good = f'{{"items":[{one},{two}]}}'.encode()
+    fast = read_add_fast(good, max_batch=10, allowed_lists=("ncii",))
+    assert fast is not None and len(fast.items) == 2
+    spaced = f'{{"items":[{one}, {two}]}}'.encode()
+    assert read_add_fast(spaced, max_batch=10, allowed_lists=("ncii",)) is None
+    assert strict(spaced, 10, ("ncii",)) == fast
+    for region in (f"{one}{two}", f"{one},,{two}", f"{one},x{two}",
+                   f"{one},{two},", f",{one},{two}", f"{one},{two}x", f"x{one},{two}",
+                   f"{one},{{}},{two}", ""):
+        body = f'{{"items":[{region}]}}'.encode()
+        assert read_add_fast(body, max_batch=10, allowed_lists=("ncii",)) is None, region
+        assert isinstance(strict(body, 10, ("ncii",)), ProtocolError), region

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
-from hashmesh.node.matching.matcher import Matcher
+from hashmesh.node.matching.matcher import BULK_BATCH, BULK_QUIET_SECONDS, Matcher
+from tests.node.test_matcher import brute
 
 
 def pdq(rng: random.Random) -> str:
@@ -72,3 +74,66 @@ def test_add_many_of_a_revoked_then_removed_page_leaves_nothing() -> None:
 def test_add_many_refuses_mismatched_columns() -> None:
     with pytest.raises(ValueError, match="2 entry ids but 1 values"):
         Matcher().add_many("pdq", [1, 2], ["0" * 64])
+
+
+def test_a_bulk_load_defers_merges_and_answers_as_a_fresh_bulk_load_before_and_after_settling(
+) -> None:
+    """Batches of BULK_BATCH rows or more let the delta grow past ``merge_at`` (queries scan
+    it meanwhile); ``settle`` merges it once the batches stop. Answers throughout are those
+    of an index bulk-loaded from scratch with the same content, and of brute force."""
+    rng = random.Random(15)
+    base = [pdq(rng) for _ in range(64 * 1024)]
+    stored = dict(enumerate(base, start=1))
+    matcher = Matcher()
+    matcher.bulk_load("pdq", list(stored), base)
+    index = matcher._indexes["pdq"]
+    assert index.merge_at() < index.bulk_merge_at()
+    added: list[str] = []
+    entry_id = 10**6
+    while len(added) + 1000 < index.bulk_merge_at():
+        batch = [near(rng.choice(base), rng.randrange(0, 40), rng) for _ in range(1000)]
+        ids = list(range(entry_id, entry_id + len(batch)))
+        matcher.add_many("pdq", ids, batch)
+        stored.update(zip(ids, batch, strict=True))
+        added += batch
+        entry_id += len(batch)
+    for gone in (1, 2, entry_id - 1):
+        matcher.remove(gone)
+        del stored[gone]
+    main = index._snap.main
+    assert main is not None
+    assert index._snap.n_rows - main.n == len(added) > index.merge_at()  # not merged yet
+    assert matcher.unsettled() and matcher.settle()  # still running: nothing merged
+
+    fresh = Matcher()
+    fresh.bulk_load("pdq", list(stored), list(stored.values()))
+    queries = [near(v, rng.randrange(0, 32), rng) for v in rng.sample(added, 6)]
+    queries += [base[0], base[2], near(base[5], 9, rng)]
+    expected = [fresh.query("pdq", q, 31) for q in queries]
+    assert [matcher.query("pdq", q, 31) for q in queries] == expected
+    for query, answer in zip(queries[:4], expected[:4], strict=True):
+        assert answer == sorted(brute(stored, query, 31), key=lambda t: (t[1], t[0]))
+    assert any(answer for answer in expected)
+
+    time.sleep(BULK_QUIET_SECONDS)
+    assert not matcher.settle()
+    main = index._snap.main
+    assert main is not None and index._snap.n_rows - main.n == 0 and not matcher.unsettled()
+    assert [matcher.query("pdq", q, 31) for q in queries] == expected
+    assert matcher.count("pdq") == len(stored)
+
+
+def test_small_batches_are_merged_at_merge_at_as_before() -> None:
+    rng = random.Random(16)
+    base = [pdq(rng) for _ in range(64 * 1024)]
+    matcher = Matcher()
+    matcher.bulk_load("pdq", range(1, len(base) + 1), base)
+    index = matcher._indexes["pdq"]
+    entry_id = 10**6
+    for _ in range(index.merge_at() // (BULK_BATCH - 1) + 1):
+        matcher.add_many("pdq", range(entry_id, entry_id + BULK_BATCH - 1),
+                         [pdq(rng) for _ in range(BULK_BATCH - 1)])
+        entry_id += BULK_BATCH - 1
+    main = index._snap.main
+    assert main is not None and index._snap.n_rows - main.n < index.merge_at()
+    assert not matcher.unsettled()

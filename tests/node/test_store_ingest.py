@@ -193,3 +193,71 @@ def test_active_entries_come_in_chunks_that_cover_exactly_the_hashes_in_force(
     assert {i for ids, _ in store.active_entries("pdq", through=last_pdq - 1) for i in ids} \
         == set(loaded) - {last_pdq}
     store.close()
+
+
+def uniform(start: int, items: int, hash_type: str = "pdq", **fields: Any) -> AddBody:
+    """Items that differ only in their one hash's value: what a bulk add signs."""
+    def value(i: int) -> str:
+        return pdq_hex(start + i) if hash_type == "pdq" else f"{start + i:032x}"
+    return AddBody(tuple(Item((HashEntry(hash_type, value(i)),), "ncii", **fields)
+                         for i in range(items)))
+
+
+def test_uniform_records_written_by_one_statement_store_what_rows_one_by_one_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record whose items differ only in their hash values is one INSERT ... SELECT FROM
+    json_each on SQLite (entries and change log); the rows, the change log and the changes
+    for the matcher are those that the row-by-row path writes."""
+    chain = Chain()
+    target = chain.add(uniform(5000, 30))
+    records = [
+        chain.add(uniform(0, 256)),
+        chain.add(uniform(300, 20, "md5", labels=("b", "a"), tier="helpline_verified",
+                          expires=10**13)),
+        chain.add(uniform(400, 5)),  # shorter than a run: rows of the change log as before
+        chain.add(add(500, 3)),  # two hash types an item: rows
+        chain.add(uniform(600, 40, expires=1_000)),  # expired when it arrives
+        chain.add(revoke_body(f"{target.id}/3")),
+    ]
+
+    def run(path: Path) -> tuple[list[Changes], list[str]]:
+        store = store_at(path)
+        statements: list[str] = []
+        try:
+            with store.transaction() as conn:
+                conn.execute("INSERT INTO meta (key, value) VALUES "
+                             "('changes_expired_through', '2000')")
+            store.conn.set_trace_callback(statements.append)
+            changes = [store.ingest([target.stub(), *records], source="peer"),
+                       store.ingest([target], source="peer")]  # revoked before its body
+        finally:
+            store.close()
+        return changes, statements
+
+    runs_changes, runs_sql = run(tmp_path / "runs")
+    monkeypatch.setattr("hashmesh.node.store.sqlite._uniform_values", lambda items: None)
+    rows_changes, rows_sql = run(tmp_path / "rows")
+
+    assert sum("json_each" in s for s in runs_sql) == 2 * 4 - 1  # 4 records, 3 long runs
+    assert not any("json_each" in s for s in rows_sql)
+    assert dump(tmp_path / "runs") == dump(tmp_path / "rows")
+    assert change_log(tmp_path / "runs") == change_log(tmp_path / "rows")
+    assert [c.added for c in runs_changes] == [c.added for c in rows_changes]
+    with sqlite3.connect(tmp_path / "runs" / "store.db") as conn:
+        unexpired = dict(conn.execute("SELECT id, value FROM entries WHERE active=1 AND "
+                                      "(expires IS NULL OR expires > 2000)").fetchall())
+    assert in_force(runs_changes) == unexpired
+    assert len(unexpired) == 256 + 20 + 5 + 2 * 3 + 30 - 1
+    kinds = [kind for kind, *_ in change_log(tmp_path / "runs")]
+    assert kinds.count("add") == 256 + 20 + 5 + 3 + 40 + 30
+    assert kinds.count("expire") == 40 and kinds.count("revoke") == 1
+
+
+def change_log(path: Path) -> list[tuple[Any, ...]]:
+    """The change log in seq order, without commit times (which must grow with seq)."""
+    with sqlite3.connect(path / "store.db") as conn:
+        rows = conn.execute("SELECT kind, record_num, item, list, ref_num, ts FROM changes "
+                            "ORDER BY seq").fetchall()
+    times = [row[-1] for row in rows]
+    assert times == sorted(set(times))
+    return [row[:-1] for row in rows]

@@ -18,7 +18,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hashmesh.protocol import canonical, encoding
+from hashmesh.protocol import canonical, encoding, records
 from hashmesh.protocol.errors import ProtocolError
 from hashmesh.protocol.records import (
     AddBody,
@@ -53,6 +53,23 @@ def test_item_text_equals_the_reference_canonicaliser(item: Item) -> None:
     assert size is None or size == len(canonical.encode(single.to_json()))
     if single.hashes[0].type == "pdq" and single.hashes[0].quality is None:
         assert size is not None
+
+
+@PROPERTY
+@given(st.lists(items(), min_size=1, max_size=4))
+def test_items_read_from_canonical_text_keep_exactly_the_text_the_encoder_writes(
+        items_: list[Item]) -> None:
+    texts = [canonical.encode(item.to_json()).decode() for item in items_]
+    read = records.read_canonical_items(",".join(texts))
+    assert read is not None and list(read) == items_
+    for item, text, original in zip(read, texts, items_, strict=True):
+        assert records.canonical_text(item) == text
+        assert records.canonical_text(original) is None
+        assert encoding.item_text(item) == encoding.item_text(original) == text
+        assert encoding.item_size(item) == len(text.encode())
+        changed = dataclasses.replace(item, list="other")
+        assert records.canonical_text(changed) is None
+        assert encoding.item_text(changed) == canonical.encode(changed.to_json()).decode()
 
 
 @PROPERTY
