@@ -11,7 +11,9 @@ so the figure that matters is the time of one call end to end, measured here on 
 Images: scikit-image's ``astronaut`` upscaled to 1024x768 and 4000x3000 and saved as JPEG
 q88 (as ``bench/hash_bench.py``), and the 1024x768 one pasted onto a white canvas 20% larger
 (a padded screenshot, the case that costs a second hashing pass), and the 1024x768 one under
-a black caption bar with white text (a meme, which the caption-band search reads as well).
+a black caption bar with white text (a meme, which the caption-band search reads as well);
+and two photos below 1024 px, whose extra hashes are taken at full size: ``astronaut`` at
+its own 512x512 and ``hubble_deep_field`` at 1000x872.
 Nothing is written to disk
 but the node's own directory, which is a temporary one.
 
@@ -87,6 +89,10 @@ def main() -> None:
         "4000x3000 JPEG": upscaled_jpeg(photo, (4000, 3000)),
         "1024x768 on a white canvas": padded_jpeg(small),
         "1024x768 under a black caption bar": captioned_jpeg(small),
+        # below 1024 px the extra hashes are taken at full size (no whole reduction factor)
+        "512x512 photo (astronaut)": upscaled_jpeg(photo, (512, 512)),
+        "1000x872 photo (hubble_deep_field)": upscaled_jpeg(
+            Image.open(skimage_data() / "hubble_deep_field.jpg"), (1000, 872)),
     }
     print(f"# hashing alone, interleaved, {calls} calls each (median ms)")
     print("| image | own hashes (before) | image query (now) | ratio |")

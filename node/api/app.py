@@ -46,11 +46,14 @@ def create_app(service: NodeService, *, federate: bool = True) -> web.Applicatio
     """
     limits = service.config.limits
     shared = service.config.federation.listen is None
+    # writes reach the leader from any process of a PostgreSQL node; one process alone
+    # always leads, and its requests skip that layer
+    forwarding = [forward_writes_middleware] if service.cluster is not None else []
     app = web.Application(
         middlewares=([request_id_middleware, errors_middleware, peer_auth_middleware,
-                      auth_middleware, forward_writes_middleware] if shared
+                      auth_middleware, *forwarding] if shared
                      else [request_id_middleware, errors_middleware, auth_middleware,
-                           forward_writes_middleware]),
+                           *forwarding]),
         client_max_size=max(limits.max_body_bytes, limits.max_image_bytes) + 1,
     )
     # Made here, started only with ``federate``: until then it has no links, so the push

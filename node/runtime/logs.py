@@ -14,6 +14,7 @@ image bytes, only record ids, counts and peers.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -29,11 +30,17 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"
 request_id: ContextVar[str | None] = ContextVar("hashmesh_request_id", default=None)
 
 
+# A made id is this process's random prefix and a counter: unique in the log without a
+# random draw per request (``secrets`` cost ~15 us a request at a few thousand requests/s).
+_ID_PREFIX = secrets.token_hex(4)
+_id_counter = itertools.count(1)
+
+
 def new_request_id(offered: str | None = None) -> str:
-    """The client's id if it is a safe token, else 16 random hex characters."""
+    """The client's id if it is a safe token, else a new one (16 or more hex characters)."""
     if offered and REQUEST_ID_PATTERN.fullmatch(offered):
         return offered
-    return secrets.token_hex(8)
+    return f"{_ID_PREFIX}{next(_id_counter):08x}"
 
 
 class RequestIdFilter(logging.Filter):

@@ -68,6 +68,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise ApiError(413, "BODY_TOO_LARGE",
                        f"request body of {request.content_length} bytes exceeds the limit of "
                        f"{limit}", "body")
+    if request.content_length is not None and request.content.is_eof():
+        return await request.read()  # all of it already arrived: no wait to bound
     chunks: list[bytes] = []
     size = 0
     try:
