@@ -31,13 +31,13 @@ import io
 import statistics
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.hash_bench import skimage_data, upscaled_jpeg
-from bench.nodes import BenchNode, make_node
+from bench.image_call_bench import post_image
+from bench.nodes import make_node
 from hashmesh.node.matching.hasher import hash_image
 from hashmesh.node.matching.image_query import hash_image_query
 
@@ -63,17 +63,6 @@ def captioned_jpeg(data: bytes) -> bytes:
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=88)
     return buffer.getvalue()
-
-
-def post_image(node: BenchNode, data: bytes) -> float:
-    request = urllib.request.Request(
-        node.url + "/v1/match/image", data=data, method="POST",
-        headers={"Authorization": f"Bearer {node.token}",
-                 "Content-Type": "application/octet-stream"})
-    started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=60) as response:
-        response.read()
-    return time.perf_counter() - started
 
 
 def main() -> None:
