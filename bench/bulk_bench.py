@@ -7,7 +7,7 @@ arrives after the node has applied it). Then one match of a listed hash checks i
 
     python -m bench.bulk_bench --quick          # 100k hashes
     python -m bench.bulk_bench --sizes 1000000  # 1M
-    python -m bench.bulk_bench --quick --max-batch 1000,10000   # node default, and larger
+    python -m bench.bulk_bench --quick --max-add-items 1000,10000   # smaller, node default
     python -m bench.bulk_bench --quick --profile node.prof   # cProfile of the node
     python -m bench.bulk_bench --quick --stages    # in process: CPU time of each step
     python -m bench.bulk_bench --quick --repeat 3  # medians (the machine may be shared)
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hashmesh.node.cli.local import create_node_dir
-from hashmesh.node.config.node import load_node_config
+from hashmesh.node.config.node import LimitsConfig, load_node_config
 from tests.cli_process import hashmesh_command
 from tests.conftest import free_port
 
@@ -46,14 +46,14 @@ def write_list(path: Path, count: int, seed: int = 7) -> list[str]:
     return values
 
 
-def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]:
+def run_one(count: int, profile: str | None, max_add_items: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hm-bulk-") as tmp:
         root = Path(tmp)
         config, token, _ = create_node_dir(root / "node", name="Bulk Bench",
                                            port=free_port("127.0.0.1"))
-        if max_batch != 1000:  # the node's default; a larger batch needs a larger body
-            config.write_text(config.read_text() + f"\n[limits]\nmax_batch = {max_batch}\n"
-                              f"max_body_bytes = {max_batch * 200}\n")
+        if max_add_items != LimitsConfig.max_add_items:  # the CLI sends what the node takes
+            config.write_text(config.read_text() + f"\n[limits]\nmax_add_items = "
+                              f"{max_add_items}\n")
         values = write_list(root / "list.csv", count)
         port = load_node_config(config).listen.port
         url = f"http://127.0.0.1:{port}"
@@ -85,7 +85,7 @@ def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]
         finally:
             node.terminate()
             node.wait(timeout=60)
-        return {"hashes": count, "max_batch": max_batch, "seconds": round(elapsed, 2),
+        return {"hashes": count, "max_add_items": max_add_items, "seconds": round(elapsed, 2),
                 "hashes_per_second": round(count / elapsed), "records": answer["records"],
                 "node_cpu_us_per_hash": round(node_cpu / count * 1e6, 1),
                 "cli_cpu_us_per_hash": round(cli_cpu / count * 1e6, 1),
@@ -172,7 +172,7 @@ def stages(count: int, batch: int = 1000) -> dict[str, Any]:
                     service.queue_changes(changes)
                     await service.apply_changes_soon()
                     times["index"] += time.process_time() - started
-                return {"hashes": count,
+                return {"hashes": count, "batch": batch,
                         "cpu_us_per_hash": {k: round(v / count * 1e6, 2)
                                             for k, v in times.items()}}
             finally:
@@ -243,9 +243,10 @@ def main() -> None:
                         help="in process: PDQ query p50 with a bulk load's delta unmerged")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each size (medians: "
                         "the machine is shared)")
-    parser.add_argument("--max-batch", default="1000",
-                        help="comma-separated [limits] max_batch values (the node's default "
-                             "is 1000 items a request)")
+    parser.add_argument("--max-add-items", default=str(LimitsConfig.max_add_items),
+                        help="comma-separated [limits] max_add_items values (the node's "
+                             "default is 10,000 items a request; max_body_bytes, 1 MiB, "
+                             "keeps a PDQ request to ~8,800); --stages: the first value")
     args = parser.parse_args()
     sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     if args.delta_latency:
@@ -254,13 +255,14 @@ def main() -> None:
         return
     if args.stages:
         for size in sizes:
-            print(json.dumps(stages(size)), flush=True)
+            print(json.dumps(stages(size, int(args.max_add_items.split(",")[0]))),
+                  flush=True)
         return
     for size in sizes:
-        for max_batch in [int(b) for b in args.max_batch.split(",")]:
+        for max_add_items in [int(b) for b in args.max_add_items.split(",")]:
             runs = []
             for _ in range(args.repeat):
-                runs.append(run_one(size, args.profile, max_batch))
+                runs.append(run_one(size, args.profile, max_add_items))
                 print(json.dumps(runs[-1]), flush=True)
             if len(runs) > 1:
                 print(json.dumps({"median": {key: statistics.median(r[key] for r in runs)

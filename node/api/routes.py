@@ -211,10 +211,10 @@ async def add_records(request: web.Request) -> web.Response:
     body = await read_body(request, config.limits.max_body_bytes)
 
     def parse() -> AddRequest:
-        fast = read_add_fast(body, max_batch=config.limits.max_batch,
+        fast = read_add_fast(body, max_batch=config.limits.max_add_items,
                              allowed_lists=config.lists.allowed)
         return fast if fast is not None else parse_add(
-            parse_json(body), max_batch=config.limits.max_batch,
+            parse_json(body), max_batch=config.limits.max_add_items,
             default_list=config.lists.default, allowed_lists=config.lists.allowed,
             groups=config.groups)
 

@@ -473,7 +473,7 @@ async def test_openapi_document_says_what_the_node_does(api: Client) -> None:
     refused = await api.post("/v1/match", json={"hashes": [
         {"type": "pdq", "value": pdq(1), "quality": 100}]})
     assert refused.status == 400 and (await error_of(refused))["field"] == "hashes[0].quality"
-    assert body("/v1/records")["properties"]["items"]["maxItems"] == limits.max_batch
+    assert body("/v1/records")["properties"]["items"]["maxItems"] == limits.max_add_items
     assert body("/v1/revocations")["properties"]["targets"]["maxItems"] == min(
         limits.max_batch, 256)
     log_parameters = {p["name"]: p["schema"] for p in paths["/v1/log/{origin}"]["get"][
