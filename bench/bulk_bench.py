@@ -73,6 +73,7 @@ def run_one(count: int, profile: str | None, max_add_items: int) -> dict[str, fl
                                     capture_output=True, text=True, env={**os.environ})
             elapsed = time.perf_counter() - started
             node_cpu = _cpu_seconds(node.pid) - node_cpu
+            peak_rss = _peak_rss_mib(node.pid)
             cli_cpu = _children_cpu_seconds() - cli_cpu
             load = os.getloadavg()[0]
             if result.returncode:
@@ -89,7 +90,7 @@ def run_one(count: int, profile: str | None, max_add_items: int) -> dict[str, fl
                 "hashes_per_second": round(count / elapsed), "records": answer["records"],
                 "node_cpu_us_per_hash": round(node_cpu / count * 1e6, 1),
                 "cli_cpu_us_per_hash": round(cli_cpu / count * 1e6, 1),
-                "load_average": round(load, 1)}
+                "node_peak_rss_mib": peak_rss, "load_average": round(load, 1)}
 
 
 def _settle(pid: int) -> None:
@@ -110,6 +111,15 @@ def _cpu_seconds(pid: int) -> float:
     whatever else the shared machine was running meanwhile."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The node's peak resident memory so far (``VmHWM``): the index, the page cache of
+    SQLite and the requests in flight."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def _children_cpu_seconds() -> float:
