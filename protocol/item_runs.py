@@ -31,8 +31,9 @@ class ItemRun(Sequence[Item]):
     """Items equal to ``template`` but for their one hash's value, one value each.
 
     ``before`` and ``after`` are the canonical text of an item around its value, so item
-    ``i`` is written ``before + values[i] + after``. Build one with ``read_item_run``;
-    slicing gives a run of the slice's values.
+    ``i`` is written ``before + values[i] + after``. Only ``read_item_run`` builds one from
+    outside (the template encoder writes a run's text without checking it again); slicing
+    gives a run of the slice's values.
     """
 
     __slots__ = ("after", "before", "template", "values")
