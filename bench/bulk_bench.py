@@ -7,11 +7,12 @@ arrives after the node has applied it). Then one match of a listed hash checks i
 
     python -m bench.bulk_bench --quick          # 100k hashes
     python -m bench.bulk_bench --sizes 1000000  # 1M
-    python -m bench.bulk_bench --quick --max-batch 1000,10000   # node default, and larger
+    python -m bench.bulk_bench --quick --max-add-items 1000,10000   # smaller, node default
     python -m bench.bulk_bench --quick --profile node.prof   # cProfile of the node
     python -m bench.bulk_bench --quick --stages    # in process: CPU time of each step
     python -m bench.bulk_bench --quick --repeat 3  # medians (the machine may be shared)
     python -m bench.bulk_bench --delta-latency     # 1M: query p50 while a bulk load runs
+    python -m bench.bulk_bench --quick --queries   # + matches over HTTP during the load
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from hashmesh.node.cli.local import create_node_dir
-from hashmesh.node.config.node import load_node_config
+from hashmesh.node.config.node import LimitsConfig, load_node_config
 from tests.cli_process import hashmesh_command
 from tests.conftest import free_port
+
+# the node's default items a request (an older node has no max_add_items: max_batch, 1,000)
+DEFAULT_ADD_ITEMS = int(getattr(LimitsConfig, "max_add_items", LimitsConfig.max_batch))
 
 
 def write_list(path: Path, count: int, seed: int = 7) -> list[str]:
@@ -46,14 +50,15 @@ def write_list(path: Path, count: int, seed: int = 7) -> list[str]:
     return values
 
 
-def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]:
+def run_one(count: int, profile: str | None, max_add_items: int,
+            queries: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hm-bulk-") as tmp:
         root = Path(tmp)
         config, token, _ = create_node_dir(root / "node", name="Bulk Bench",
                                            port=free_port("127.0.0.1"))
-        if max_batch != 1000:  # the node's default; a larger batch needs a larger body
-            config.write_text(config.read_text() + f"\n[limits]\nmax_batch = {max_batch}\n"
-                              f"max_body_bytes = {max_batch * 200}\n")
+        if max_add_items != DEFAULT_ADD_ITEMS:  # the CLI sends what the node takes
+            config.write_text(config.read_text() + f"\n[limits]\nmax_add_items = "
+                              f"{max_add_items}\n")
         values = write_list(root / "list.csv", count)
         port = load_node_config(config).listen.port
         url = f"http://127.0.0.1:{port}"
@@ -67,12 +72,15 @@ def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]
             _settle(node.pid)
             node_cpu = _cpu_seconds(node.pid)
             cli_cpu = _children_cpu_seconds()
+            asking = _QueriesDuringLoad(url, token) if queries else None
             started = time.perf_counter()
             result = subprocess.run([*hashmesh_command(), "add", "--config", str(config),
                                      "--from", str(root / "list.csv"), "--no-progress"],
                                     capture_output=True, text=True, env={**os.environ})
             elapsed = time.perf_counter() - started
+            latency = asking.stop() if asking is not None else {}
             node_cpu = _cpu_seconds(node.pid) - node_cpu
+            peak_rss = _peak_rss_mib(node.pid)
             cli_cpu = _children_cpu_seconds() - cli_cpu
             load = os.getloadavg()[0]
             if result.returncode:
@@ -85,11 +93,45 @@ def run_one(count: int, profile: str | None, max_batch: int) -> dict[str, float]
         finally:
             node.terminate()
             node.wait(timeout=60)
-        return {"hashes": count, "max_batch": max_batch, "seconds": round(elapsed, 2),
+        return {"hashes": count, "max_add_items": max_add_items, "seconds": round(elapsed, 2),
                 "hashes_per_second": round(count / elapsed), "records": answer["records"],
                 "node_cpu_us_per_hash": round(node_cpu / count * 1e6, 1),
                 "cli_cpu_us_per_hash": round(cli_cpu / count * 1e6, 1),
-                "load_average": round(load, 1)}
+                "node_peak_rss_mib": peak_rss, **latency, "load_average": round(load, 1)}
+
+
+class _QueriesDuringLoad:
+    """One single-hash PDQ match every 20 ms while the bulk load runs, each timed end to end
+    over HTTP (the node serves matches on its own port unless match workers are set up):
+    what a platform's lookups wait meanwhile."""
+
+    def __init__(self, url: str, token: str) -> None:
+        import threading
+
+        self.url, self.token = url, token
+        self.times: list[float] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._ask, daemon=True)
+        self.thread.start()
+
+    def _ask(self) -> None:
+        rng = random.Random(3)
+        while not self.done.wait(0.02):
+            value = rng.getrandbits(256).to_bytes(32, "big").hex()
+            started = time.perf_counter()
+            _post(self.url, self.token, {"hashes": [{"type": "pdq", "value": value}]})
+            self.times.append(time.perf_counter() - started)
+
+    def stop(self) -> dict[str, float]:
+        self.done.set()
+        self.thread.join()
+        times = sorted(self.times)
+        if not times:
+            return {}
+        return {"queries": len(times),
+                "query_p50_ms": round(times[len(times) // 2] * 1e3, 2),
+                "query_p99_ms": round(times[min(len(times) - 1, len(times) * 99 // 100)] * 1e3, 2),
+                "query_max_ms": round(times[-1] * 1e3, 2)}
 
 
 def _settle(pid: int) -> None:
@@ -110,6 +152,15 @@ def _cpu_seconds(pid: int) -> float:
     whatever else the shared machine was running meanwhile."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The node's peak resident memory so far (``VmHWM``): the index, the page cache of
+    SQLite and the requests in flight."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def _children_cpu_seconds() -> float:
@@ -172,7 +223,7 @@ def stages(count: int, batch: int = 1000) -> dict[str, Any]:
                     service.queue_changes(changes)
                     await service.apply_changes_soon()
                     times["index"] += time.process_time() - started
-                return {"hashes": count,
+                return {"hashes": count, "batch": batch,
                         "cpu_us_per_hash": {k: round(v / count * 1e6, 2)
                                             for k, v in times.items()}}
             finally:
@@ -243,9 +294,12 @@ def main() -> None:
                         help="in process: PDQ query p50 with a bulk load's delta unmerged")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each size (medians: "
                         "the machine is shared)")
-    parser.add_argument("--max-batch", default="1000",
-                        help="comma-separated [limits] max_batch values (the node's default "
-                             "is 1000 items a request)")
+    parser.add_argument("--queries", action="store_true",
+                        help="time a single-hash match every 20 ms during each load")
+    parser.add_argument("--max-add-items", default=str(DEFAULT_ADD_ITEMS),
+                        help="comma-separated [limits] max_add_items values (the node's "
+                             "default is 10,000 items a request; max_body_bytes, 1 MiB, "
+                             "keeps a PDQ request to ~8,800); --stages: the first value")
     args = parser.parse_args()
     sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     if args.delta_latency:
@@ -254,13 +308,14 @@ def main() -> None:
         return
     if args.stages:
         for size in sizes:
-            print(json.dumps(stages(size)), flush=True)
+            print(json.dumps(stages(size, int(args.max_add_items.split(",")[0]))),
+                  flush=True)
         return
     for size in sizes:
-        for max_batch in [int(b) for b in args.max_batch.split(",")]:
+        for max_add_items in [int(b) for b in args.max_add_items.split(",")]:
             runs = []
             for _ in range(args.repeat):
-                runs.append(run_one(size, args.profile, max_batch))
+                runs.append(run_one(size, args.profile, max_add_items, args.queries))
                 print(json.dumps(runs[-1]), flush=True)
             if len(runs) > 1:
                 print(json.dumps({"median": {key: statistics.median(r[key] for r in runs)

@@ -45,6 +45,7 @@ from hashmesh.protocol.encoding import item_size, item_text
 from hashmesh.protocol.errors import SchemaError
 from hashmesh.protocol.evidence import Evidence
 from hashmesh.protocol.hashtypes import get_hash_type
+from hashmesh.protocol.item_runs import ItemRun
 from hashmesh.protocol.keys import b64url_encode
 from hashmesh.protocol.records import (
     MAX_RECORD_BYTES,
@@ -529,6 +530,7 @@ class NodeService:
             "uptime_seconds": int(time.time() - self.started),
             "match_workers": None if self.worker_status is None else self.worker_status(),
             "limits": {"max_batch": self.config.limits.max_batch,
+                       "max_add_items": self.config.limits.max_add_items,
                        "max_body_bytes": self.config.limits.max_body_bytes},
             "lists": {"default": self.config.lists.default,
                       "allowed": list(self.config.lists.allowed)},
@@ -695,13 +697,20 @@ def _encoded_size(item: Item) -> int:
     return len(text.encode("utf-8")) + 1
 
 
-def batch_items(items: Sequence[Item], max_items: int) -> list[tuple[Item, ...]]:
+def batch_items(items: Sequence[Item], max_items: int) -> list[Sequence[Item]]:
     """Group items by list (so a peer's list policy takes or stubs a record whole), then
-    split each group by count and by encoded size so that every record fits the limits."""
+    split each group by count and by encoded size so that every record fits the limits.
+
+    An ``ItemRun`` (one list, items of one size) is cut into runs of equal length, as the
+    item-by-item split would cut it."""
+    if isinstance(items, ItemRun):
+        budget = MAX_RECORD_BYTES - ENVELOPE_ALLOWANCE
+        step = max(1, min(max_items, budget // (items.item_size + 1)))
+        return [items[start:start + step] for start in range(0, len(items), step)]
     by_list: dict[str, list[Item]] = {}
     for item in items:
         by_list.setdefault(item.list, []).append(item)
-    batches: list[tuple[Item, ...]] = []
+    batches: list[Sequence[Item]] = []
     budget = MAX_RECORD_BYTES - ENVELOPE_ALLOWANCE
     for group in by_list.values():
         current: list[Item] = []

@@ -22,6 +22,7 @@ import re
 
 from hashmesh.protocol.canonical import MAX_SAFE_INTEGER
 from hashmesh.protocol.hashtypes import HASH_TYPES
+from hashmesh.protocol.item_runs import ItemRun
 from hashmesh.protocol.records import (
     GROUP_ID_PATTERN,
     JURISDICTION_PATTERN,
@@ -146,6 +147,9 @@ def add_body_bytes(body: AddBody) -> bytes | None:
     if not 1 <= len(body.items) <= MAX_ITEMS or body.salt is None \
             or SALT_PATTERN.fullmatch(body.salt) is None:
         return None
+    if isinstance(body.items, ItemRun):  # its text was proven canonical when it was read
+        return ('{"items":[' + body.items.text() + '],"salt":"' + body.salt
+                + '"}').encode("ascii")
     texts = []
     try:
         for item in body.items:

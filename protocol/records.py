@@ -300,10 +300,11 @@ class AddBody:
     """Adds one or more pieces of content to the origin's lists under a single signature.
 
     ``salt`` (v2) makes the digest in a stub unguessable; it is drawn fresh for every body
-    built here and is ``None`` only in bodies read from v1 records.
+    built here and is ``None`` only in bodies read from v1 records. ``items`` is a tuple, or
+    for a bulk add an ``item_runs.ItemRun`` (one column of values; equal to the tuple).
     """
 
-    items: tuple[Item, ...]
+    items: Sequence[Item]
     salt: str | None = field(default_factory=new_salt)
 
     TYPE: ClassVar[str] = "add"

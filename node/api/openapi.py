@@ -206,7 +206,7 @@ PATHS: dict[str, Any] = {
                        "whole or not at all, so a failed request can be retried.",
         "requestBody": _json_body({
             "type": "object", "required": ["items"],
-            "properties": {"items": {"type": "array", "minItems": 1, "maxItems": "max_batch",
+            "properties": {"items": {"type": "array", "minItems": 1, "maxItems": "max_add_items",
                                      "items": _ref("Item")},
                            "dist": _ref("Distribution")}}),
         "responses": {"201": _ok("Signed records", {
@@ -461,7 +461,8 @@ PATHS: dict[str, Any] = {
 def _with_limits(value: Any, limits: LimitsConfig) -> Any:
     """The paths with the names of limits (``"maxItems": "max_batch"``) replaced by this
     node's values."""
-    numbers = {"max_batch": limits.max_batch, "max_targets": min(limits.max_batch, 256)}
+    numbers = {"max_batch": limits.max_batch, "max_add_items": limits.max_add_items,
+               "max_targets": min(limits.max_batch, 256)}
     if isinstance(value, dict):
         return {key: numbers[item] if key == "maxItems" and isinstance(item, str)
                 else _with_limits(item, limits) for key, item in value.items()}

@@ -52,7 +52,7 @@ from hashmesh.node.service import ForbiddenError, NodeService, NotFoundError
 from hashmesh.node.store.sqlite import StorageError, StoreError
 from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import EncodingError, ProtocolError
-from hashmesh.protocol.records import RECORD_ID_PATTERN, ProfileBody
+from hashmesh.protocol.records import MAX_ITEMS, RECORD_ID_PATTERN, ProfileBody
 
 log = logging.getLogger("hashmesh.api")
 
@@ -211,10 +211,10 @@ async def add_records(request: web.Request) -> web.Response:
     body = await read_body(request, config.limits.max_body_bytes)
 
     def parse() -> AddRequest:
-        fast = read_add_fast(body, max_batch=config.limits.max_batch,
+        fast = read_add_fast(body, max_batch=config.limits.max_add_items,
                              allowed_lists=config.lists.allowed)
         return fast if fast is not None else parse_add(
-            parse_json(body), max_batch=config.limits.max_batch,
+            parse_json(body), max_batch=config.limits.max_add_items,
             default_list=config.lists.default, allowed_lists=config.lists.allowed,
             groups=config.groups)
 
@@ -223,8 +223,13 @@ async def add_records(request: web.Request) -> web.Response:
     records = await service.add(parsed.items, parsed.dist, _actor(request))
     return web.json_response({"records": [
         {"id": r.id, "seq": r.head.seq,
-         "items": [f"{r.id}/{i}" for i in range(len(getattr(r.body, "items", ())))]}
+         "items": [r.id + suffix
+                   for suffix in _ITEM_SUFFIXES[:len(getattr(r.body, "items", ()))]]}
         for r in records]}, status=201)
+
+
+# "/0" ... "/255": an add answer names every item (a bulk add, up to 10,000 a request)
+_ITEM_SUFFIXES = tuple(f"/{i}" for i in range(MAX_ITEMS))
 
 
 async def revoke(request: web.Request) -> web.Response:

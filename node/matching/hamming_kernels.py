@@ -299,3 +299,26 @@ def _order_by_distance_then_id(
     by_dist = np.argsort(part_dist, kind="mergesort")
     ids[lo:hi] = part_ids[by_dist]
     dist[lo:hi] = part_dist[by_dist]
+
+
+@numba.njit(nogil=True, cache=CACHE_ON_DISK)
+def insert_sorted(old: Any, at: Any, new: Any, out: Any) -> None:
+    """``out`` is ``old`` with ``new[k]`` placed at position ``at[k]`` of ``out`` (``at``
+    strictly increasing, ``len(out) == len(old) + len(new)``), written in one pass.
+
+    A merge of the index delta inserts its rows into every chunk's rows array this way
+    (``HammingIndex._merge_delta``); numpy's way (a boolean mask of kept positions, then a
+    masked assignment) took ~106 ms for 12M rows and 750k inserts, this ~18 ms.
+    """
+    j = 0
+    k = 0
+    inserts = at.shape[0]
+    next_at = at[0] if inserts else -1
+    for i in range(out.shape[0]):
+        if i == next_at:
+            out[i] = new[k]
+            k += 1
+            next_at = at[k] if k < inserts else -1
+        else:
+            out[i] = old[j]
+            j += 1

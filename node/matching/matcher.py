@@ -607,13 +607,21 @@ class HammingIndex:
         new_rows = new_rows[snap.alive[lo:hi]]
         words = snap.hashes[new_rows]
         d = len(new_rows)
+        from hashmesh.node.matching import hamming_kernels  # numba: imported when first used
+
         offsets = main.offsets.astype(_offset_dtype(len(main.layout.chunks) * (main.n + d)))
         positions, values = [], []
         inserted_before = 0
+        delta_index = np.arange(d, dtype=np.uint64)
         for c, (start, w) in enumerate(main.layout.chunks):
-            keys = _chunk_keys(words, start, w).astype(np.int64)
-            order = np.argsort(keys, kind="stable")
-            keys = keys[order]
+            # (key << 32 | index) sorted as plain uint64: the stable order of the keys, ~4x
+            # faster than a stable argsort (as in _build_main)
+            packed = _chunk_keys(words, start, w)
+            np.left_shift(packed, np.uint64(32), out=packed)
+            np.bitwise_or(packed, delta_index, out=packed)
+            packed.sort()
+            order = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+            keys = (packed >> np.uint64(32)).astype(np.int64)
             b = int(main.bases[c])
             positions.append(main.offsets[b + keys + 1].astype(np.int64))
             values.append(new_rows[order])
@@ -626,14 +634,13 @@ class HammingIndex:
                                          dtype=table.dtype), lengths)
             inserted_before += d
         # np.insert, without its sort of the positions: they are sorted already (chunk by
-        # chunk, key by key), so the new rows land at position + number inserted before
+        # chunk, key by key), so the new rows land at position + number inserted before;
+        # written in one compiled pass (numpy's masked assignment took ~6 times longer)
         at = np.concatenate(positions)
         at += np.arange(len(at))
         rows = np.empty(len(main.rows) + len(at), dtype=np.uint32)
-        kept = np.ones(len(rows), dtype=np.bool_)
-        kept[at] = False
-        rows[at] = np.concatenate(values)
-        rows[kept] = main.rows
+        hamming_kernels.insert_sorted(main.rows, at,
+                                      np.concatenate(values).astype(np.uint32), rows)
         self._extend_id_lookup(snap, main.n, new_rows)
         merged = _Main(main.layout, hi, main.layout_n, offsets, main.bases, rows)
         self._delta = {}
@@ -819,6 +826,9 @@ class Matcher:
             hamming_kernels.search(np.frombuffer(packed[:8], dtype="<u8").reshape(1, 1), 10,
                                    *_NO_PROBES, index._snap.hashes, index._snap.alive,
                                    index._snap.row_ids, 0, index._snap.n_rows)
+            hamming_kernels.insert_sorted(  # the merge's kernel, before the first merge
+                np.zeros(1, dtype=np.uint32), np.zeros(1, dtype=np.int64),
+                np.ones(1, dtype=np.uint32), np.empty(2, dtype=np.uint32))
         finally:
             _WARMING.clear()
 

@@ -45,6 +45,7 @@ from hashmesh.node.store.retention import Pruned, prune_batch
 from hashmesh.node.store.schema import check_version, create_schema
 from hashmesh.protocol.errors import ChainError
 from hashmesh.protocol.evidence import Evidence
+from hashmesh.protocol.item_runs import ItemRun
 from hashmesh.protocol.keys import SigningKey
 from hashmesh.protocol.log import LogHead, append, check_next
 from hashmesh.protocol.receipts import batch as batch_receipts
@@ -997,6 +998,9 @@ def _policy_columns(body: Body | None) -> tuple[str | None, str | None]:
     """The lists and labels a record's body touches, for per-peer filtering of log pages."""
     if not isinstance(body, AddBody):
         return None, None
+    if isinstance(body.items, ItemRun):  # one list and labels for all its items
+        template = body.items.template
+        return _json_array((template.list,)), _json_array(tuple(sorted(set(template.labels))))
     lists = tuple(sorted({item.list for item in body.items}))
     labels = tuple(sorted({label for item in body.items for label in item.labels}))
     return _json_array(lists), _json_array(labels)
@@ -1143,7 +1147,10 @@ _ENTRY_RUN_SQL = ("INSERT INTO entries (id, record_num, item, hash_type, value, 
 
 def _uniform_values(items: Sequence[Item]) -> tuple[str, list[str]] | None:
     """The hash type and the values of ``items`` if each has one hash, of that type, without
-    a quality, and all share list, labels, tier and expiry; else ``None``."""
+    a quality, and all share list, labels, tier and expiry; else ``None``. An ``ItemRun``
+    (a bulk add read as one column) is such items by construction."""
+    if isinstance(items, ItemRun):
+        return items.hash_type, items.values
     first = items[0]
     kind = first.hashes[0].type
     shared = (first.list, first.labels, first.tier, first.expires)

@@ -15,6 +15,8 @@ from PIL import Image
 from hashmesh.node.api.app import create_app
 from hashmesh.node.api.openapi import openapi_document
 from hashmesh.node.api.routes import MATCHING_KEY, SERVICE_KEY
+from hashmesh.node.cli.bulk import encode_request, item_affixes
+from hashmesh.node.cli.hashlists import ListEntry
 from hashmesh.node.config.node import hash_token
 from hashmesh.node.service import NodeService
 from hashmesh.node.store.sqlite import now_ms
@@ -354,6 +356,38 @@ async def test_oversize_body_is_refused(api: Client) -> None:
     assert (await error_of(response))["code"] == "BODY_TOO_LARGE"
 
 
+async def test_add_requests_take_max_add_items_beyond_max_batch(
+        make_node_dir: Any, aiohttp_client: Any) -> None:
+    """``[limits] max_add_items`` bounds an add request, not ``max_batch`` (match requests):
+    a bulk add of 2,500 items in one request is signed whole, in one transaction; one item
+    more than the limit is refused, naming ``items``, on the fast path's body as on any."""
+    node_dir = make_node_dir()
+    node_dir.config_path.write_text(node_dir.config_path.read_text()
+                                    + "\n[limits]\nmax_add_items = 2500\n")
+    service = await NodeService.open(node_dir.config())
+    api: Client = await aiohttp_client(create_app(service))
+    api.session.headers["Authorization"] = f"Bearer {node_dir.token}"
+    prefix, suffix = item_affixes({"tier": "victim_submitted"}, "ncii")
+    entries = [ListEntry("pdq", pdq(i), "") for i in range(2501)]
+    dist = {"scope": "all"}
+    status = await (await api.get("/v1/status")).json()
+    assert status["limits"]["max_add_items"] == 2500 and status["limits"]["max_batch"] == 1000
+    too_many = await api.post("/v1/records", data=encode_request(entries, prefix, suffix, dist),
+                              headers={"Content-Type": "application/json"})
+    assert too_many.status == 400 and (await error_of(too_many))["field"] == "items"
+    added = await api.post("/v1/records", data=encode_request(entries[:2500], prefix, suffix,
+                                                              dist),
+                           headers={"Content-Type": "application/json"})
+    assert added.status == 201
+    records = (await added.json())["records"]
+    assert [len(r["items"]) for r in records] == [256] * 9 + [196]
+    assert records[-1]["items"][-1] == records[-1]["id"] + "/195"
+    assert service.matcher.count("pdq") == 2500
+    match = await api.post("/v1/match", json={"hashes": [f"pdq:{pdq(2499)}"]})
+    [hit] = (await match.json())["results"][0]["matches"]
+    assert hit["distance"] == 0 and hit["item"] == records[-1]["items"][-1]
+
+
 async def test_batch_over_the_cap_is_refused(api: Client) -> None:
     hashes = [f"md5:{i:032x}" for i in range(1001)]
     response = await api.post("/v1/match", json={"hashes": hashes})
@@ -473,7 +507,7 @@ async def test_openapi_document_says_what_the_node_does(api: Client) -> None:
     refused = await api.post("/v1/match", json={"hashes": [
         {"type": "pdq", "value": pdq(1), "quality": 100}]})
     assert refused.status == 400 and (await error_of(refused))["field"] == "hashes[0].quality"
-    assert body("/v1/records")["properties"]["items"]["maxItems"] == limits.max_batch
+    assert body("/v1/records")["properties"]["items"]["maxItems"] == limits.max_add_items
     assert body("/v1/revocations")["properties"]["targets"]["maxItems"] == min(
         limits.max_batch, 256)
     log_parameters = {p["name"]: p["schema"] for p in paths["/v1/log/{origin}"]["get"][

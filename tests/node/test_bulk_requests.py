@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hashmesh.node.api.requests import parse_add, read_add_fast
-from hashmesh.node.cli.bulk import encode_request, item_affixes
+from hashmesh.node.cli.bulk import _batches, _envelope_bytes, encode_request, item_affixes
 from hashmesh.node.cli.hashlists import ListEntry
 from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import ProtocolError
@@ -107,3 +107,23 @@ def test_items_must_follow_each_other_comma_by_comma_to_the_end() -> None:
         body = f'{{"items":[{region}]}}'.encode()
         assert read_add_fast(body, max_batch=10, allowed_lists=("ncii",)) is None, region
         assert isinstance(strict(body, 10, ("ncii",)), ProtocolError), region
+
+
+def test_the_cli_batches_by_count_and_by_the_node_body_limit() -> None:
+    """``add --from`` sends ``max_add_items`` items a request, fewer where the body would
+    pass ``max_body_bytes``: every body it writes fits, and no batch could take one more."""
+    prefix, suffix = item_affixes({"tier": "victim_submitted", "labels": ["x"]}, "ncii")
+    dist = {"scope": "all"}
+    entries = [ListEntry("pdq" if i % 3 else "md5", f"{i:064x}" if i % 3 else f"{i:032x}", "")
+               for i in range(5000)]
+    for size, limit in ((10_000, 100_000), (700, 1_048_576), (10_000, 4_000)):
+        budget = limit - _envelope_bytes(dist)
+        batches = list(_batches(iter(entries), size, budget,
+                                len(prefix.encode()) + len(suffix.encode())))
+        assert [e for b in batches for e in b] == entries
+        for batch, following in zip(batches, [*batches[1:], None], strict=True):
+            body = encode_request(batch, prefix, suffix, dist)
+            assert len(batch) <= size and len(body) <= limit
+            if following is not None and len(batch) < size:
+                grown = encode_request([*batch, following[0]], prefix, suffix, dist)
+                assert len(grown) > limit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 
+import numpy as np
 import pytest
 
 from hashmesh.node.matching.matcher import BULK_BATCH, BULK_QUIET_SECONDS, Matcher
@@ -137,3 +138,19 @@ def test_small_batches_are_merged_at_merge_at_as_before() -> None:
     main = index._snap.main
     assert main is not None and index._snap.n_rows - main.n < index.merge_at()
     assert not matcher.unsettled()
+
+
+def test_the_merge_kernel_inserts_rows_where_np_insert_does() -> None:
+    """A merge writes each chunk's rows with the delta's rows inserted in one compiled pass
+    (``hamming_kernels.insert_sorted``); it must place them as ``np.insert`` does, at the
+    start, the end, side by side and with nothing to insert."""
+    from hashmesh.node.matching.hamming_kernels import insert_sorted
+
+    rng = np.random.default_rng(5)
+    for size, inserts in ((0, 3), (10, 0), (1000, 1), (1000, 400), (50, 50)):
+        old = rng.integers(0, 2**32, size, dtype=np.uint32)
+        before = np.sort(rng.integers(0, size + 1, inserts))  # np.insert's positions
+        new = rng.integers(0, 2**32, inserts, dtype=np.uint32)
+        out = np.empty(size + inserts, dtype=np.uint32)
+        insert_sorted(old, before + np.arange(inserts), new, out)
+        assert np.array_equal(out, np.insert(old, before, new))

@@ -7,7 +7,9 @@ These tests hold it to the record-by-record result on real SQLite files.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ import pytest
 
 from hashmesh.node.store.schema import SchemaVersionError
 from hashmesh.node.store.sqlite import Changes, Store
+from hashmesh.protocol import canonical
 from hashmesh.protocol.errors import GapError
+from hashmesh.protocol.item_runs import read_item_run
 from hashmesh.protocol.records import AddBody, HashEntry, Item, SignedRecord
 from tests.protocol.builders import (
     SIGNER,
@@ -261,3 +265,32 @@ def change_log(path: Path) -> list[tuple[Any, ...]]:
     times = [row[-1] for row in rows]
     assert times == sorted(set(times))
     return [row[:-1] for row in rows]
+
+
+def test_a_bulk_add_read_as_one_column_stores_what_its_items_store(tmp_path: Path) -> None:
+    """``hashmesh add --from`` requests are read as an ``ItemRun`` (a column of values, no
+    object per item): signed and stored, its records, rows, change log and matcher changes
+    are those of the same items as a tuple."""
+    template = Item((HashEntry("pdq", pdq_hex(0)),), "ncii", ("b", "a"), "helpline_verified")
+    items = [dataclasses.replace(template, hashes=(HashEntry("pdq", pdq_hex(i)),))
+             for i in range(300)]
+    region = ",".join(canonical.encode(item.to_json()).decode() for item in items)
+    run = read_item_run(region)
+    assert run is not None and len(run) == 300
+    salts = ["A" * 22, "B" * 21 + "g"]
+
+    def write(path: Path, first: Sequence[Item], second: Sequence[Item]) -> Changes:
+        store = store_at(path)
+        try:
+            _, changes = store.append_local_many(
+                signer=SIGNER, origin=SIGNER.id, ts=1_000,
+                bodies=[AddBody(first, salts[0]), AddBody(second, salts[1])])
+            return changes
+        finally:
+            store.close()
+
+    by_run = write(tmp_path / "run", run[:256], run[256:])
+    by_items = write(tmp_path / "items", tuple(items[:256]), tuple(items[256:]))
+    assert dump(tmp_path / "run") == dump(tmp_path / "items")
+    assert change_log(tmp_path / "run") == change_log(tmp_path / "items")
+    assert by_run.added == by_items.added and len(by_run.added["pdq"][0]) == 300
