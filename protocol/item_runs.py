@@ -108,7 +108,9 @@ def read_item_run(region: str) -> ItemRun | None:
         return None
     before = region[:start]
     second = region.find("," + before, start)
-    first_text = region if second < 0 else region[:second]
+    if second < 0:  # no second item like the first: not a run (read item by item, once)
+        return None
+    first_text = region[:second]
     first = read_canonical_items(first_text)
     if first is None or len(first) != 1:
         return None

@@ -639,6 +639,8 @@ class HammingIndex:
         at = np.concatenate(positions)
         at += np.arange(len(at))
         rows = np.empty(len(main.rows) + len(at), dtype=np.uint32)
+        if len(at) and not (0 <= at[0] and at[-1] < len(rows)):  # the kernel checks no bounds
+            raise AssertionError(f"merge positions {at[0]}..{at[-1]} outside {len(rows)} rows")
         hamming_kernels.insert_sorted(main.rows, at,
                                       np.concatenate(values).astype(np.uint32), rows)
         self._extend_id_lookup(snap, main.n, new_rows)
@@ -826,11 +828,11 @@ class Matcher:
             hamming_kernels.search(np.frombuffer(packed[:8], dtype="<u8").reshape(1, 1), 10,
                                    *_NO_PROBES, index._snap.hashes, index._snap.alive,
                                    index._snap.row_ids, 0, index._snap.n_rows)
-            hamming_kernels.insert_sorted(  # the merge's kernel, before the first merge
-                np.zeros(1, dtype=np.uint32), np.zeros(1, dtype=np.int64),
-                np.ones(1, dtype=np.uint32), np.empty(2, dtype=np.uint32))
         finally:
-            _WARMING.clear()
+            _WARMING.clear()  # queries take the kernel now; merges wait for theirs below
+        hamming_kernels.insert_sorted(  # the merge's kernel, before the first merge
+            np.zeros(1, dtype=np.uint32), np.zeros(1, dtype=np.int64),
+            np.ones(1, dtype=np.uint32), np.empty(2, dtype=np.uint32))
 
     def _index(self, hash_type: str) -> HammingIndex:
         try:

@@ -28,12 +28,21 @@ def runs(draw: st.DrawFn) -> list[Item]:
     """Items of one shape (one hash of one hex type, no quality) differing in their value."""
     template = draw(items())
     kind = draw(st.sampled_from(HEX_TYPES))
-    entries = draw(st.lists(hash_entries(kind), min_size=1, max_size=12))
+    entries = draw(st.lists(hash_entries(kind), min_size=2, max_size=12))
     return [dataclasses.replace(template, hashes=(HashEntry(kind, e.value),)) for e in entries]
 
 
 def region_of(items_: list[Item]) -> str:
     return ",".join(canonical.encode(item.to_json()).decode() for item in items_)
+
+
+@PROPERTY
+@given(runs())
+def test_one_item_is_no_run_and_is_read_item_by_item(items_: list[Item]) -> None:
+    """Nor is a region whose first item has no like after it: the item reader reads it
+    once (no parse of every item twice)."""
+    assert read_item_run(region_of(items_[:1])) is None
+    assert read_item_run(region_of(items_[:1]) + "," + region_of(items_)) is not None
 
 
 @PROPERTY
