@@ -35,7 +35,8 @@ async def open_case(request: web.Request) -> web.Response:
     if not isinstance(review, bool):
         raise SchemaError("must be true or false", "review")
     parsed = parse_add(body, max_batch=config.cases.max_items,
-                       default_list=config.lists.default, allowed_lists=config.lists.allowed)
+                       default_list=config.lists.default, allowed_lists=config.lists.allowed,
+                       limit_name="[cases] max_items")
     opened = await service.open_case(parsed.items, parsed.dist, _actor(request), review=review)
     return web.json_response(opened.as_json(), status=201,
                              headers={"Cache-Control": "no-store"})

@@ -67,10 +67,16 @@ class MatchRequest:
 
 def parse_add(value: object, *, max_batch: int, default_list: str,
               allowed_lists: tuple[str, ...],
-              groups: Mapping[str, str] | None = None) -> AddRequest:
+              groups: Mapping[str, str] | None = None,
+              limit_name: str = "[limits] max_add_items") -> AddRequest:
     """An add request; ``dist.group`` may be a local group name of ``groups`` (node.toml
-    ``[groups]``), resolved here to its opaque id (SPEC §9.1), or an id itself."""
+    ``[groups]``), resolved here to its opaque id (SPEC §9.1), or an id itself. Beyond
+    ``max_batch`` items the error names the setting behind it (``limit_name``)."""
     fields = Fields(value, "", frozenset({"items", "dist"}))
+    raw = fields.raw("items")
+    if isinstance(raw, list) and len(raw) > max_batch:
+        raise SchemaError(f"at most {max_batch} items a request (this node's {limit_name}), "
+                          f"got {len(raw)}: send them in several requests", "items")
     raw_items = fields.array("items", min_length=1, max_length=max_batch)
     items = []
     for index, raw in enumerate(raw_items):

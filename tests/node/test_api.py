@@ -374,7 +374,10 @@ async def test_add_requests_take_max_add_items_beyond_max_batch(
     assert status["limits"]["max_add_items"] == 2500 and status["limits"]["max_batch"] == 1000
     too_many = await api.post("/v1/records", data=encode_request(entries, prefix, suffix, dist),
                               headers={"Content-Type": "application/json"})
-    assert too_many.status == 400 and (await error_of(too_many))["field"] == "items"
+    refused = await error_of(too_many)
+    assert too_many.status == 400 and refused["field"] == "items"
+    assert "at most 2500 items a request (this node's [limits] max_add_items), got 2501" \
+        in refused["message"]
     added = await api.post("/v1/records", data=encode_request(entries[:2500], prefix, suffix,
                                                               dist),
                            headers={"Content-Type": "application/json"})
