@@ -293,9 +293,9 @@ def _exact(image: Image.Image, transforms: tuple[str, ...] = tuple(EXACT)
     hashing the transformed pixels by 10-20 bits on photos and by 40-100 on textures (grass,
     brick: PDQ's downsampling is not symmetric). Hashing the pixels costs one PDQ each, on a
     reduced copy (``_reduced``), and lands within 0-2 bits at full size. ``hash_image_query``
-    runs them in two parts on ``_TRANSFORM_THREADS`` while it hashes the image itself: an
-    image query's wall time stays within ~1.5x of the image's own hashes (issue 11 allows 2x),
-    for the same CPU.
+    runs them in two parts on ``_TRANSFORM_THREADS`` while it hashes the image itself: the
+    same CPU in less wall time (hashing alone, 1.05-1.4x the image's own hashes from 1,024 px
+    up, ~2x for a 1000x872 photo hashed at full size; ``bench/RESULTS.md``).
     """
     small = _reduced(image)
     found = []
