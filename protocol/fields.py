@@ -63,7 +63,10 @@ class Fields:
     def choice(self, name: str, choices: frozenset[str]) -> str:
         return check_choice(self.raw(name), self.at(name), choices)
 
-    def array(self, name: str, *, min_length: int = 0, max_length: int) -> list[Any]:
+    def array(self, name: str, *, min_length: int = 0, max_length: int,
+              beyond: str = "") -> list[Any]:
+        """The array at ``name``; ``beyond`` ends the message of one over ``max_length``
+        (what sets the limit, what to do)."""
         value = self.raw(name)
         path = self.at(name)
         if not isinstance(value, list):
@@ -72,7 +75,8 @@ class Fields:
             noun = "entry" if min_length == 1 else "entries"
             raise SchemaError(f"needs at least {min_length} {noun}, got {len(value)}", path)
         if len(value) > max_length:
-            raise SchemaError(f"at most {max_length} entries allowed, got {len(value)}", path)
+            raise SchemaError(f"at most {max_length} entries allowed, got {len(value)}{beyond}",
+                              path)
         return value
 
 

@@ -73,11 +73,9 @@ def parse_add(value: object, *, max_batch: int, default_list: str,
     ``[groups]``), resolved here to its opaque id (SPEC §9.1), or an id itself. Beyond
     ``max_batch`` items the error names the setting behind it (``limit_name``)."""
     fields = Fields(value, "", frozenset({"items", "dist"}))
-    raw = fields.raw("items")
-    if isinstance(raw, list) and len(raw) > max_batch:
-        raise SchemaError(f"at most {max_batch} items a request (this node's {limit_name}), "
-                          f"got {len(raw)}: send them in several requests", "items")
-    raw_items = fields.array("items", min_length=1, max_length=max_batch)
+    raw_items = fields.array("items", min_length=1, max_length=max_batch,
+                             beyond=f" (this node's {limit_name}): send them in several "
+                             "requests")
     items = []
     for index, raw in enumerate(raw_items):
         path = f"items[{index}]"

@@ -376,8 +376,8 @@ async def test_add_requests_take_max_add_items_beyond_max_batch(
                               headers={"Content-Type": "application/json"})
     refused = await error_of(too_many)
     assert too_many.status == 400 and refused["field"] == "items"
-    assert "at most 2500 items a request (this node's [limits] max_add_items), got 2501" \
-        in refused["message"]
+    assert refused["message"] == ("items: at most 2500 entries allowed, got 2501 (this node's "
+                                  "[limits] max_add_items): send them in several requests")
     added = await api.post("/v1/records", data=encode_request(entries[:2500], prefix, suffix,
                                                               dist),
                            headers={"Content-Type": "application/json"})
